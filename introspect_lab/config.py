@@ -1,0 +1,75 @@
+"""Package-wide settings read from the environment, in one place.
+
+``INTROSPECT_LAB_FAST=1``
+    Fast mode for automated runs (CI, ``make test``). Notebooks call
+    :func:`fast` to shrink iteration counts and image sizes; nothing else
+    changes, so a notebook under test runs exactly as a student runs it,
+    only shorter.
+``INTROSPECT_LAB_OFFLINE=1``
+    Never try the network; use only cached or bundled files.
+``INTROSPECT_LAB_PROGRESS=0``
+    Hide progress bars.
+``INTROSPECT_LAB_DATA``
+    Where datasets are cached (default ``~/.cache/introspect_lab``).
+    Model weights use the standard torch cache (``$TORCH_HOME``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in _TRUE
+
+
+def is_fast() -> bool:
+    """True when ``INTROSPECT_LAB_FAST`` is set (CI and ``make test``)."""
+    return _flag("INTROSPECT_LAB_FAST")
+
+
+def fast(normal: T, quick: T) -> T:
+    """Return ``quick`` in fast mode and ``normal`` otherwise.
+
+    Notebooks use it for iteration counts and sizes only, e.g.
+    ``steps = fast(200, 5)``.
+    """
+    return quick if is_fast() else normal
+
+
+def is_offline() -> bool:
+    """True when ``INTROSPECT_LAB_OFFLINE`` forbids any network access."""
+    return _flag("INTROSPECT_LAB_OFFLINE")
+
+
+def show_progress() -> bool:
+    """Whether progress bars are shown (``INTROSPECT_LAB_PROGRESS``, default on).
+
+    ``TQDM_DISABLE`` does not reach ``tqdm.auto`` in notebooks, so every
+    progress bar in the package passes ``disable=not show_progress()``.
+    """
+    return _flag("INTROSPECT_LAB_PROGRESS", default=True)
+
+
+def data_dir() -> Path:
+    """The dataset cache folder (``INTROSPECT_LAB_DATA`` or ``~/.cache/introspect_lab``)."""
+    root = os.environ.get("INTROSPECT_LAB_DATA")
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "introspect_lab"
+
+
+def weights_dir() -> Path:
+    """The model-weights cache: torch's standard ``$TORCH_HOME/hub/checkpoints``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"

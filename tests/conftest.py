@@ -1,0 +1,64 @@
+"""Shared fixtures: the real bundled model, sample batches, and a model-unchanged check."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("INTROSPECT_LAB_PROGRESS", "0")
+os.environ.setdefault("INTROSPECT_LAB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+from introspect_lab import load_image, load_model, sample_image  # noqa: E402
+from introspect_lab.hooks import count_hooks  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The bundled EfficientNet-Lite0 (real ImageNet weights), loaded once per session."""
+    return load_model("efficientnet_lite0", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def chelsea(lite0):
+    """skimage's chelsea (a tabby cat) as a normalised [1,3,224,224] batch."""
+    return load_image(sample_image("chelsea"), lite0)
+
+
+@pytest.fixture(scope="session")
+def coffee(lite0):
+    return load_image(sample_image("coffee"), lite0)
+
+
+def model_snapshot(model: torch.nn.Module) -> dict:
+    """Everything a helper must leave as it found it."""
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "training": [m.training for m in model.modules()],
+        "inplace": [getattr(m, "inplace", None) for m in model.modules()],
+        "modules": [type(m).__name__ for m in model.modules()],
+        "hooks": count_hooks(model),
+        "grads": [p.grad is None for p in model.parameters()],
+    }
+
+
+def assert_unchanged(before: dict, model: torch.nn.Module) -> None:
+    after = model_snapshot(model)
+    for key in ("requires_grad", "training", "inplace", "modules", "hooks", "grads"):
+        assert before[key] == after[key], f"model {key} changed"
+    for k, v in before["state"].items():
+        assert torch.equal(v, after["state"][k]), f"parameter/buffer {k} changed"
+
+
+@pytest.fixture
+def unchanged():
+    """Usage: ``check = unchanged(model); ...; check()`` asserts the model is as before."""
+
+    def start(model):
+        before = model_snapshot(model)
+        return lambda: assert_unchanged(before, model)
+
+    return start
