@@ -3,8 +3,9 @@
 One function, :func:`fetch_file`, is used for model weights and datasets
 alike. Its rules:
 
-* A cached file is used only when its SHA-256 matches the expected digest
-  (a full digest, or a prefix as in torchvision's ``name-<8 hex>.pth``).
+* A cached file is used only when its checksum matches the expected digest
+  (SHA-256 or MD5; a full digest, or a prefix as in torchvision's
+  ``name-<8 hex>.pth``).
 * A download goes to ``<name>.part`` beside the target and is renamed into
   place only after its hash checks out, so an interrupted or corrupt
   download never leaves a file that looks complete.
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import config
 
-__all__ = ["DownloadError", "fetch_file", "sha256sum", "hash_matches"]
+__all__ = ["DownloadError", "fetch_file", "file_digest", "sha256sum", "hash_matches"]
 
 CHUNK = 1 << 20
 TIMEOUT_S = 20.0
@@ -40,33 +41,49 @@ class DownloadError(RuntimeError):
     """A file could not be downloaded or failed its hash check."""
 
 
-def sha256sum(path: str | os.PathLike) -> str:
-    """Hex SHA-256 digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+def _parse_checksum(expected: str) -> tuple[str, str]:
+    """``"md5:abc…"``, ``"sha256:abc…"`` or a bare SHA-256 hex (prefix) → (algorithm, hex)."""
+    algo, _, hexdigest = expected.rpartition(":")
+    algo = algo.lower() or "sha256"
+    if algo not in ("sha256", "md5"):
+        raise ValueError(f"Unknown checksum algorithm {algo!r}; use 'sha256:<hex>' or 'md5:<hex>'.")
+    return algo, hexdigest.lower()
+
+
+def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:
+    """Hex digest of a file (``sha256`` or ``md5``), read in 1 MiB chunks."""
+    digest = hashlib.new(algo)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def hash_matches(path: str | os.PathLike, expected: str | None) -> bool:
-    """True if ``path`` exists and its SHA-256 starts with ``expected``.
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex SHA-256 digest of a file."""
+    return file_digest(path, "sha256")
 
-    ``expected=None`` accepts any existing file (used only for files whose
-    publisher gives no digest; the registry records one wherever it can).
+
+def hash_matches(path: str | os.PathLike, expected: str | None) -> bool:
+    """True if ``path`` exists and its digest starts with ``expected``.
+
+    ``expected`` is ``"md5:<hex>"``, ``"sha256:<hex>"`` or a bare SHA-256
+    hex string or prefix (torchvision's file-name convention). ``None``
+    accepts any existing file (only for files whose publisher gives no digest).
     """
     path = Path(path)
     if not path.is_file():
         return False
     if expected is None:
         return True
-    return sha256sum(path).startswith(expected.lower())
+    algo, hexdigest = _parse_checksum(expected)
+    return file_digest(path, algo).startswith(hexdigest)
 
 
 def fetch_file(
     url: str,
     dest: str | os.PathLike,
-    sha256: str | None,
+    checksum: str | None,
     *,
     progress: bool | None = None,
     description: str | None = None,
@@ -79,9 +96,10 @@ def fetch_file(
         Where the file lives (``http://``, ``https://`` or ``file://``).
     dest:
         The cache path. Its folder is created.
-    sha256:
-        Expected SHA-256 hex digest, or a prefix of it (torchvision puts the
-        first 8 hex digits in its file names).
+    checksum:
+        Expected digest: ``"sha256:<hex>"``, ``"md5:<hex>"``, or a bare
+        SHA-256 hex digest or prefix (torchvision puts the first 8 hex
+        digits of the SHA-256 in its file names).
     progress:
         Show a ``tqdm`` bar; default from ``INTROSPECT_LAB_PROGRESS``.
 
@@ -95,9 +113,9 @@ def fetch_file(
     dest = Path(dest)
     name = description or dest.name
     if dest.is_file():
-        if hash_matches(dest, sha256):
+        if hash_matches(dest, checksum):
             return dest
-        stale = f"The cached file {dest} is corrupt (its SHA-256 does not start with {sha256})."
+        stale = f"The cached file {dest} is corrupt (its checksum does not match {checksum})."
         if config.is_offline():
             raise DownloadError(f"{stale} Delete it and fetch again with a network. {PREFETCH_HINT}")
         print(f"{stale} Downloading it again.")
@@ -110,7 +128,8 @@ def fetch_file(
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
+    algo, expected = _parse_checksum(checksum) if checksum else ("sha256", None)
+    digest = hashlib.new(algo)
     try:
         try:
             response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310
@@ -149,9 +168,9 @@ def fetch_file(
                 f"{total} bytes. Nothing was cached; run the same command again."
             )
         got = digest.hexdigest()
-        if sha256 is not None and not got.startswith(sha256.lower()):
+        if expected is not None and not got.startswith(expected):
             raise DownloadError(
-                f"The file downloaded from {url} has SHA-256 {got[:16]}…, expected {sha256}…. "
+                f"The file downloaded from {url} has {algo} {got[:16]}…, expected {expected[:16]}…. "
                 "It was not cached. The server may be serving a different file; try again later."
             )
         os.replace(part, dest)
