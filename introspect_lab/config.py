@@ -7,6 +7,10 @@
     only shorter.
 ``INTROSPECT_LAB_OFFLINE=1``
     Never try the network; use only cached or bundled files.
+``INTROSPECT_LAB_MIRROR=http://host/path``
+    Download weights and datasets from a local mirror (a lab server holding
+    the same file names) instead of their original hosts. Hashes are
+    checked all the same.
 ``INTROSPECT_LAB_PROGRESS=0``
     Hide progress bars.
 ``INTROSPECT_LAB_DATA``
@@ -49,6 +53,11 @@ def fast(normal: T, quick: T) -> T:
 def is_offline() -> bool:
     """True when ``INTROSPECT_LAB_OFFLINE`` forbids any network access."""
     return _flag("INTROSPECT_LAB_OFFLINE")
+
+
+def mirror() -> str | None:
+    """The download mirror from ``INTROSPECT_LAB_MIRROR``, or ``None``."""
+    return os.environ.get("INTROSPECT_LAB_MIRROR") or None
 
 
 def show_progress() -> bool:

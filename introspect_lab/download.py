@@ -133,6 +133,12 @@ def fetch_file(
     try:
         try:
             response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(
+                f"Could not download {name}: {url} answered {exc.code} {exc.reason}. "
+                "The file may have moved; check for a newer introspect-lab, or set "
+                "INTROSPECT_LAB_MIRROR to a server that has it."
+            ) from None
         except (urllib.error.URLError, socket.timeout, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DownloadError(

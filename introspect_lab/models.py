@@ -253,7 +253,11 @@ class ModelSpec:
 
     @property
     def url(self) -> str | None:
-        return None if self.bundled else self.weights().url
+        if self.bundled:
+            return None
+        url = self.weights().url
+        mirror = config.mirror()
+        return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
 
     @property
     def filename(self) -> str | None:

@@ -1,0 +1,136 @@
+"""Command line: ``introspect-lab fetch`` and ``introspect-lab info``.
+
+``fetch`` downloads the classic models' weights and the datasets ahead of
+time (for Binder images and offline labs); ``info`` shows what is cached,
+where, and what a notebook would use offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import config
+from .download import DownloadError
+
+__all__ = ["main"]
+
+DEFAULT_FETCH_MODELS = ["squeezenet1_1", "resnet18", "alexnet"]
+
+
+def _dataset_registry() -> dict:
+    from . import datasets
+
+    return datasets.DATASETS
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from . import datasets, models
+
+    model_names = args.models if args.models is not None else DEFAULT_FETCH_MODELS
+    if args.all:
+        model_names = list(models.MODELS)
+    dataset_names = args.datasets or []
+    if args.all:
+        dataset_names = list(_dataset_registry())
+    for name in model_names:
+        if name not in models.MODELS:
+            raise models.unknown_name_error("model", name, list(models.MODELS))
+    for name in dataset_names:
+        if name not in _dataset_registry():
+            raise models.unknown_name_error("dataset", name, list(_dataset_registry()))
+
+    failures = []
+    for name in model_names:
+        spec = models.MODELS[name]
+        if spec.bundled:
+            print(f"{name}: bundled with the package, nothing to fetch")
+            continue
+        try:
+            path = models.fetch_weights(name)
+            print(f"{name}: ok ({path})")
+        except DownloadError as exc:
+            failures.append(name)
+            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+    for name in dataset_names:
+        try:
+            path = datasets.fetch_dataset(name)
+            print(f"{name}: ok ({path})")
+        except DownloadError as exc:
+            failures.append(name)
+            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+    if failures:
+        print(f"Not fetched: {', '.join(failures)}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import datasets, models
+
+    print(f"introspect-lab {_version()}")
+    print(f"fast mode (INTROSPECT_LAB_FAST): {'on' if config.is_fast() else 'off'}")
+    print(f"offline (INTROSPECT_LAB_OFFLINE): {'on' if config.is_offline() else 'off'}")
+    print(f"weights cache: {config.weights_dir()}")
+    print(f"dataset cache: {config.data_dir()}")
+    print("\nModels:")
+    for name, spec in models.MODELS.items():
+        if spec.bundled:
+            status = "bundled (always available offline)"
+        elif models.is_cached(name, verify=args.verify):
+            status = f"cached{' and verified' if args.verify else ''}: {models.weights_path(name)}"
+        else:
+            status = f"not cached (~{spec.approx_mb} MB; offline, notebooks use {models.BUNDLED_MODEL})"
+        print(f"  {name:<20} {status}")
+    print("\nDatasets:")
+    for name in _dataset_registry():
+        if datasets.is_cached(name):
+            status = f"cached: {datasets.dataset_path(name)}"
+        else:
+            status = "not cached (offline, notebooks use the bundled stand-in pool)"
+        print(f"  {name:<20} {status}")
+    return 0
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="introspect-lab",
+        description="Prefetch models and datasets for offline use, and show what is cached.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="download classic model weights and datasets into the cache")
+    fetch.add_argument(
+        "--models",
+        nargs="*",
+        metavar="NAME",
+        help=f"models to fetch (default: {' '.join(DEFAULT_FETCH_MODELS)}; `--models` alone fetches none)",
+    )
+    fetch.add_argument("--datasets", nargs="*", metavar="NAME", help="datasets to fetch (default: none)")
+    fetch.add_argument("--all", action="store_true", help="every model and every dataset")
+    fetch.set_defaults(func=_cmd_fetch)
+    info = sub.add_parser("info", help="show what is cached and what would be used offline")
+    info.add_argument("--verify", action="store_true", help="also check the hash of every cached file")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``introspect-lab`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, DownloadError) as exc:
+        print(f"introspect-lab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
