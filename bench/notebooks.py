@@ -28,7 +28,9 @@ def run(path: Path, timeout: int = 900) -> dict:
     env = dict(os.environ)
     env.pop("INTROSPECT_LAB_FAST", None)
     os.environ.pop("INTROSPECT_LAB_FAST", None)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     peak = 0
     done = threading.Event()
 
@@ -40,7 +42,9 @@ def run(path: Path, timeout: int = 900) -> dict:
             if pid:
                 try:
                     proc = psutil.Process(pid)
-                    rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+                    rss = proc.memory_info().rss + sum(
+                        c.memory_info().rss for c in proc.children(recursive=True)
+                    )
                     peak = max(peak, rss)
                 except psutil.Error:
                     pass

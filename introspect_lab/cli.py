@@ -19,12 +19,6 @@ __all__ = ["main"]
 DEFAULT_FETCH_MODELS = ["squeezenet1_1", "resnet18", "alexnet"]
 
 
-def _dataset_registry() -> dict:
-    from . import datasets
-
-    return datasets.DATASETS
-
-
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from . import datasets, models
 
@@ -33,13 +27,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         model_names = list(models.MODELS)
     dataset_names = args.datasets or []
     if args.all:
-        dataset_names = list(_dataset_registry())
+        dataset_names = list(datasets.DATASETS)
     for name in model_names:
         if name not in models.MODELS:
             raise models.unknown_name_error("model", name, list(models.MODELS))
     for name in dataset_names:
-        if name not in _dataset_registry():
-            raise models.unknown_name_error("dataset", name, list(_dataset_registry()))
+        if name not in datasets.DATASETS:
+            raise models.unknown_name_error("dataset", name, list(datasets.DATASETS))
 
     failures = []
     for name in model_names:
@@ -84,7 +78,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             status = f"not cached (~{spec.approx_mb} MB; offline, notebooks use {models.BUNDLED_MODEL})"
         print(f"  {name:<20} {status}")
     print("\nDatasets:")
-    for name in _dataset_registry():
+    for name in datasets.DATASETS:
         if datasets.is_cached(name):
             status = f"cached: {datasets.dataset_path(name)}"
         else:
@@ -100,6 +94,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``introspect-lab`` argument parser (sub-commands ``fetch`` and ``info``)."""
     parser = argparse.ArgumentParser(
         prog="introspect-lab",
         description="Prefetch models and datasets for offline use, and show what is cached.",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -139,7 +138,7 @@ def fetch_file(
                 "The file may have moved; check for a newer introspect-lab, or set "
                 "INTROSPECT_LAB_MIRROR to a server that has it."
             ) from None
-        except (urllib.error.URLError, socket.timeout, OSError) as exc:
+        except (TimeoutError, urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DownloadError(
                 f"Could not download {name} from {url} ({reason}). "
@@ -158,7 +157,7 @@ def fetch_file(
                 while True:
                     try:
                         block = response.read(CHUNK)
-                    except (socket.timeout, OSError) as exc:
+                    except (TimeoutError, OSError) as exc:
                         raise DownloadError(
                             f"The download of {name} from {url} was interrupted ({exc}). "
                             "Nothing was cached; run the same command again."

