@@ -1,0 +1,661 @@
+"""Filters, activations and feature space: what a trained network computes, layer by layer.
+
+The tools of the "interpreting weights / visualising activations / feature space" part of
+the lectures (seed 001, HKUST "Topics on CNN": first-layer filters, PCA/t-SNE of FC7;
+seed 003, Landwehr: per-channel activations through depth; seed 004, CSE 891
+"Interpretability": nearest neighbours, dimensionality reduction, activation grids,
+maximally activating patches):
+
+* :func:`first_layer_filters`, :func:`first_conv`, :func:`conv_weights` — the weights
+  themselves;
+* :func:`extract_features` — activations of any named layer for a batch or a pool, in
+  mini-batches with a progress bar; :func:`activation_maps` for one image;
+* :func:`nearest_neighbors` — L2 neighbours ``argmin_i ‖f(x_q) − f(x_i)‖₂``;
+* :func:`embed` — PCA or t-SNE to 2-D (scikit-learn);
+* :func:`receptive_field` (layer arithmetic) and :func:`measure_receptive_field`
+  (gradients) — which input pixels an activation can see;
+* :func:`top_patches` — maximally activating patches (Girshick et al. 2014, as in
+  seed 004): the input regions under the top activations of one channel.
+
+Every function leaves the model as it found it (hooks removed, in-place flags, eval mode
+and ``requires_grad`` restored), also when it raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import config
+from .hooks import capture, frozen
+from .models import get_layer, model_info
+
+__all__ = [
+    "first_conv",
+    "first_layer_filters",
+    "filters_for_display",
+    "conv_weights",
+    "extract_features",
+    "activation_maps",
+    "penultimate_layer",
+    "Neighbors",
+    "nearest_neighbors",
+    "embed",
+    "ReceptiveField",
+    "receptive_field",
+    "measure_receptive_field",
+    "Patch",
+    "top_patches",
+]
+
+
+# ---------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    """The first ``Conv2d`` that reads the RGB image (``in_channels == 3``): ``(name, module)``.
+
+    AlexNet's ``features.0`` (64×3×11×11), ResNet-18's ``conv1`` (64×3×7×7),
+    SqueezeNet 1.1's ``features.0`` (64×3×3×3), the bundled model's ``stem.conv`` (32×3×3×3).
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+            return name, module
+    raise ValueError(
+        f"{type(model).__name__} has no Conv2d with 3 input channels; it does not read RGB images."
+    )
+
+
+def filters_for_display(weight: torch.Tensor) -> np.ndarray:
+    """First-layer filters as RGB tiles ``[N, kh, kw, 3]`` in [0, 1], each filter scaled on its own.
+
+    Tile ``n`` is ``(w_n − min w_n) / (max w_n − min w_n)`` (HKUST lecture, seed 001,
+    "Interpreting weights": each filter is normalised separately so its pattern, not its
+    magnitude, is visible). A constant filter becomes mid-grey.
+    """
+    w = torch.as_tensor(weight).detach().float().cpu()
+    if w.dim() != 4 or w.shape[1] != 3:
+        raise ValueError(
+            f"RGB filter tiles need a weight of shape [N, 3, kh, kw]; got {tuple(w.shape)}. "
+            "For deeper layers use conv_weights() and show each input channel in grayscale."
+        )
+    flat = w.flatten(1)
+    lo = flat.min(1).values.view(-1, 1, 1, 1)
+    hi = flat.max(1).values.view(-1, 1, 1, 1)
+    span = hi - lo
+    out = torch.where(span > 0, (w - lo) / span.clamp_min(1e-12), torch.full_like(w, 0.5))
+    return out.permute(0, 2, 3, 1).numpy()
+
+
+def conv_weights(model: nn.Module, layer: str) -> torch.Tensor:
+    """The weight ``[C_out, C_in/groups, kh, kw]`` of a named convolution (or of the first conv inside ``layer``).
+
+    Deeper filters act on the previous layer's channels, not on colours, so they are
+    shown one input channel at a time in grayscale (seed 001: only first-layer filters
+    can be read as images).
+    """
+    module = get_layer(model, layer)
+    if not isinstance(module, nn.Conv2d):
+        convs = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ValueError(f"Layer {layer!r} ({type(module).__name__}) contains no Conv2d.")
+        module = convs[0][1]
+    return module.weight.detach().clone()
+
+
+def first_layer_filters(
+    names: Sequence[str] = ("alexnet", "resnet18", "squeezenet1_1", "efficientnet_lite0"),
+    verbose: bool = True,
+) -> dict[str, torch.Tensor]:
+    """First-layer filter banks ``{model name: weight [N, 3, k, k]}`` of the models that can be had.
+
+    A classic model is used when its weights are cached (``models.is_cached``) or, when
+    ``INTROSPECT_LAB_OFFLINE`` is not set, downloadable. After the first failed download
+    no other download is tried (no network means none will work). Skipped models are
+    printed with the reason, never dropped silently. The bundled model is always there.
+    """
+    from .models import MODELS, WeightsUnavailableError, is_cached, load_model
+
+    out: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    network_failed = False
+    for name in names:
+        if name not in MODELS:
+            from .models import unknown_name_error
+
+            raise unknown_name_error("model", name, list(MODELS))
+        if not is_cached(name):
+            if config.is_offline():
+                skipped.append(f"{name} (weights not cached; INTROSPECT_LAB_OFFLINE is set)")
+                continue
+            if network_failed:
+                skipped.append(f"{name} (weights not cached; no network)")
+                continue
+        try:
+            model = load_model(name, verbose=False)
+        except WeightsUnavailableError:
+            network_failed = True
+            skipped.append(f"{name} (weights not cached; the download failed)")
+            continue
+        _, conv = first_conv(model)
+        out[name] = conv.weight.detach().clone()
+        del model
+    if verbose:
+        shown = ", ".join(f"{n} {'×'.join(map(str, w.shape))}" for n, w in out.items())
+        print(f"First-layer filters shown: {shown}.")
+        if skipped:
+            print(
+                f"Skipped: {'; '.join(skipped)}. Fetch them with `introspect-lab fetch` on a networked machine."
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------
+
+PENULTIMATE = {
+    "efficientnet_lite0": "flatten",
+    "resnet18": "avgpool",
+    "alexnet": "classifier.5",
+    "vgg16": "classifier.4",
+    "vgg19": "classifier.4",
+    "squeezenet1_1": "features.12",
+}
+
+
+def penultimate_layer(model: nn.Module) -> str:
+    """Name of the layer whose output is the image descriptor before the classifier (``FC7`` in AlexNet terms).
+
+    ``flatten`` (1280-d) for the bundled model, ``avgpool`` for ResNet-18, ``classifier.5``
+    (fc7 after ReLU) for AlexNet, ``classifier.4`` for VGG, ``features.12`` for SqueezeNet
+    (average it spatially with ``reduce="mean"``).
+    """
+    name = model_info(model).name
+    if name not in PENULTIMATE:
+        raise ValueError(
+            f"No known penultimate layer for {name}; pass layer=... explicitly (see list_layers(model))."
+        )
+    return PENULTIMATE[name]
+
+
+def _check_batch(x: torch.Tensor, what: str = "images") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{what} must be a tensor [N, 3, H, W] (e.g. load_image(...) or pool.batch(model)) "
+            f"or an ImagePool, got {type(x).__name__}."
+        )
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{what} must have shape [N, 3, H, W]; got {tuple(x.shape)}.")
+
+
+def _batches(
+    model: nn.Module, images, layer: str, batch_size: int, progress: bool | None, desc: str
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start index, activations of layer)`` per mini-batch, forward truncated at ``layer``."""
+    from .datasets import ImagePool
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if isinstance(images, ImagePool):
+        n = len(images)
+
+        def get(a: int, b: int) -> torch.Tensor:
+            return images.batch(model, slice(a, b))
+    else:
+        _check_batch(images)
+        n = images.shape[0]
+
+        def get(a: int, b: int) -> torch.Tensor:
+            return images[a:b]
+
+    get_layer(model, layer)  # unknown names fail here, before any work
+    device = next(model.parameters()).device
+    show = config.show_progress() if progress is None else progress
+    with frozen(model), torch.no_grad(), capture(model, layer, stop=True) as cap:
+        for start in tqdm(range(0, n, batch_size), desc=desc, disable=not show or n <= batch_size):
+            cap.run(get(start, start + batch_size).to(device))
+            yield start, cap.activations[layer]
+
+
+def _reduce(act: torch.Tensor, reduce: str | None) -> torch.Tensor:
+    if reduce is None:
+        return act
+    if reduce == "flatten":
+        return act.flatten(1)
+    if act.dim() < 3:
+        return act
+    if reduce == "mean":
+        return act.flatten(2).mean(2)
+    if reduce == "max":
+        return act.flatten(2).amax(2)
+    raise ValueError(f"reduce must be None, 'flatten', 'mean' or 'max', got {reduce!r}.")
+
+
+def extract_features(
+    model: nn.Module,
+    images,
+    layer: str | None = None,
+    *,
+    batch_size: int = 32,
+    reduce: str | None = None,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """Activations of ``layer`` for every image: ``[N, ...]`` (``[N, C, H, W]`` for a conv layer).
+
+    Parameters
+    ----------
+    images:
+        A normalised batch ``[N, 3, H, W]`` or an :class:`~introspect_lab.datasets.ImagePool`
+        (normalised for ``model`` batch by batch).
+    layer:
+        Any name from ``list_layers(model)``; default :func:`penultimate_layer` (the
+        "FC7" descriptor that seed 001 embeds with t-SNE).
+    batch_size:
+        Images per forward pass. The result does not depend on it (eval mode: BatchNorm
+        uses its running statistics).
+    reduce:
+        ``None`` (keep the shape), ``"flatten"`` (``[N, C·H·W]``), ``"mean"`` / ``"max"``
+        (spatial average / max → ``[N, C]``).
+
+    The forward pass stops after ``layer``; no gradients are kept.
+    """
+    layer = layer or penultimate_layer(model)
+    if reduce not in (None, "flatten", "mean", "max"):
+        raise ValueError(f"reduce must be None, 'flatten', 'mean' or 'max', got {reduce!r}.")
+    with closing(_batches(model, images, layer, batch_size, progress, f"Features at {layer}")) as batches:
+        parts = [_reduce(act, reduce).cpu().clone() for _, act in batches]
+    if not parts:
+        raise ValueError("No images to extract features from (the batch is empty).")
+    return torch.cat(parts, 0)
+
+
+def activation_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """The feature maps ``[C, H, W]`` of one image at a conv layer (seed 004, "Visualizing activations").
+
+    ``x`` is a normalised ``[1, 3, H, W]`` image. E.g. AlexNet conv5 gives 128×13×13 in the
+    lecture; the bundled model's ``blocks.4`` gives 40×(H/8)×(W/8).
+    """
+    _check_batch(x, "x")
+    if x.shape[0] != 1:
+        raise ValueError(f"activation_maps() takes one image [1, 3, H, W]; got a batch of {x.shape[0]}.")
+    act = extract_features(model, x, layer, progress=False)[0]
+    if act.dim() != 3:
+        raise ValueError(
+            f"Layer {layer!r} outputs shape {tuple(act.shape)}, not C×H×W feature maps; pick a conv layer."
+        )
+    return act
+
+
+# ---------------------------------------------------------------------------
+# Nearest neighbours and embeddings
+# ---------------------------------------------------------------------------
+
+
+class Neighbors(NamedTuple):
+    """``indices[q]`` and ``distances[q]`` of the ``k`` nearest items to query ``q``, closest first."""
+
+    indices: torch.Tensor
+    distances: torch.Tensor
+
+
+def nearest_neighbors(features: torch.Tensor, queries, k: int = 5) -> Neighbors:
+    """The ``k`` nearest neighbours in L2 distance, ``d(a, b) = ‖a − b‖₂`` on flattened vectors.
+
+    Seed 004 ("Nearest neighbours"): compare images by their features at a layer instead of
+    their pixels. ``features`` is ``[N, ...]``. ``queries`` is an index or a list of indices
+    into ``features`` (each query is then excluded from its own neighbours) or a tensor
+    ``[Q, ...]`` of outside queries. Pixel-space neighbours: pass the images themselves.
+    Ties are broken by the lower index.
+    """
+    feats = torch.as_tensor(features).detach().float().flatten(1)
+    n = feats.shape[0]
+    exclude = None
+    if isinstance(queries, (int, np.integer)) and not isinstance(queries, bool):
+        queries = [int(queries)]
+    if isinstance(queries, (list, tuple, range, np.ndarray)):
+        idx = [int(i) for i in queries]
+        bad = [i for i in idx if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"Query indices {bad} are out of range for {n} items.")
+        exclude = torch.tensor(idx)
+        q = feats[exclude]
+    elif isinstance(queries, torch.Tensor):
+        q = (
+            queries.detach().float().reshape(queries.shape[0], -1)
+            if queries.dim() > 1
+            else queries.view(1, -1)
+        )
+        if q.shape[1] != feats.shape[1]:
+            raise ValueError(f"Queries have {q.shape[1]} values each, the features {feats.shape[1]}.")
+    else:
+        raise TypeError(
+            f"queries must be an index, a list of indices or a tensor, got {type(queries).__name__}."
+        )
+    avail = n - (1 if exclude is not None else 0)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= avail:
+        raise ValueError(f"k must be an integer in 1..{avail}, got {k!r}.")
+    dist = torch.cdist(q.double(), feats.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    if exclude is not None:
+        dist[torch.arange(len(exclude)), exclude] = float("inf")
+    # Stable sort: equal distances keep index order.
+    order = torch.sort(dist, dim=1, stable=True).indices[:, :k]
+    return Neighbors(order, dist.gather(1, order).float())
+
+
+def embed(
+    features: torch.Tensor,
+    method: str = "pca",
+    *,
+    n_components: int = 2,
+    perplexity: float = 30.0,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Project features to ``n_components`` dimensions with PCA or t-SNE (scikit-learn): ``[N, n_components]``.
+
+    PCA keeps the directions of largest variance (a linear map). t-SNE (van der Maaten &
+    Hinton 2008) keeps neighbourhoods: it matches the pairwise similarities
+    ``p_ij ∝ exp(−‖x_i − x_j‖² / 2σ_i²)`` with a heavy-tailed ``q_ij ∝ (1 + ‖y_i − y_j‖²)⁻¹``
+    in 2-D, the FC7 maps of seed 001. As is standard, t-SNE runs on the first 50 PCA
+    components. ``perplexity`` (≈ effective neighbours) must be below the number of points.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = torch.as_tensor(features).detach().double().flatten(1).cpu().numpy()
+    n = x.shape[0]
+    if method not in ("pca", "tsne"):
+        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}.")
+    if n < 3:
+        raise ValueError(f"Need at least 3 points to embed, got {n}.")
+    if method == "pca":
+        return PCA(n_components=n_components, random_state=random_state).fit_transform(x)
+    if not 0 < perplexity < n:
+        raise ValueError(
+            f"perplexity must be in (0, {n}) for {n} points, got {perplexity}; try {max(2, n // 4)}."
+        )
+    x = PCA(n_components=min(50, n, x.shape[1]), random_state=random_state).fit_transform(x)
+    tsne = TSNE(n_components=n_components, perplexity=perplexity, init="pca", random_state=random_state)
+    return tsne.fit_transform(x)
+
+
+# ---------------------------------------------------------------------------
+# Receptive fields
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of one unit of a layer, per axis ``(height, width)``.
+
+    ``size`` r, ``jump`` j (input pixels between neighbouring units) and ``start`` (input
+    coordinate of the centre of unit 0) follow the recursion of Araujo, Norris & Sim,
+    "Computing Receptive Fields of Convolutional Neural Networks" (Distill 2019)::
+
+        r_l = r_{l−1} + (k_l − 1)·j_{l−1}
+        j_l = j_{l−1}·s_l
+        start_l = start_{l−1} + ((k_l − 1)/2 − p_l)·j_{l−1}
+
+    with ``k`` the effective kernel ``d(k − 1) + 1`` for dilation ``d``. Unit ``(i, j)``
+    sees the input box centred at ``start + (i, j)·jump`` of side ``size``.
+    ``global_`` is True after a global pooling or a linear layer (the whole image).
+    """
+
+    layer: str
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    global_: bool = False
+
+    def box(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """Input box ``(top, left, bottom, right)`` of unit ``(i, j)``, end-exclusive, clipped to the image."""
+        if self.global_:
+            return (0, 0, self.input_size[0], self.input_size[1])
+        out = []
+        for axis, pos in enumerate((i, j)):
+            centre = self.start[axis] + pos * self.jump[axis]
+            lo = int(np.ceil(centre - (self.size[axis] - 1) / 2))
+            hi = int(np.floor(centre + (self.size[axis] - 1) / 2)) + 1
+            out.append((max(lo, 0), min(hi, self.input_size[axis])))
+        (top, bottom), (left, right) = out
+        return (top, left, bottom, right)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+_SKIP_BRANCHES = ("downsample", "shortcut")
+
+
+def receptive_field(
+    model: nn.Module, layer: str, input_size: int | tuple[int, int] | None = None
+) -> ReceptiveField:
+    """Receptive field of ``layer`` from the layer arithmetic (kernel, stride, padding, dilation).
+
+    The convolutions and poolings that run before ``layer``'s output, in call order, are
+    composed with the recursion in :class:`ReceptiveField`. Parallel branches are handled
+    for the architectures of this package: identity skips (EfficientNet, ResNet) add
+    nothing, stride-1 branches of equal output (SqueezeNet's fire modules) give the larger
+    kernel, and ResNet's 1×1 ``downsample`` shortcuts are skipped (their field is inside
+    the main path's). Check any other architecture with :func:`measure_receptive_field`.
+    """
+    size = input_size or model_info(model).input_size
+    hw = _pair(size)
+    target = get_layer(model, layer)
+    calls: list[tuple[str, nn.Module]] = []
+    out_shape: list[tuple[int, ...]] = []
+    handles = []
+
+    def record(name):
+        def hook(module, inputs, output):
+            calls.append((name, module))
+
+        return hook
+
+    def stop_hook(module, inputs, output):
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        out_shape.append(tuple(out.shape))
+        raise _Stop
+
+    device = next(model.parameters()).device
+    try:
+        for name, module in model.named_modules():
+            if len(list(module.children())) == 0:
+                handles.append(module.register_forward_hook(record(name)))
+        handles.append(target.register_forward_hook(stop_hook))
+        with frozen(model), torch.no_grad():
+            try:
+                model(torch.zeros(1, 3, *hw, device=device))
+            except _Stop:
+                pass
+    finally:
+        for h in handles:
+            h.remove()
+    if not out_shape:
+        raise ValueError(f"Layer {layer!r} did not run in the forward pass.")
+    r, j, start, glob = [1, 1], [1, 1], [0.0, 0.0], False
+    for name, module in calls:
+        if any(part in _SKIP_BRANCHES for part in name.split(".")):
+            continue
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+            d = _pair(getattr(module, "dilation", 1))
+            pad = module.padding
+            if isinstance(pad, str):
+                pad = tuple((d[a] * (k[a] - 1)) // 2 if pad == "same" else 0 for a in range(2))
+            p = _pair(pad)
+            for a in range(2):
+                keff = d[a] * (k[a] - 1) + 1
+                start[a] += ((keff - 1) / 2 - p[a]) * j[a]
+                r[a] += (keff - 1) * j[a]
+                j[a] *= s[a]
+        elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear)):
+            glob = True
+    shape = out_shape[0]
+    out_hw = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
+    if len(shape) != 4:
+        glob = True
+    return ReceptiveField(layer, (r[0], r[1]), (j[0], j[1]), (start[0], start[1]), hw, out_hw, glob)
+
+
+def measure_receptive_field(
+    model: nn.Module,
+    layer: str,
+    position: tuple[int, int] | None = None,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    channel: int | None = None,
+    x: torch.Tensor | None = None,
+    seed: int = 0,
+) -> tuple[tuple[int, int, int, int], torch.Tensor]:
+    """Receptive field measured with gradients: the box of pixels with ``∂h/∂x ≠ 0``.
+
+    ``h`` is the activation of ``layer`` at ``position`` (default: the centre unit),
+    summed over channels (or one ``channel``), for input ``x`` (default: standard normal
+    noise, seeded). Returns ``((top, left, bottom, right), mask)`` with ``mask[H, W]`` True
+    where some colour channel of the gradient is non-zero. Dead or saturated units can
+    only shrink the measured box, so on a random input it matches :func:`receptive_field`.
+    """
+    hw = _pair(input_size or model_info(model).input_size)
+    device = next(model.parameters()).device
+    if x is None:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(1, 3, *hw, generator=gen)
+    _check_batch(x, "x")
+    x = x[:1].detach().clone().to(device).requires_grad_(True)
+    with frozen(model), capture(model, layer, detach=False, stop=True) as cap:
+        cap.run(x)
+        act = cap.activations[layer]
+        if act.dim() != 4:
+            raise ValueError(f"Layer {layer!r} outputs shape {tuple(act.shape)}; pick a conv layer.")
+        i, j = position if position is not None else (act.shape[2] // 2, act.shape[3] // 2)
+        if not (0 <= i < act.shape[2] and 0 <= j < act.shape[3]):
+            raise ValueError(
+                f"position {(i, j)} is outside the {act.shape[2]}×{act.shape[3]} map of {layer!r}."
+            )
+        h = act[0, :, i, j].sum() if channel is None else act[0, channel, i, j]
+        (grad,) = torch.autograd.grad(h, x)
+    mask = (grad[0] != 0).any(0).cpu()
+    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+    if len(rows) == 0:
+        return (0, 0, 0, 0), mask
+    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1), mask
+
+
+# ---------------------------------------------------------------------------
+# Maximally activating patches
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Patch:
+    """One maximally activating patch: image ``index`` in the pool, the unit ``position``
+    ``(i, j)`` in the feature map, its ``value``, the input ``box`` ``(top, left, bottom,
+    right)`` (end-exclusive) and the ``crop`` of the image there (H×W×3 in [0, 1])."""
+
+    index: int
+    channel: int
+    position: tuple[int, int]
+    value: float
+    box: tuple[int, int, int, int]
+    crop: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"Patch(image {self.index}, channel {self.channel}, at {self.position}, value {self.value:.3g}, box {self.box})"
+
+
+def top_patches(
+    model: nn.Module,
+    images,
+    layer: str,
+    channels: int | Sequence[int],
+    *,
+    k: int = 9,
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> list[Patch] | dict[int, list[Patch]]:
+    """Maximally activating patches of one channel (or several) of ``layer`` over a pool of images.
+
+    Seed 004, "Maximally activating patches" (after Girshick et al. 2014, Springenberg et
+    al. 2015): run every image, record channel ``c``'s map ``A_c``, take the strongest unit
+    of each image, ``(i*, j*) = argmax A_c``, keep the ``k`` images with the largest values,
+    and crop the input under that unit's receptive field, computed from the layer
+    arithmetic (:func:`receptive_field`; the tests check it against gradients). One patch
+    per image, strongest first.
+
+    ``images`` is a normalised batch ``[N, 3, H, W]`` or an ImagePool. Returns a list of
+    :class:`Patch` for an int ``channels``, else ``{channel: [Patch, ...]}``.
+    """
+    from .datasets import ImagePool
+
+    single = isinstance(channels, (int, np.integer)) and not isinstance(channels, bool)
+    chans = [int(channels)] if single else [int(c) for c in channels]
+    if not chans:
+        raise ValueError("Give at least one channel.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    best_val: list[torch.Tensor] = []
+    best_pos: list[torch.Tensor] = []
+    shape: list[int] = []
+
+    def _collect(act: torch.Tensor) -> None:
+        if act.dim() != 4:
+            raise ValueError(f"Layer {layer!r} outputs shape {tuple(act.shape)}; pick a conv layer.")
+        bad = [c for c in chans if not 0 <= c < act.shape[1]]
+        if bad:
+            raise ValueError(f"Channels {bad} do not exist: {layer!r} has channels 0..{act.shape[1] - 1}.")
+        val, arg = act[:, chans].flatten(2).max(2)  # per image: strongest unit of each channel
+        best_val.append(val.cpu())
+        best_pos.append(arg.cpu())
+        shape[:] = act.shape
+
+    with closing(_batches(model, images, layer, batch_size, progress, f"Patches at {layer}")) as batches:
+        for _, act in batches:
+            _collect(act)
+    values, positions = torch.cat(best_val), torch.cat(best_pos)
+    width = shape[-1]
+    n = values.shape[0]
+    if k > n:
+        raise ValueError(f"k={k} is more than the {n} images in the pool.")
+    if isinstance(images, ImagePool):
+        size = (images.size, images.size)
+
+        def crop(idx: int, box) -> np.ndarray:
+            t, left, b, r = box
+            return images.float01([idx])[0, :, t:b, left:r].permute(1, 2, 0).numpy()
+    else:
+        size = (images.shape[2], images.shape[3])
+
+        def crop(idx: int, box) -> np.ndarray:
+            from .images import to_display
+
+            t, left, b, r = box
+            return to_display(images[idx : idx + 1, :, t:b, left:r], model)
+
+    rf = receptive_field(model, layer, size)
+    result: dict[int, list[Patch]] = {}
+    for ci, c in enumerate(chans):
+        order = torch.sort(values[:, ci], descending=True, stable=True).indices[:k]
+        patches = []
+        for idx in order.tolist():
+            pos = divmod(int(positions[idx, ci]), width)
+            box = rf.box(*pos)
+            patches.append(Patch(idx, c, pos, float(values[idx, ci]), box, crop(idx, box)))
+        result[c] = patches
+    return result[chans[0]] if single else result
