@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Set everything up and open JupyterLab on the welcome notebook.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: install
-	cd notebooks && ../$(BIN)/jupyter lab 00_welcome.ipynb
+	cd notebooks && ../$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) 00_welcome.ipynb
 
 ## Set everything up and run the whole suite offline: lint, unit tests, every notebook (fast mode).
 test: install
