@@ -14,10 +14,10 @@ import pytest
 import introspect_lab
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
 def test_notebook_is_stored_without_outputs(path):
     nb = json.loads(path.read_text())
     for i, cell in enumerate(nb["cells"]):
@@ -29,7 +29,7 @@ def test_notebook_is_stored_without_outputs(path):
 
 def test_notebooks_are_listed_in_readme():
     readme = (ROOT / "README.md").read_text()
-    for path in NOTEBOOKS:
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
         assert path.name in readme, f"{path.name} is missing from the README's notebook table"
 
 
