@@ -52,6 +52,8 @@ __all__ = [
     "receptive_field",
     "measure_receptive_field",
     "Patch",
+    "ChannelMaxima",
+    "channel_maxima",
     "top_patches",
 ]
 
@@ -580,6 +582,42 @@ class Patch:
         return f"Patch(image {self.index}, channel {self.channel}, at {self.position}, value {self.value:.3g}, box {self.box})"
 
 
+class ChannelMaxima(NamedTuple):
+    """Per image and channel, the strongest unit of a layer: ``values[n, c]`` and its ``positions[n, c]`` ``(i, j)``."""
+
+    layer: str
+    values: torch.Tensor  # [N, C]
+    positions: torch.Tensor  # [N, C, 2]
+    map_size: tuple[int, int]
+
+
+def channel_maxima(
+    model: nn.Module, images, layer: str, *, batch_size: int = 32, progress: bool | None = None
+) -> ChannelMaxima:
+    """One pass over the pool: ``max_{i,j} A_c(i, j)`` and its argmax for every image and channel of ``layer``.
+
+    The statistic behind :func:`top_patches`; compute it once and pass it as ``maxima=`` to
+    look at many channels of the same layer without running the pool again.
+    """
+    vals: list[torch.Tensor] = []
+    args: list[torch.Tensor] = []
+    shape: list[int] = []
+    with closing(_batches(model, images, layer, batch_size, progress, f"Maxima at {layer}")) as batches:
+        for _, act in batches:
+            if act.dim() != 4:
+                raise ValueError(f"Layer {layer!r} outputs shape {tuple(act.shape)}; pick a conv layer.")
+            val, arg = act.flatten(2).max(2)  # per image and channel: the strongest unit
+            vals.append(val.cpu())
+            args.append(arg.cpu())
+            shape[:] = act.shape
+    if not vals:
+        raise ValueError("No images in the pool.")
+    arg = torch.cat(args)
+    width = shape[3]
+    positions = torch.stack([arg // width, arg % width], dim=-1)
+    return ChannelMaxima(layer, torch.cat(vals), positions, (shape[2], shape[3]))
+
+
 def top_patches(
     model: nn.Module,
     images,
@@ -589,6 +627,7 @@ def top_patches(
     k: int = 9,
     batch_size: int = 32,
     progress: bool | None = None,
+    maxima: ChannelMaxima | None = None,
 ) -> list[Patch] | dict[int, list[Patch]]:
     """Maximally activating patches of one channel (or several) of ``layer`` over a pool of images.
 
@@ -599,7 +638,8 @@ def top_patches(
     arithmetic (:func:`receptive_field`; the tests check it against gradients). One patch
     per image, strongest first.
 
-    ``images`` is a normalised batch ``[N, 3, H, W]`` or an ImagePool. Returns a list of
+    ``images`` is a normalised batch ``[N, 3, H, W]`` or an ImagePool. ``maxima`` reuses a
+    :func:`channel_maxima` pass over the same images and layer. Returns a list of
     :class:`Patch` for an int ``channels``, else ``{channel: [Patch, ...]}``.
     """
     from .datasets import ImagePool
@@ -610,27 +650,15 @@ def top_patches(
         raise ValueError("Give at least one channel.")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
-    best_val: list[torch.Tensor] = []
-    best_pos: list[torch.Tensor] = []
-    shape: list[int] = []
-
-    def _collect(act: torch.Tensor) -> None:
-        if act.dim() != 4:
-            raise ValueError(f"Layer {layer!r} outputs shape {tuple(act.shape)}; pick a conv layer.")
-        bad = [c for c in chans if not 0 <= c < act.shape[1]]
-        if bad:
-            raise ValueError(f"Channels {bad} do not exist: {layer!r} has channels 0..{act.shape[1] - 1}.")
-        val, arg = act[:, chans].flatten(2).max(2)  # per image: strongest unit of each channel
-        best_val.append(val.cpu())
-        best_pos.append(arg.cpu())
-        shape[:] = act.shape
-
-    with closing(_batches(model, images, layer, batch_size, progress, f"Patches at {layer}")) as batches:
-        for _, act in batches:
-            _collect(act)
-    values, positions = torch.cat(best_val), torch.cat(best_pos)
-    width = shape[-1]
-    n = values.shape[0]
+    get_layer(model, layer)
+    if maxima is None:
+        maxima = channel_maxima(model, images, layer, batch_size=batch_size, progress=progress)
+    elif maxima.layer != layer:
+        raise ValueError(f"maxima were computed for {maxima.layer!r}, not {layer!r}.")
+    n, n_channels = maxima.values.shape
+    bad = [c for c in chans if not 0 <= c < n_channels]
+    if bad:
+        raise ValueError(f"Channels {bad} do not exist: {layer!r} has channels 0..{n_channels - 1}.")
     if k > n:
         raise ValueError(f"k={k} is more than the {n} images in the pool.")
     if isinstance(images, ImagePool):
@@ -650,12 +678,12 @@ def top_patches(
 
     rf = receptive_field(model, layer, size)
     result: dict[int, list[Patch]] = {}
-    for ci, c in enumerate(chans):
-        order = torch.sort(values[:, ci], descending=True, stable=True).indices[:k]
+    for c in chans:
+        order = torch.sort(maxima.values[:, c], descending=True, stable=True).indices[:k]
         patches = []
         for idx in order.tolist():
-            pos = divmod(int(positions[idx, ci]), width)
+            pos = (int(maxima.positions[idx, c, 0]), int(maxima.positions[idx, c, 1]))
             box = rf.box(*pos)
-            patches.append(Patch(idx, c, pos, float(values[idx, ci]), box, crop(idx, box)))
+            patches.append(Patch(idx, c, pos, float(maxima.values[idx, c]), box, crop(idx, box)))
         result[c] = patches
     return result[chans[0]] if single else result

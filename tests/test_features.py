@@ -327,3 +327,85 @@ def test_first_layer_filters_stops_trying_after_one_failed_download(capsys, monk
     assert list(banks) == ["efficientnet_lite0"]
     assert calls == ["alexnet"]
     assert "no network" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Figures and widgets (headless)
+# ---------------------------------------------------------------------------
+
+
+def test_channel_maxima_are_reused_by_top_patches(lite0, photos):
+    maxima = F.channel_maxima(lite0, photos, "blocks.3", batch_size=4)
+    acts = F.extract_features(lite0, photos, "blocks.3")
+    assert torch.allclose(maxima.values, acts.flatten(2).amax(2))
+    i, j = maxima.positions[2, 5].tolist()
+    assert float(acts[2, 5, i, j]) == float(maxima.values[2, 5])
+    again = F.top_patches(lite0, photos, "blocks.3", [5, 9], k=3, maxima=maxima)
+    direct = F.top_patches(lite0, photos, "blocks.3", [5, 9], k=3)
+    for c in (5, 9):
+        assert [(p.index, p.position, p.box) for p in again[c]] == [
+            (p.index, p.position, p.box) for p in direct[c]
+        ]
+    with pytest.raises(ValueError, match="computed for 'blocks.3'"):
+        F.top_patches(lite0, photos, "blocks.4", 5, maxima=maxima)
+
+
+def test_figures(lite0, photos):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from introspect_lab import plotting as P
+
+    fig = P.plot_filter_banks({"a": lite0.stem.conv.weight, "b": torch.randn(5, 3, 7, 7)}, ncols=8)
+    assert sum(len(ax.images) for ax in fig.axes) == 32 + 5
+    fig = P.plot_filter_channels(torch.randn(4, 6, 3, 3), filters=range(3), channels=range(5))
+    assert len(fig.axes) == 15
+    maps = F.activation_maps(lite0, photos[:1], "blocks.3")
+    fig = P.plot_activation_grid(maps, ncols=10, highlight=3)
+    assert sum(len(ax.images) for ax in fig.axes) == 40
+    # stem: cell i is centred on pixel 2i, so the map spans -1 .. 2·63 + 1 in imshow coordinates
+    assert P.map_extent(lite0, "stem", (128, 128), (64, 64)) == (-1.0, 127.0, 127.0, -1.0)
+    fig = P.plot_activation_overlay(photos[:1], maps[3], model=lite0, layer="blocks.3")
+    assert len(fig.axes) == 3
+    coords = np.random.default_rng(0).normal(size=(6, 2))
+    thumbs = photos.permute(0, 2, 3, 1).clamp(0, 1).numpy()
+    fig = P.plot_thumbnail_scatter(coords, thumbs, [0, 0, 1, 1, 2, 2], ["x", "y", "z"], max_thumbs=4)
+    assert len(fig.axes[0].artists) == 4
+    fig = P.plot_neighbors(
+        thumbs, [0, 1], {"features": [[2, 3], [4, 5]], "pixels": [[1, 2], [0, 3]]}, labels="aabbcc"
+    )
+    assert sum(len(ax.images) for ax in fig.axes) == 2 * 5
+    patches = F.top_patches(lite0, photos, "blocks.3", [1, 2], k=3)
+    fig = P.plot_patches(patches)
+    assert sum(len(ax.images) for ax in fig.axes) == 6
+    plt.close("all")
+
+
+def test_widgets_run_headless_and_leave_the_model_alone(lite0, tmp_path, monkeypatch, unchanged):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from introspect_lab.datasets import offline_pool
+    from introspect_lab.widgets import activation_explorer, default_layers, patch_explorer
+
+    assert (
+        default_layers(lite0)[:3] == ["stem", "blocks.0", "blocks.1"] and default_layers(lite0)[-1] == "head"
+    )
+    check = unchanged(lite0)
+    box = activation_explorer(lite0, photos=["chelsea", "coffee"], layers=["stem", "blocks.3"], size=64)
+    photo_w, layer_w, channel_w = box.children[0].children
+    assert channel_w.max == 39  # blocks.3 is the default here: 40 channels
+    channel_w.value = 39
+    layer_w.value = "stem"
+    assert channel_w.max == 31 and channel_w.value == 31
+    photo_w.value = "coffee"
+    monkeypatch.setenv("INTROSPECT_LAB_DATA", str(tmp_path))
+    pool = offline_pool(per_class=1, size=48)
+    box = patch_explorer(lite0, pool, layers=["blocks.1", "blocks.3"], k=4)
+    layer_w, channel_w = box.children[0].children
+    channel_w.value = 20
+    layer_w.value = "blocks.1"
+    assert channel_w.max == 23
+    check()
