@@ -1,0 +1,259 @@
+"""Image priors for synthesis: penalty terms, Yosinski's step operations, and random transforms.
+
+Three kinds, all used by :func:`introspect_lab.synthesis.synthesize`:
+
+* **Penalties** are objective terms on the image ``I`` (normalised model
+  space) and compose with the others: :func:`l2` (``‖I‖²``, seed 001),
+  :func:`alpha_norm` (``Σ|I|^α``, Mahendran & Vedaldi 2015 / seed 002) and
+  :func:`tv` (``R_{V^β}``, seed 001). They are penalties, so subtract them:
+  ``class_score(m, c) - 1e-3 * l2()``.
+* **Step operations** act on the image (or its gradient) between steps:
+  :class:`GaussianBlur`, :class:`ClipSmallPixels`, :class:`ClipSmallGradients`
+  — the lecture's "(1) Gaussian blur image, (2) clip pixels with small
+  values to 0, (3) clip pixels with small gradients to 0" (seed 001;
+  Yosinski et al. 2015).
+* **Transforms** are applied to a copy of the image before the model sees it
+  each step, differentiably: :class:`Jitter`, :class:`RandomScale`,
+  :class:`RandomRotate`, :class:`Pad` (Lucent's transformation robustness).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .objectives import INPUT, Objective
+
+__all__ = [
+    "l2",
+    "alpha_norm",
+    "tv",
+    "total_variation",
+    "GaussianBlur",
+    "ClipSmallPixels",
+    "ClipSmallGradients",
+    "Jitter",
+    "RandomScale",
+    "RandomRotate",
+    "Pad",
+    "gaussian_blur",
+]
+
+
+# ---------------------------------------------------------------------------
+# Penalties (objective terms on the image)
+# ---------------------------------------------------------------------------
+
+
+def l2() -> Objective:
+    """``‖I‖₂² = Σ I²`` over the batch (seed 001: ``argmax_I S_c(I) − λ‖I‖²``). Subtract it, times λ."""
+    return Objective.term("l2", lambda ctx: ctx[INPUT].pow(2).sum(), [INPUT])
+
+
+def alpha_norm(alpha: float = 6.0) -> Objective:
+    """The α-norm prior ``R_α(I) = ‖I‖_α^α = Σ |I|^α`` (Mahendran & Vedaldi 2015; seed 002's ``‖I‖_α``).
+
+    Large α (6 in M&V) keeps pixel values inside a range without touching
+    small ones. Subtract it, times λ.
+    """
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}.")
+    return Objective.term(f"alpha_norm[{alpha:g}]", lambda ctx: ctx[INPUT].abs().pow(alpha).sum(), [INPUT])
+
+
+def total_variation(x: torch.Tensor, beta: float = 2.0, eps: float | None = None) -> torch.Tensor:
+    """``R_{V^β}(x) = Σ_{i,j} ((x_{i,j+1} − x_{ij})² + (x_{i+1,j} − x_{ij})²)^{β/2}`` (seed 001).
+
+    Summed over channels and the batch, for the ``(H−1)×(W−1)`` positions
+    where both differences exist (Mahendran & Vedaldi 2015). For ``β < 2``
+    the gradient at a flat patch is infinite, so ``eps`` (default 1e-8 when
+    ``β < 2``, else 0) is added inside the power.
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}.")
+    if x.dim() != 4:
+        raise ValueError(f"total_variation needs a [B, C, H, W] image, got shape {tuple(x.shape)}.")
+    if eps is None:
+        eps = 1e-8 if beta < 2 else 0.0
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    s = dx.pow(2) + dy.pow(2)
+    if beta == 2 and eps == 0:
+        return s.sum()
+    return (s + eps).pow(beta / 2).sum()
+
+
+def tv(beta: float = 2.0, eps: float | None = None) -> Objective:
+    """TV^β penalty term (see :func:`total_variation`; seed 001). Subtract it, times λ."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}.")
+    return Objective.term(f"tv[{beta:g}]", lambda ctx: total_variation(ctx[INPUT], beta, eps), [INPUT])
+
+
+# ---------------------------------------------------------------------------
+# Step operations (between optimisation steps)
+# ---------------------------------------------------------------------------
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a ``[B, C, H, W]`` batch, reflect-padded (same size out)."""
+    if sigma <= 0:
+        return x
+    k = _gaussian_kernel(sigma).to(x)
+    r = k.numel() // 2
+    c = x.shape[1]
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    y = F.pad(x, (r, r, 0, 0), mode=mode)
+    y = F.conv2d(y, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    y = F.pad(y, (0, 0, r, r), mode=mode)
+    return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+class StepOp:
+    """Base class: ``on_grad`` may change the gradient, ``after_step`` the image (in place)."""
+
+    def on_grad(self, x: torch.Tensor, grad: torch.Tensor, step: int) -> torch.Tensor:
+        return grad
+
+    def after_step(self, x: torch.Tensor, grad: torch.Tensor | None, step: int) -> None:
+        return None
+
+
+@dataclass
+class GaussianBlur(StepOp):
+    """Blur the image every ``every`` steps with std ``sigma`` px (seed 001; cs231n: σ 0.5 every 10)."""
+
+    every: int = 10
+    sigma: float = 0.5
+
+    def __post_init__(self):
+        if int(self.every) < 1:
+            raise ValueError(f"GaussianBlur.every must be ≥ 1 step, got {self.every}.")
+        if self.sigma < 0:
+            raise ValueError(f"GaussianBlur.sigma must be ≥ 0, got {self.sigma}.")
+
+    def after_step(self, x, grad, step):
+        if self.sigma > 0 and (step + 1) % int(self.every) == 0:
+            x.copy_(gaussian_blur(x, self.sigma))
+
+
+def _below_percentile(score: torch.Tensor, percentile: float) -> torch.Tensor:
+    """Mask ``[B, 1, H, W]`` of positions whose score is below the per-image percentile."""
+    flat = score.reshape(score.shape[0], -1)
+    thr = torch.quantile(flat, percentile / 100.0, dim=1, keepdim=True)
+    return (flat < thr).reshape(score.shape)
+
+
+@dataclass
+class ClipSmallPixels(StepOp):
+    """Set pixels whose norm over colour channels is below the ``percentile``-th to 0 (seed 001, "(2)").
+
+    0 is the mean colour in normalised space (Yosinski et al. 2015, "clipping
+    pixels with small norm").
+    """
+
+    percentile: float = 10.0
+    every: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.percentile < 100:
+            raise ValueError(f"percentile must be in [0, 100), got {self.percentile}.")
+
+    def after_step(self, x, grad, step):
+        if self.percentile > 0 and (step + 1) % int(self.every) == 0:
+            mask = _below_percentile(x.norm(dim=1, keepdim=True), self.percentile)
+            x.masked_fill_(mask.expand_as(x), 0.0)
+
+
+@dataclass
+class ClipSmallGradients(StepOp):
+    """Set pixels with a small gradient contribution ``Σ_c |x_c · ∂S/∂x_c|`` to 0 (seed 001, "(3)").
+
+    The contribution is how much the objective would change if the pixel
+    were set to 0 (Yosinski et al. 2015, "clipping pixels with small
+    contribution"); pixels below the ``percentile``-th are zeroed.
+    """
+
+    percentile: float = 10.0
+    every: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.percentile < 100:
+            raise ValueError(f"percentile must be in [0, 100), got {self.percentile}.")
+
+    def after_step(self, x, grad, step):
+        if grad is None or self.percentile <= 0 or (step + 1) % int(self.every):
+            return
+        contrib = (x * grad).abs().sum(dim=1, keepdim=True)
+        x.masked_fill_(_below_percentile(contrib, self.percentile).expand_as(x), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Transforms (before the model, differentiable)
+# ---------------------------------------------------------------------------
+
+
+def _randint(lo: int, hi: int, g: torch.Generator | None) -> int:
+    return int(torch.randint(lo, hi + 1, (1,), generator=g).item())
+
+
+@dataclass
+class Jitter:
+    """Shift the image by a random ``(dy, dx)`` in ``[−pixels, pixels]`` with wrap-around (cs231n: 16 px)."""
+
+    pixels: int = 8
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        p = int(self.pixels)
+        if p <= 0:
+            return x
+        return torch.roll(x, shifts=(_randint(-p, p, g), _randint(-p, p, g)), dims=(-2, -1))
+
+
+@dataclass
+class Pad:
+    """Reflect-pad by ``pixels`` on each side (Lucent's ``pad(12)``, so jitter does not show the border)."""
+
+    pixels: int = 12
+
+    def __call__(self, x, g=None):
+        p = int(self.pixels)
+        return F.pad(x, (p, p, p, p), mode="reflect") if p > 0 else x
+
+
+@dataclass
+class RandomScale:
+    """Resize by a random factor in ``[low, high]`` (Lucent: 0.9–1.1)."""
+
+    low: float = 0.9
+    high: float = 1.1
+
+    def __call__(self, x, g=None):
+        s = self.low + (self.high - self.low) * float(torch.rand(1, generator=g))
+        size = [max(8, round(d * s)) for d in x.shape[-2:]]
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+@dataclass
+class RandomRotate:
+    """Rotate by a random angle in ``[−degrees, degrees]`` (Lucent: ±10°)."""
+
+    degrees: float = 10.0
+
+    def __call__(self, x, g=None):
+        a = math.radians(self.degrees * (2 * float(torch.rand(1, generator=g)) - 1))
+        theta = torch.tensor(
+            [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype
+        )
+        grid = F.affine_grid(theta.unsqueeze(0).expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -1,0 +1,312 @@
+"""The synthesis engine, objectives and regularisers: hand computations, truncation, failures, real results."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from introspect_lab import objectives as O
+from introspect_lab import regularizers as R
+from introspect_lab.hooks import count_hooks
+from introspect_lab.models import predict
+from introspect_lab.synthesis import (
+    NonFiniteLossError,
+    defaults,
+    evaluate,
+    invert,
+    relative_error,
+    synthesize,
+    visualize_class,
+)
+
+# ---------------------------------------------------------------------------
+# Hand computations on tiny tensors
+# ---------------------------------------------------------------------------
+
+
+def test_tv_beta_matches_hand_computation():
+    x = torch.tensor([[[[1.0, 2.0, 4.0], [0.0, 3.0, 1.0], [2.0, 2.0, 0.0]]]])
+    # positions (i, j) with both neighbours: (0,0), (0,1), (1,0), (1,1)
+    # (0,0): dx=1, dy=-1 -> 2;  (0,1): dx=2, dy=1 -> 5;  (1,0): dx=3, dy=2 -> 13;  (1,1): dx=-2, dy=-1 -> 5
+    s = [2.0, 5.0, 13.0, 5.0]
+    assert R.total_variation(x, beta=2.0).item() == pytest.approx(sum(s))
+    assert R.total_variation(x, beta=1.0).item() == pytest.approx(sum(math.sqrt(v) for v in s), rel=1e-6)
+    assert R.total_variation(x, beta=3.0).item() == pytest.approx(sum(v**1.5 for v in s), rel=1e-6)
+    # two channels and two images just add up
+    x2 = torch.cat([x, 2 * x], dim=1).repeat(2, 1, 1, 1)
+    assert R.total_variation(x2, beta=2.0).item() == pytest.approx(2 * (sum(s) + 4 * sum(s)))
+    ctx = O.Context({}, image=x, input=x)
+    assert (0.5 * R.tv(beta=1.0))(ctx).item() == pytest.approx(0.5 * sum(math.sqrt(v) for v in s), rel=1e-6)
+
+
+def test_alpha_norm_and_l2_match_hand_computation():
+    x = torch.tensor([[[[1.0, -2.0], [0.5, 0.0]]]])
+    ctx = O.Context({}, image=x, input=x)
+    assert R.alpha_norm(6)(ctx).item() == pytest.approx(1 + 64 + 0.5**6)
+    assert R.alpha_norm(1)(ctx).item() == pytest.approx(3.5)
+    assert R.l2()(ctx).item() == pytest.approx(1 + 4 + 0.25)
+
+
+def test_gram_loss_uses_seed_normalisation():
+    # one image, N=2 channels, M = H*W = 2 positions
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 0.0]]]])  # [1, 2, 1, 2]
+    g = O.gram(f)[0]
+    assert torch.allclose(g, torch.tensor([[5.0, 3.0], [3.0, 9.0]]))
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = ((4**2) + 3**2 + 3**2 + 8**2) / (4 * 2**2 * 2**2)
+    ctx = O.Context({"l": f}, image=f, input=f)
+    assert O.gram_loss("l", target)(ctx).item() == pytest.approx(expected)
+    style = O.style_loss({"l": target}, {"l": 3.0})
+    assert style(ctx).item() == pytest.approx(3 * expected)
+
+
+def test_feature_match_content_and_dream_values():
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    t = torch.tensor([[[[1.0, 0.0], [3.0, 2.0]]]])
+    ctx = O.Context({"l": a}, image=a, input=a)
+    assert O.feature_match("l", t)(ctx).item() == pytest.approx((4 + 4) / (1 + 9 + 4))  # seed 002, Eq. 1
+    assert O.content_loss("l", t)(ctx).item() == pytest.approx(0.5 * 8)
+    assert O.dream("l", reduction="sum")(ctx).item() == pytest.approx(30.0)
+    assert O.dream("l")(ctx).item() == pytest.approx(7.5)
+    assert O.channel("l", 0)(ctx).item() == pytest.approx(2.5)
+    assert O.neuron("l", 0)(ctx).item() == pytest.approx(4.0)  # centre (1, 1)
+
+
+def test_objectives_compose_like_numbers():
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    ctx = O.Context({"l": a}, image=a, input=a)
+    ch = O.channel("l", 0)
+    l2 = R.l2()
+    obj = 2 * ch - 0.1 * l2 + ch / 2
+    assert obj(ctx).item() == pytest.approx(2 * 2.5 - 0.1 * 30 + 1.25)
+    assert (-obj)(ctx).item() == pytest.approx(-obj(ctx).item())
+    assert sum([ch, l2])(ctx).item() == pytest.approx(32.5)
+    assert obj.layers == {"l", "input"}
+    _, parts = obj.evaluate(ctx)
+    assert parts["l2"] == pytest.approx(-3.0)
+    with pytest.raises(TypeError, match="numbers only"):
+        ch * ch
+    with pytest.raises(ValueError, match="finite"):
+        ch * float("nan")
+
+
+# ---------------------------------------------------------------------------
+# Engine behaviour
+# ---------------------------------------------------------------------------
+
+
+def test_truncation_gives_same_loss_and_gradient(lite0, unchanged):
+    check = unchanged(lite0)
+    torch.manual_seed(0)
+    x0 = torch.randn(1, 3, 96, 96)
+    target = torch.randn(1, 80, 6, 6)
+    obj = O.channel("blocks.3", 5) + 0.3 * O.dream("blocks.1") - 1e-3 * O.content_loss("blocks.5", target)
+    results = []
+    for truncate in (True, False):
+        x = x0.clone().requires_grad_(True)
+        value, _ = evaluate(lite0, obj, x, truncate=truncate)
+        value.backward()
+        results.append((value.item(), x.grad.clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-8)
+    assert results[0][1].abs().sum() > 0
+    check()
+
+
+def test_truncation_stops_before_later_layers(lite0):
+    seen = []
+    h = lite0.blocks[10].register_forward_hook(lambda *a: seen.append(1))
+    try:
+        synthesize(lite0, O.channel("blocks.3", 0), size=64, steps=2, progress=False, seed=0)
+        assert not seen
+        synthesize(lite0, O.channel("blocks.3", 0), size=64, steps=2, progress=False, seed=0, truncate=False)
+        assert len(seen) == 2
+    finally:
+        h.remove()
+
+
+def test_same_seed_same_image(lite0):
+    kw = dict(size=64, steps=5, progress=False, transforms=[R.Jitter(4)], image_ops=[R.GaussianBlur(2, 0.5)])
+    obj = O.channel("blocks.2", 3) - 1e-3 * R.l2()
+    a = synthesize(lite0, obj, seed=7, **kw)
+    b = synthesize(lite0, obj, seed=7, **kw)
+    c = synthesize(lite0, obj, seed=8, **kw)
+    assert torch.equal(a.image, b.image)
+    assert not torch.equal(a.image, c.image)
+
+
+def test_non_finite_loss_names_culprit(lite0, unchanged):
+    check = unchanged(lite0)
+    obj = O.channel("blocks.1", 0) - 1e30 * R.alpha_norm(6)
+    with pytest.raises(NonFiniteLossError, match=r"learning rate.*weight") as err:
+        synthesize(
+            lite0, obj, size=64, steps=50, lr=1e4, optimizer="sgd", clamp=False, progress=False, seed=0
+        )
+    assert "alpha_norm" in str(err.value)
+    assert err.value.result is not None and torch.isfinite(err.value.result.best_image).all()
+    check()
+    assert count_hooks(lite0) == 0
+
+
+def test_keyboard_interrupt_returns_best_so_far(lite0, unchanged, capsys):
+    check = unchanged(lite0)
+    calls = []
+
+    def stop_button(state):
+        calls.append(state.step)
+        if state.step == 6:
+            raise KeyboardInterrupt
+
+    res = synthesize(
+        lite0, O.class_score(lite0, "tabby"), size=64, steps=50, optimizer="ascent", lr=10.0,
+        callback=stop_button, every=2, progress=False, seed=0,
+    )  # fmt: skip
+    assert res.interrupted and res.steps_done == 6
+    assert "best image so far" in res.note and "best image so far" in capsys.readouterr().out
+    assert res.best_value == max(res.history)
+    assert torch.equal(res.image, res.best_image)
+    # the returned image is really the one that scored best
+    value, _ = evaluate(lite0, O.class_score(lite0, "tabby"), res.image)
+    assert value.item() == pytest.approx(res.best_value, rel=1e-4)
+    check()
+
+
+def test_callback_can_stop_and_sees_progress(lite0):
+    seen = []
+    res = synthesize(
+        lite0, O.channel("stem", 0), size=32, steps=20, every=5, progress=False, seed=0,
+        callback=lambda s: seen.append(s.step) or s.step >= 10,
+    )  # fmt: skip
+    assert seen == [5, 10] and res.steps_done == 10 and "callback" in res.note
+
+
+def test_clamp_keeps_valid_pixel_range(lite0):
+    res = synthesize(lite0, O.layer_activation("stem"), size=32, steps=10, lr=1.0, progress=False, seed=0)
+    from introspect_lab.images import denormalize
+
+    img = denormalize(res.image, lite0)
+    assert img.min() >= -1e-5 and img.max() <= 1 + 1e-5
+
+
+def test_fft_parameterisation_runs_and_improves(lite0):
+    res = synthesize(lite0, O.channel("blocks.2", 1), size=64, steps=30, param="fft", progress=False, seed=0)
+    assert res.history[-1] > res.history[0]
+
+
+def test_lr_schedule_dict_and_bad_arguments(lite0):
+    seen = []
+    # a schedule that drops lr to ~0 after step 1: the image stops changing
+    res = synthesize(
+        lite0, O.channel("stem", 0), size=32, steps=4, lr=0.5, lr_schedule={1: 1e-12}, progress=False,
+        seed=0, every=1, callback=lambda s: seen.append(s.image),
+    )  # fmt: skip
+    assert not torch.equal(seen[0], res.extra["init"])
+    assert torch.allclose(seen[1], seen[3], atol=1e-6)
+    with pytest.raises(ValueError, match="optimizer"):
+        synthesize(lite0, O.channel("stem", 0), optimizer="lbfgs2")
+    with pytest.raises(TypeError, match="Objective"):
+        synthesize(lite0, "tabby")
+    with pytest.raises(ValueError, match="lr"):
+        synthesize(lite0, O.channel("stem", 0), lr=-1)
+    with pytest.raises(ValueError, match="out of range"):
+        synthesize(lite0, O.channel("stem", 999), size=32, steps=1, progress=False)
+    with pytest.raises(ValueError, match="Unknown task"):
+        defaults(lite0, "dance")
+    assert count_hooks(lite0) == 0
+
+
+def test_yosinski_ops_do_what_they_say():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 16, 16)
+    y = x.clone()
+    R.ClipSmallPixels(percentile=50).after_step(y, None, 0)
+    norms = x.norm(dim=1)
+    zeroed = (y == 0).all(dim=1)
+    assert zeroed.sum() == 128 and (norms[zeroed] <= norms[~zeroed].min()).all()
+    g = torch.randn(1, 3, 16, 16)
+    z = x.clone()
+    R.ClipSmallGradients(percentile=25).after_step(z, g, 0)
+    contrib = (x * g).abs().sum(1)
+    zz = (z == 0).all(dim=1)
+    assert zz.sum() == 64 and (contrib[zz] <= contrib[~zz].min()).all()
+    b = x.clone()
+    R.GaussianBlur(every=2, sigma=1.0).after_step(b, None, 0)
+    assert torch.equal(b, x)  # not this step
+    R.GaussianBlur(every=2, sigma=1.0).after_step(b, None, 1)
+    assert R.total_variation(b) < 0.5 * R.total_variation(x)
+    assert b.mean().item() == pytest.approx(x.mean().item(), abs=0.05)
+
+
+def test_works_on_stock_model_with_inplace_relus(unchanged):
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None).eval()
+    check = unchanged(model)
+    res = synthesize(model, O.channel("layer2", 3) - 1e-3 * R.l2(), size=64, steps=3, progress=False, seed=0)
+    assert torch.isfinite(res.image).all()
+    check()
+
+
+# ---------------------------------------------------------------------------
+# Real results on the bundled model
+# ---------------------------------------------------------------------------
+
+
+def test_class_visualisation_reaches_top1_from_noise(lite0, unchanged):
+    check = unchanged(lite0)
+    # measured (96 px, 100 steps, seeds 0 and 1): p(tabby) 0.99, p(volcano) 1.00 (top-1 already at 60 steps)
+    res = visualize_class(lite0, ["tabby", "volcano"], size=96, steps=100, seed=0, progress=False)
+    top = [p[0] for p in predict(lite0, res.image, 1)]
+    assert [p.index for p in top] == [281, 980]
+    assert min(p.prob for p in top) > 0.5
+    start = [p[0].index for p in predict(lite0, res.extra["init"], 1)]
+    assert start != [281, 980]
+    check()
+
+
+def test_inversion_mid_layer_feature_error(lite0, chelsea, unchanged):
+    check = unchanged(lite0)
+    # measured at 128 px / 100 steps: feature error ≈ 0.05 at blocks.3 and blocks.8
+    res = invert(lite0, chelsea, "blocks.5", size=96, steps=60, seed=0, progress=False)
+    assert res.extra["feature_error"] < 0.2
+    assert res.extra["feature_error"] < 0.5 * _start_error(lite0, res, "blocks.5")
+    assert relative_error(res.extra["target"], res.extra["target"]) == 0
+    check()
+
+
+def _start_error(model, res, layer):
+    from introspect_lab.synthesis import layer_features
+
+    phi0 = layer_features(model, res.extra["target"], layer)[layer]
+    phi = layer_features(model, res.extra["init"], layer)[layer]
+    return float((phi - phi0).pow(2).sum() / phi0.pow(2).sum())
+
+
+def test_relative_error_value():
+    a = torch.tensor([3.0, 4.0])
+    assert relative_error(a, torch.tensor([3.0, 0.0])) == pytest.approx(4 / 5)
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
+
+
+def test_class_score_is_pre_softmax_logit():
+    torch.manual_seed(0)
+    model = _Tiny().eval()
+    x = torch.randn(2, 3, 16, 16)
+    value, _ = evaluate(model, O.class_score(model, [1, 2]), x)
+    with torch.no_grad():
+        logits = model(x)
+    assert value.item() == pytest.approx((logits[0, 1] + logits[1, 2]).item(), rel=1e-6)
