@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -704,6 +705,10 @@ def last_conv_layer(model: nn.Module, size: int | None = None) -> str:
     EfficientNet-Lite0, ``"layer4"`` for ResNet, ``"features"`` for AlexNet/VGG.
     """
     size = size or model_info(model).input_size
+    key = (size, tuple(name for name, _ in model.named_modules()))
+    cached = _LAST_CONV.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     device = next(model.parameters()).device
     _, outputs, _ = _forward_trace(model, torch.zeros(1, 3, size, size, device=device))
     spatial = [name for name, out in outputs if out.shape[-1] * out.shape[-2] > 1]
@@ -711,7 +716,11 @@ def last_conv_layer(model: nn.Module, size: int | None = None) -> str:
         raise ValueError(
             "The model has no layer with a spatial output; Grad-CAM needs a convolutional layer."
         )
+    _LAST_CONV[model] = (key, spatial[-1])
     return spatial[-1]
+
+
+_LAST_CONV: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cam(
@@ -1012,7 +1021,6 @@ def sanity_check(
     fixed from the trained model (``None`` → its top-1). The model passed in
     is not changed.
     """
-    from tqdm.auto import tqdm
 
     x = _check_input(model, x)
     with torch.no_grad():
@@ -1024,6 +1032,28 @@ def sanity_check(
         get_layer(model, name)
     work = copy.deepcopy(model)
     steps = ["trained", *layers]
+    with _flush_denormal():
+        corr, stacked = _run_cascade(work, x, targets, methods, steps, absolute, seed, progress)
+    del work
+    return SanityResult(steps=steps, correlation=corr, maps=stacked)
+
+
+@contextmanager
+def _flush_denormal() -> Iterator[None]:
+    """Flush denormal floats to zero in the block (random deep nets produce them; they are ~50× slower).
+
+    PyTorch's default (off) is restored on exit.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _run_cascade(work, x, targets, methods, steps, absolute, seed, progress):
+    from tqdm.auto import tqdm
+
     maps: dict[str, list[torch.Tensor]] = {k: [] for k in methods}
     show = show_progress() if progress is None else progress
     for i, step in enumerate(tqdm(steps, desc="sanity check", disable=not show, leave=False)):
@@ -1037,8 +1067,7 @@ def sanity_check(
         k: np.array([[spearman(v[0, b], v[s, b]) for b in range(x.shape[0])] for s in range(len(steps))])
         for k, v in stacked.items()
     }
-    del work
-    return SanityResult(steps=steps, correlation=corr, maps=stacked)
+    return corr, stacked
 
 
 # ---------------------------------------------------------------------------
