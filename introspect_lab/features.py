@@ -248,7 +248,7 @@ def extract_features(
     images,
     layer: str | None = None,
     *,
-    batch_size: int = 32,
+    batch_size: int = 16,
     reduce: str | None = None,
     progress: bool | None = None,
 ) -> torch.Tensor:
@@ -592,7 +592,7 @@ class ChannelMaxima(NamedTuple):
 
 
 def channel_maxima(
-    model: nn.Module, images, layer: str, *, batch_size: int = 32, progress: bool | None = None
+    model: nn.Module, images, layer: str, *, batch_size: int = 16, progress: bool | None = None
 ) -> ChannelMaxima:
     """One pass over the pool: ``max_{i,j} A_c(i, j)`` and its argmax for every image and channel of ``layer``.
 
@@ -625,7 +625,7 @@ def top_patches(
     channels: int | Sequence[int],
     *,
     k: int = 9,
-    batch_size: int = 32,
+    batch_size: int = 16,
     progress: bool | None = None,
     maxima: ChannelMaxima | None = None,
 ) -> list[Patch] | dict[int, list[Patch]]:

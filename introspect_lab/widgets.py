@@ -109,7 +109,7 @@ def activation_explorer(
     return widgets.VBox([widgets.HBox([photo_w, layer_w, channel_w]), overlay_out, grid_out])
 
 
-def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 32):
+def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 16):
     """Layer dropdown and channel slider over the maximally activating patches of a pool (notebook 02).
 
     One :func:`introspect_lab.features.channel_maxima` pass per layer (cached) gives every
