@@ -165,6 +165,69 @@ def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 16
 # ---------------------------------------------------------------------------
 
 
+def attribution_explorer(model, photos=None, *, layers=None, size: int | None = None):
+    """Pick a photo, a target class (its top-5 or a typed name) and a Grad-CAM layer; see the maps.
+
+    Shows the photo with its saliency, Grad-CAM at the chosen layer and
+    guided Grad-CAM (all from :mod:`introspect_lab.attribution`). A typo in
+    the class name is shown with the library's suggestion. Returns the widget.
+    """
+    import ipywidgets as widgets
+
+    from . import attribution as A
+    from .images import load_image, sample_image
+    from .models import class_index, model_info, predict
+    from .plotting import attribution_grid
+
+    photos = list(photos or ["chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower"])
+    layers = list(layers or default_layers(model))
+    cats = model_info(model).categories
+    photo_w = widgets.Dropdown(options=photos, value=photos[0], description="photo")
+    class_w = widgets.Dropdown(options=[], description="class")
+    typed_w = widgets.Text(value="", placeholder="or type a class name", description="name")
+    default_layer = A.last_conv_layer(model)
+    layer_w = widgets.Dropdown(
+        options=layers, value=default_layer if default_layer in layers else layers[-1], description="layer"
+    )
+    out = widgets.Output()
+    state = {}
+
+    def load(_=None):
+        x = load_image(sample_image(photo_w.value), model, size=size)
+        state["x"] = x
+        top = predict(model, x, k=5)[0]
+        state["busy"] = True
+        class_w.options = [(f"{p.name} ({p.prob:.2f})", p.index) for p in top]
+        class_w.value = top[0].index
+        state["busy"] = False
+        draw()
+
+    def draw(_=None):
+        if state.get("busy"):
+            return
+        try:
+            target = class_index(model, typed_w.value) if typed_w.value.strip() else class_w.value
+            x = state["x"]
+            maps = {
+                "saliency": A.saliency(model, x, target),
+                f"Grad-CAM {layer_w.value}": A.grad_cam(model, x, target, layer=layer_w.value),
+                "guided Grad-CAM": A.guided_grad_cam(model, x, target, layer=layer_w.value),
+            }
+            fig = attribution_grid(x, maps, model=model, row_titles=[cats[target][:24]])
+            _show_figure(out, fig)
+        except Exception as exc:  # shown in the widget; the kernel keeps going
+            with out:
+                out.clear_output(wait=True)
+                print(exc)
+
+    photo_w.observe(load, names="value")
+    class_w.observe(draw, names="value")
+    typed_w.observe(draw, names="value")
+    layer_w.observe(draw, names="value")
+    load()
+    return widgets.VBox([widgets.HBox([photo_w, class_w]), widgets.HBox([typed_w, layer_w]), out])
+
+
 # ---------------------------------------------------------------------------
 # Live optimisation (notebooks 05–08)
 # ---------------------------------------------------------------------------
