@@ -29,6 +29,7 @@ The high-level methods (:func:`visualize_class`, :func:`visualize_channel`,
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -239,6 +240,16 @@ class _Fourier:
 # ---------------------------------------------------------------------------
 
 
+_LOCKS: dict[int, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model: nn.Module) -> threading.RLock:
+    """One lock per model: a live widget's background run and a cell's run never share hooks."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(id(model), threading.RLock())
+
+
 def _forward(stack: ExitStack, model: nn.Module, layers: frozenset[str], truncate: bool):
     """Enter what the forward pass needs on ``stack``; return ``x -> activations`` (with ``"logits"``)."""
     need_logits = O.LOGITS in layers
@@ -268,6 +279,7 @@ def evaluate(model: nn.Module, objective: O.Objective, image: torch.Tensor, *, t
     """
     _check_objective(objective)
     with ExitStack() as stack:
+        stack.enter_context(_model_lock(model))
         stack.enter_context(frozen(model))
         run = _forward(stack, model, objective.layers, truncate)
         return objective.evaluate(O.Context(run(image), image=image, input=image))
@@ -278,7 +290,7 @@ def layer_features(
 ) -> dict[str, torch.Tensor]:
     """Detached activations of ``layers`` for ``image``, computed once with a truncated forward pass."""
     names = [layers] if isinstance(layers, str) else list(layers)
-    with frozen(model), torch.no_grad(), capture(model, names, stop=True) as cap:
+    with _model_lock(model), frozen(model), torch.no_grad(), capture(model, names, stop=True) as cap:
         cap.run(_as_batch(image))
         return {n: cap.activations[n].clone() for n in names}
 
@@ -351,6 +363,16 @@ def _init_image(init, shape, mean, std, g, init_scale, model):
     raise ValueError(
         f"init must be 'noise', 'zeros', 'uniform', an image tensor or a file path, got {init!r}."
     )
+
+
+class _NoBar:
+    """Stands in for a disabled bar (tqdm.auto starts a monitor thread even when disabled)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def synthesize(
@@ -500,9 +522,10 @@ def synthesize(
     from tqdm.auto import tqdm
 
     show = show_progress() if progress is None else bool(progress)
-    bar = tqdm(total=steps, desc=desc, disable=not show, leave=False)
+    bar = tqdm(total=steps, desc=desc, disable=not show, leave=False) if show else _NoBar()
     try:
         with ExitStack() as stack:
+            stack.enter_context(_model_lock(model))
             stack.enter_context(frozen(model))
             run = _forward(stack, model, objective.layers, truncate)
             for step in range(steps):

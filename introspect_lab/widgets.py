@@ -231,3 +231,163 @@ def attribution_explorer(model, photos=None, *, layers=None, size: int | None = 
 # ---------------------------------------------------------------------------
 # Live optimisation (notebooks 05–08)
 # ---------------------------------------------------------------------------
+
+
+class LiveOptimization:
+    """A live view of an optimisation: controls bound to its parameters, a refreshing preview, stop/restart.
+
+    ``run(size=, steps=, callback=, progress=False, **params)`` is any
+    synthesis method (:func:`~introspect_lab.synthesis.visualize_class`,
+    :func:`~introspect_lab.style.style_transfer`, a ``synthesize`` call, …)
+    with the model and images bound, e.g.
+    ``lambda **kw: visualize_class(model, "tabby", **kw)``. ``controls`` maps
+    each keyword of ``run`` to an ipywidgets control (slider, dropdown).
+
+    Changing a control stops the current run and starts again by
+    *progressive refinement*: first ``preview_steps`` steps at
+    ``preview_size`` px (a new preview within about a second), then the
+    full ``steps`` at ``size`` px. The optimisation runs in a background
+    thread in short chunks between previews, so the kernel stays free; the
+    stop flag is checked at every preview. ``stop()`` ends the thread and
+    leaves no hook behind (the engine removes its hooks on every exit).
+    """
+
+    def __init__(
+        self,
+        run,
+        controls: dict | None = None,
+        *,
+        size: int = 128,
+        steps: int = 100,
+        preview_size: int = 64,
+        preview_steps: int = 10,
+        every: int = 5,
+        autostart: bool = True,
+        title: str = "",
+    ):
+        import threading
+
+        import ipywidgets as W
+
+        if not callable(run):
+            raise TypeError(
+                "run must be a callable such as lambda **kw: visualize_class(model, 'tabby', **kw)."
+            )
+        for name, c in (controls or {}).items():
+            if not hasattr(c, "observe") or not hasattr(c, "value"):
+                raise TypeError(f"Control {name!r} must be an ipywidgets control with a .value, got {c!r}.")
+        self.run_fn = run
+        self.controls = dict(controls or {})
+        self.size, self.steps = int(size), int(steps)
+        self.preview_size, self.preview_steps, self.every = int(preview_size), int(preview_steps), int(every)
+        self.image = W.Image(format="png", width=256, height=256)
+        self.status = W.Label(value="ready")
+        self.stop_button = W.Button(description="Stop", icon="stop")
+        self.restart_button = W.Button(description="Restart", icon="refresh")
+        self.stop_button.on_click(lambda _: self.stop())
+        self.restart_button.on_click(lambda _: self.restart())
+        for c in self.controls.values():
+            c.observe(self._on_change, names="value")
+        head = [W.HTML(f"<b>{title}</b>")] if title else []
+        self.widget = W.VBox(
+            head + [W.HBox([W.VBox(list(self.controls.values())), self.image]),
+                    W.HBox([self.stop_button, self.restart_button, self.status])]
+        )  # fmt: skip
+        self.previews = 0
+        self.result = None
+        self.error: BaseException | None = None
+        self.last_change = None
+        self.first_preview_after_change: float | None = None
+        self._threading = threading
+        self._thread = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        if autostart:
+            self.restart()
+
+    # --- public -------------------------------------------------------
+    @property
+    def params(self) -> dict:
+        """The current control values, as keyword arguments of ``run``."""
+        return {k: c.value for k, c in self.controls.items()}
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def restart(self) -> None:
+        """Stop any run and start again from the current control values."""
+        import time
+
+        self.stop()
+        self._stop = self._threading.Event()
+        self.last_change = time.perf_counter()
+        self.first_preview_after_change = None
+        self.error = None
+        self._thread = self._threading.Thread(target=self._work, args=(self._stop, self.params), daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the run to stop at its next preview and wait for the thread to end."""
+        self._stop.set()
+        t = self._thread
+        if t is not None and t.is_alive():
+            t.join(timeout)
+        self._thread = None
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the current run ends (for scripts and tests); True if it ended."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # --- internals ----------------------------------------------------
+    def _on_change(self, change) -> None:
+        self.restart()
+
+    def _show(self, x) -> None:
+        import io
+        import time
+
+        from .images import to_pil
+
+        buf = io.BytesIO()
+        to_pil(x[:1]).resize((256, 256)).save(buf, format="png")
+        with self._lock:
+            self.image.value = buf.getvalue()
+            self.previews += 1
+            if self.first_preview_after_change is None and self.last_change is not None:
+                self.first_preview_after_change = time.perf_counter() - self.last_change
+
+    def _work(self, stop, params) -> None:
+        stages = [(self.preview_size, self.preview_steps), (self.size, self.steps)]
+        if self.preview_size >= self.size:
+            stages = stages[1:]
+        try:
+            for i, (size, steps) in enumerate(stages):
+                if stop.is_set():
+                    return
+                self.status.value = f"{'preview' if i == 0 and len(stages) > 1 else 'refining'} at {size} px…"
+
+                def cb(state, size=size):
+                    self._show(state.image)
+                    self.status.value = (
+                        f"{size} px: step {state.step}/{state.steps}, objective {state.value:.4g}"
+                    )
+                    return stop.is_set()
+
+                res = self.run_fn(size=size, steps=steps, callback=cb, every=min(self.every, steps), progress=False,
+                                  **params)  # fmt: skip
+                self.result = res
+            if not stop.is_set():
+                self.status.value = f"done: {self.size} px, {self.steps} steps"
+        except Exception as exc:  # shown in the widget; the kernel keeps going
+            self.error = exc
+            self.status.value = f"error: {exc}"
