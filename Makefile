@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install lab test lint format fetch bench notebooks-bench clean
+.PHONY: install lab test lint format fetch bench exercises clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,8 @@ test: install
 	$(BIN)/ruff format --check .
 	INTROSPECT_LAB_FAST=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 MPLBACKEND=Agg \
 	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
-	  --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks
+	  --nbval-lax --nbval-current-env -p no:cacheprovider \
+	  --ignore=notebooks/exercises tests notebooks
 
 lint: install
 	$(BIN)/ruff check .
@@ -49,6 +50,10 @@ fetch: install
 bench: install
 	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
 	$(BIN)/python bench/notebooks.py
+
+## Regenerate the student notebooks (notebooks/exercises) from notebooks/solutions.
+exercises: install
+	$(BIN)/introspect-lab exercises
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/results

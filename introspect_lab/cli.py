@@ -1,8 +1,9 @@
-"""Command line: ``introspect-lab fetch`` and ``introspect-lab info``.
+"""Command line: ``introspect-lab fetch``, ``info`` and ``exercises``.
 
 ``fetch`` downloads the classic models' weights and the datasets ahead of
 time (for Binder images and offline labs); ``info`` shows what is cached,
-where, and what a notebook would use offline.
+where, and what a notebook would use offline; ``exercises`` writes the
+student notebooks from the solution notebooks.
 """
 
 from __future__ import annotations
@@ -87,6 +88,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_exercises(args: argparse.Namespace) -> int:
+    from .exercises import generate
+
+    stale = generate(args.solutions, args.out, check_only=args.check)
+    if args.check:
+        if stale:
+            print("Student notebooks out of date with their solutions (run `introspect-lab exercises`):")
+            for path in stale:
+                print(f"  {path}")
+            return 1
+        print("Student notebooks are up to date.")
+        return 0
+    for path in stale:
+        print(f"wrote {path}")
+    return 0
+
+
 def _version() -> str:
     from . import __version__
 
@@ -97,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``introspect-lab`` argument parser (sub-commands ``fetch`` and ``info``)."""
     parser = argparse.ArgumentParser(
         prog="introspect-lab",
-        description="Prefetch models and datasets for offline use, and show what is cached.",
+        description="Prefetch models and datasets, show what is cached, generate student exercises.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help="download classic model weights and datasets into the cache")
@@ -113,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show what is cached and what would be used offline")
     info.add_argument("--verify", action="store_true", help="also check the hash of every cached file")
     info.set_defaults(func=_cmd_info)
+    ex = sub.add_parser("exercises", help="generate student notebooks from the solution notebooks")
+    ex.add_argument("--solutions", default="notebooks/solutions", help="folder of solution notebooks")
+    ex.add_argument("--out", default="notebooks/exercises", help="folder for the student versions")
+    ex.add_argument("--check", action="store_true", help="only compare; exit 1 when anything differs")
+    ex.set_defaults(func=_cmd_exercises)
     return parser
 
 
@@ -122,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, DownloadError) as exc:
+    except (ValueError, DownloadError, FileNotFoundError) as exc:
         print(f"introspect-lab: {exc}", file=sys.stderr)
         return 2
 
