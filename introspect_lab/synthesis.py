@@ -85,6 +85,11 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
                       "features.6", "features.7"), style_weights=(3e5, 1e3, 15, 3), content_weight=6e-2,
                       tv=2e-2, steps=200, lr=3.0, lr_drop=(0.9, 0.1), clamp_range=(-1.5, 1.5),
                       gram_normalization="hwc"),
+        "layers": dict(channel=["features.1", "features.4", "features.7", "features.12"],
+                       depth=["features.1", "features.3", "features.4", "features.6", "features.7", "features.9",
+                              "features.12"],
+                       dream=["features.4", "features.7", "features.10", "features.12"],
+                       mid="features.7", deep="features.12"),
     },
     "efficientnet_lite0": {
         "class": dict(size=128, steps=100, optimizer="ascent", lr=25.0, l2=1e-3, blur_every=10,
@@ -97,6 +102,10 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "style": dict(size=128, content_layer="blocks.5", style_layers=("stem", "blocks.1", "blocks.3",
                       "blocks.5"), style_weights=(1.0, 1.0, 1.0, 1.0), content_weight=1e-2, tv=1e-5,
                       steps=150, lr=0.05, lr_drop=None, clamp_range=None, gram_normalization="seed"),
+        "layers": dict(channel=["stem", "blocks.3", "blocks.8", "blocks.14"],
+                       depth=["stem", "blocks.1", "blocks.3", "blocks.5", "blocks.8", "blocks.12", "head"],
+                       dream=["blocks.2", "blocks.6", "blocks.10", "blocks.14"],
+                       mid="blocks.5", deep="blocks.12"),
     },
 }  # fmt: skip
 
@@ -104,7 +113,8 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 def defaults(model: nn.Module | str, task: str) -> dict[str, Any]:
     """A copy of :data:`DEFAULTS` for ``model`` (or its name) and ``task``.
 
-    Tasks: ``"class"``, ``"channel"``, ``"deepdream"``, ``"invert"``, ``"style"``.
+    Tasks: ``"class"``, ``"channel"``, ``"deepdream"``, ``"invert"``, ``"style"``, and
+    ``"layers"`` (layer names the notebooks use: ``channel``, ``depth``, ``dream``, ``mid``, ``deep``).
     Models without their own entry get the bundled model's values.
     """
     name = model if isinstance(model, str) else model_info(model).name
@@ -730,7 +740,10 @@ def deepdream(
     lr: float | None = None,
     jitter: int | None = None,
     strength: float = 1.0,
+    size: int | tuple[int, int] | None = None,
     seed: int | None = None,
+    callback=None,
+    every: int = 10,
     progress: bool | None = None,
 ) -> SynthesisResult:
     """DeepDream: amplify whatever ``layer`` sees, ``argmax_I Σ_i f_i(I)²`` (seed 001; Mordvintsev et al. 2015).
@@ -738,11 +751,14 @@ def deepdream(
     Runs ``steps`` normalised ascent steps (``lr·g/mean|g|``) per octave,
     from the smallest octave (``image`` shrunk by ``octave_scale^(octaves−1)``)
     to full size; at each octave the *detail* added so far is upsampled onto
-    the photo resized to that octave. ``strength`` scales the learning rate.
+    the photo resized to that octave. ``strength`` scales the learning rate;
+    ``size`` resizes the photo first; ``callback`` sees every octave's steps.
     """
     cfg = _merge(model, "deepdream", dict(layer=layer, octaves=octaves, octave_scale=octave_scale, steps=steps,
                                           lr=lr, jitter=jitter))  # fmt: skip
     image = _as_batch(image).float()
+    if size is not None:
+        image = F.interpolate(image, size=_size(size), mode="bilinear", align_corners=False, antialias=True)
     if not strength > 0:
         raise ValueError(f"strength must be > 0, got {strength}.")
     n_oct, scale = int(cfg["octaves"]), float(cfg["octave_scale"])
@@ -761,11 +777,11 @@ def deepdream(
         res = synthesize(
             model, obj, size=hw, init=base + d, steps=cfg["steps"], optimizer="dream", lr=cfg["lr"] * strength,
             transforms=[R.Jitter(int(cfg["jitter"]))] if cfg["jitter"] else [], seed=None if seed is None else seed + i,
-            progress=progress, desc=f"octave {i + 1}/{n_oct}",
+            callback=callback, every=every, progress=progress, desc=f"octave {i + 1}/{n_oct}",
         )  # fmt: skip
         histories += res.history
         detail = res.image - base
-        if res.interrupted:
+        if res.interrupted or res.note.startswith("Stopped by the callback"):
             break
     res.history = histories
     res.seconds = time.perf_counter() - start
