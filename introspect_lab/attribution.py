@@ -40,6 +40,7 @@ from .hooks import capture, frozen, no_inplace
 from .models import class_indices, get_layer, model_info
 
 __all__ = [
+    "gradient",
     "saliency",
     "smoothgrad",
     "integrated_gradients",
@@ -301,6 +302,16 @@ def _nullcontext():
 # ---------------------------------------------------------------------------
 
 
+def gradient(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
+    """The plain gradient ``∂S_c/∂x``, signed, pixel space ``[B,3,H,W]`` (Simonyan et al. 2014).
+
+    What :func:`saliency` takes the magnitude of; shown next to
+    :func:`guided_backprop` and :func:`deconvnet` to compare the backward rules.
+    """
+    x = _check_input(model, x)
+    return _backprop(model, x, target)
+
+
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
@@ -348,7 +359,7 @@ def smoothgrad(
     *,
     n_samples: int = 25,
     noise_level: float = 0.15,
-    batch_size: int = 16,
+    batch_size: int = 4,
     seed: int | None = 0,
     progress: bool | None = None,
 ) -> torch.Tensor:
@@ -420,7 +431,7 @@ def integrated_gradients(
     baseline: float | torch.Tensor = 0.0,
     n_steps: int = 50,
     method: str = "gausslegendre",
-    batch_size: int = 16,
+    batch_size: int = 4,
     rtol: float = 0.05,
     return_delta: bool = False,
     progress: bool | None = None,
