@@ -267,7 +267,7 @@ def plot_neighbors(
                     ok = labels[n] == labels[q]
                     ax.set_title(str(labels[n])[:14], fontsize=7, color="green" if ok else "red")
                 if r == 0 and c == 0:
-                    ax.text(0, -0.45, name, transform=ax.transAxes, fontsize=9, weight="bold")
+                    ax.text(0, 1.3, name, transform=ax.transAxes, fontsize=9, weight="bold")
             col += idx.shape[1]
     fig.tight_layout()
     return fig

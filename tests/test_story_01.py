@@ -54,3 +54,13 @@ def test_feature_maps_are_aligned_with_the_input(lite0, layer):
     # the response moves with the patch: (32, 48) pixels = (32, 48) / jump cells
     moved = centroids[1] - centroids[0]
     assert torch.allclose(moved, torch.tensor([32.0, 48.0]) / rf.jump[0], atol=0.75)
+
+
+def test_deeper_rectified_maps_are_sparser(lite0, chelsea):
+    """The notebook's second claim: deeper channels fire more selectively (more exact zeros)."""
+    from introspect_lab.features import activation_maps
+
+    layers = ["stem", "blocks.1.depthwise", "blocks.4.depthwise", "blocks.10.depthwise", "head"]
+    zeros = [float((activation_maps(lite0, chelsea, layer) == 0).float().mean()) for layer in layers]
+    assert zeros == sorted(zeros), zeros
+    assert zeros[-1] > 2 * zeros[0]
