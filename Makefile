@@ -29,7 +29,7 @@ lab: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	INTROSPECT_LAB_FAST=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 MPLBACKEND=Agg \
+	INTROSPECT_LAB_FAST=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
 	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
 	  --nbval-lax --nbval-current-env -p no:cacheprovider \
 	  --ignore=notebooks/exercises tests notebooks

@@ -9,7 +9,6 @@ import torch
 
 os.environ.setdefault("INTROSPECT_LAB_PROGRESS", "0")
 os.environ.setdefault("INTROSPECT_LAB_OFFLINE", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 from introspect_lab import load_image, load_model, sample_image  # noqa: E402
 from introspect_lab.hooks import count_hooks  # noqa: E402
