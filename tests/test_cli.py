@@ -38,5 +38,5 @@ def test_bundled_model_needs_no_fetch(capsys):
 
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "introspect-lab"
-    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "fetch" in proc.stdout
