@@ -152,6 +152,15 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear")
     return F.interpolate(maps.unsqueeze(1), size=size, mode=mode, **kwargs).squeeze(1)
 
 
+def _finish_map(
+    maps: torch.Tensor, x: torch.Tensor, *, relu: bool, raw: bool, interpolate: str
+) -> torch.Tensor:
+    """The last step of CAM and Grad-CAM: optional ReLU, then upsampling to the input size."""
+    if relu:
+        maps = maps.clamp(min=0)
+    return maps if raw else _upsample(maps, tuple(x.shape[-2:]), interpolate)
+
+
 def to_map(attr: torch.Tensor) -> torch.Tensor:
     """A pixel-space attribution ``[B,3,H,W]`` as a map ``[B,H,W]``: max over channels of ``|a|``.
 
@@ -786,9 +795,7 @@ def cam(
             "read the spatial mean of a feature map). Use grad_cam(model, x, target, layer=...), which "
             "works at any layer of any CNN."
         )
-    if relu:
-        maps = maps.clamp(min=0)
-    return maps if raw else _upsample(maps, tuple(x.shape[-2:]), interpolate)
+    return _finish_map(maps, x, relu=relu, raw=raw, interpolate=interpolate)
 
 
 def grad_cam(
@@ -829,9 +836,7 @@ def grad_cam(
         )
     alpha = grads.mean((2, 3), keepdim=True)
     maps = (alpha * acts).sum(1)
-    if relu:
-        maps = maps.clamp(min=0)
-    return maps if raw else _upsample(maps, tuple(x.shape[-2:]), interpolate)
+    return _finish_map(maps, x, relu=relu, raw=raw, interpolate=interpolate)
 
 
 def guided_grad_cam(

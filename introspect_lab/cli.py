@@ -20,6 +20,15 @@ __all__ = ["main"]
 DEFAULT_FETCH_MODELS = ["squeezenet1_1", "resnet18", "alexnet"]
 
 
+def _fetch_one(name: str, fetch, failures: list[str]) -> None:
+    """Run ``fetch(name)``, print where it landed, or record and report the failure."""
+    try:
+        print(f"{name}: ok ({fetch(name)})")
+    except DownloadError as exc:
+        failures.append(name)
+        print(f"{name}: FAILED: {exc}", file=sys.stderr)
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from . import datasets, models
 
@@ -42,19 +51,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         if spec.bundled:
             print(f"{name}: bundled with the package, nothing to fetch")
             continue
-        try:
-            path = models.fetch_weights(name)
-            print(f"{name}: ok ({path})")
-        except DownloadError as exc:
-            failures.append(name)
-            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+        _fetch_one(name, models.fetch_weights, failures)
     for name in dataset_names:
-        try:
-            path = datasets.fetch_dataset(name)
-            print(f"{name}: ok ({path})")
-        except DownloadError as exc:
-            failures.append(name)
-            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+        _fetch_one(name, datasets.fetch_dataset, failures)
     if failures:
         print(f"Not fetched: {', '.join(failures)}.", file=sys.stderr)
         return 1

@@ -155,12 +155,8 @@ def _below_percentile(score: torch.Tensor, percentile: float) -> torch.Tensor:
 
 
 @dataclass
-class ClipSmallPixels(StepOp):
-    """Set pixels whose norm over colour channels is below the ``percentile``-th to 0 (seed 001, "(2)").
-
-    0 is the mean colour in normalised space (Yosinski et al. 2015, "clipping
-    pixels with small norm").
-    """
+class _PercentileClip(StepOp):
+    """Shared settings of the two Yosinski clipping operations: which percentile, how often."""
 
     percentile: float = 10.0
     every: int = 1
@@ -168,6 +164,15 @@ class ClipSmallPixels(StepOp):
     def __post_init__(self):
         if not 0 <= self.percentile < 100:
             raise ValueError(f"percentile must be in [0, 100), got {self.percentile}.")
+
+
+@dataclass
+class ClipSmallPixels(_PercentileClip):
+    """Set pixels whose norm over colour channels is below the ``percentile``-th to 0 (seed 001, "(2)").
+
+    0 is the mean colour in normalised space (Yosinski et al. 2015, "clipping
+    pixels with small norm").
+    """
 
     def after_step(self, x, grad, step):
         if self.percentile > 0 and (step + 1) % int(self.every) == 0:
@@ -176,20 +181,13 @@ class ClipSmallPixels(StepOp):
 
 
 @dataclass
-class ClipSmallGradients(StepOp):
+class ClipSmallGradients(_PercentileClip):
     """Set pixels with a small gradient contribution ``Σ_c |x_c · ∂S/∂x_c|`` to 0 (seed 001, "(3)").
 
     The contribution is how much the objective would change if the pixel
     were set to 0 (Yosinski et al. 2015, "clipping pixels with small
     contribution"); pixels below the ``percentile``-th are zeroed.
     """
-
-    percentile: float = 10.0
-    every: int = 1
-
-    def __post_init__(self):
-        if not 0 <= self.percentile < 100:
-            raise ValueError(f"percentile must be in [0, 100), got {self.percentile}.")
 
     def after_step(self, x, grad, step):
         if grad is None or self.percentile <= 0 or (step + 1) % int(self.every):

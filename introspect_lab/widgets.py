@@ -7,6 +7,32 @@ by a plain function call (and is tested that way).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
+
+def _not_reentrant(fn: Callable) -> Callable:
+    """Ignore calls made while ``fn`` is running.
+
+    A redraw that sets a slider's ``max`` below its value changes the value,
+    which fires the same observer again; the nested call is dropped.
+    """
+    running = False
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        nonlocal running
+        if running:
+            return None
+        running = True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            running = False
+
+    return wrapper
+
+
 # ---------------------------------------------------------------------------
 # Layer / channel / photo explorers (notebooks 01–02)
 # ---------------------------------------------------------------------------
@@ -79,18 +105,9 @@ def activation_explorer(
     layer_w = widgets.Dropdown(options=layers, value=layers[min(3, len(layers) - 1)], description="layer")
     channel_w = widgets.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False)
     overlay_out, grid_out = widgets.Output(), widgets.Output()
-    busy = []
 
+    @_not_reentrant
     def draw(*_):
-        if busy:  # setting the slider's max below its value re-triggers draw: ignore that
-            return
-        busy.append(1)
-        try:
-            _draw()
-        finally:
-            busy.clear()
-
-    def _draw():
         x, maps = maps_for(photo_w.value, layer_w.value)
         channel_w.max = maps.shape[0] - 1
         c = channel_w.value
@@ -130,18 +147,9 @@ def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 16
     layer_w = widgets.Dropdown(options=layers, value=layers[min(2, len(layers) - 1)], description="layer")
     channel_w = widgets.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False)
     out = widgets.Output()
-    busy = []
 
+    @_not_reentrant
     def draw(*_):
-        if busy:  # setting the slider's max below its value re-triggers draw: ignore that
-            return
-        busy.append(1)
-        try:
-            _draw()
-        finally:
-            busy.clear()
-
-    def _draw():
         layer = layer_w.value
         if layer not in cache:
             cache[layer] = channel_maxima(model, pool, layer, batch_size=batch_size)
