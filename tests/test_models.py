@@ -168,3 +168,26 @@ def test_classic_model_unreachable_network_fails_fast(tmp_path, monkeypatch):
         load_model("alexnet")
     assert time.perf_counter() - start < 15
     assert not list(tmp_path.rglob("*.pth*"))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "squeezenet1_1", "resnet18"])
+def test_pretrained_false_builds_random_weights_offline(name, capsys):
+    model = load_model(name, pretrained=False)
+    assert "random weights" in capsys.readouterr().out
+    assert not model.training and models.model_info(model).name == name
+    out = model(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+
+
+def test_smoke_switch_replaces_the_model_and_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("INTROSPECT_LAB_SMOKE_MODEL", "squeezenet1_1")
+    model = load_model("efficientnet_lite0")
+    printed = capsys.readouterr().out
+    assert "Smoke run" in printed and "random weights" in printed
+    assert models.model_info(model).name == "squeezenet1_1"
+    from introspect_lab.config import needs_trained_weights
+
+    assert needs_trained_weights("x") is False
+    assert "skipped" in capsys.readouterr().out
+    monkeypatch.delenv("INTROSPECT_LAB_SMOKE_MODEL")
+    assert needs_trained_weights("x") is True
