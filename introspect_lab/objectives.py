@@ -37,6 +37,7 @@ __all__ = [
     "content_loss",
     "gram",
     "gram_loss",
+    "batch_sum",
     "style_loss",
 ]
 
@@ -323,14 +324,30 @@ def feature_match(layer: str, target: torch.Tensor) -> Objective:
     return Objective.term(f"feature_match[{layer}]", fn, [layer])
 
 
-def content_loss(layer: str, target: torch.Tensor) -> Objective:
-    """Gatys' content loss ``½ Σ_ij (F^l_ij − P^l_ij)²`` (seed 001, "Combined loss"). A loss: subtract it."""
+def batch_sum(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum per-image values ``[B]`` over the batch, each times its ``weight`` (``[B]``) when given."""
+    if weight is None:
+        return values.sum()
+    if weight.shape != values.shape:
+        raise ValueError(
+            f"Got per-image weights of shape {tuple(weight.shape)} for {values.shape[0]} images."
+        )
+    return (values * weight.to(values)).sum()
+
+
+def content_loss(layer: str, target: torch.Tensor, weight: torch.Tensor | None = None) -> Objective:
+    """Gatys' content loss ``½ Σ_ij (F^l_ij − P^l_ij)²`` (seed 001, "Combined loss"). A loss: subtract it.
+
+    ``weight`` (``[B]``, optional) multiplies each image's loss before the batch sum, so
+    one batch can hold several optimisations with their own weights.
+    """
     layer = _check_layer(layer)
     t = _target(target, "content_loss")
 
     def fn(ctx: Context) -> torch.Tensor:
         a = ctx[layer]
-        return 0.5 * (a - _match_shape(a, t, layer)).pow(2).sum()
+        per_image = 0.5 * (a - _match_shape(a, t, layer)).pow(2).reshape(a.shape[0], -1).sum(1)
+        return batch_sum(per_image, weight)
 
     return Objective.term(f"content[{layer}]", fn, [layer])
 
@@ -347,12 +364,18 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2)
 
 
-def gram_loss(layer: str, target_gram: torch.Tensor, size: tuple[int, int] | None = None) -> Objective:
+def gram_loss(
+    layer: str,
+    target_gram: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    weight: torch.Tensor | None = None,
+) -> Objective:
     """``E_l = 1/(4 N_l² M_l²) Σ_ij (G^l_ij − A^l_ij)²`` (Gatys et al. 2015, seed 001).
 
     ``N_l`` is the number of channels and ``M_l = H·W`` of the *synthesised*
     image's feature map at ``layer``. ``target_gram`` is ``A^l`` (``[1|B, N, N]``),
-    the unnormalised Gram of the exemplar. A loss: subtract it.
+    the unnormalised Gram of the exemplar. ``weight`` (``[B]``, optional)
+    multiplies each image's ``E_l`` before the batch sum. A loss: subtract it.
     """
     layer = _check_layer(layer)
     t = _target(target_gram, "gram_loss")
@@ -368,7 +391,7 @@ def gram_loss(layer: str, target_gram: torch.Tensor, size: tuple[int, int] | Non
             )
         n = a.shape[1]
         m = a.shape[2] * a.shape[3]
-        return ((g - t).pow(2).sum(dim=(1, 2)) / (4.0 * n**2 * m**2)).sum()
+        return batch_sum((g - t).pow(2).sum(dim=(1, 2)) / (4.0 * n**2 * m**2), weight)
 
     return Objective.term(f"gram[{layer}]", fn, [layer])
 
