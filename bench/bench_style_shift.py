@@ -26,6 +26,7 @@ import torch
 
 from introspect_lab import load_model
 from introspect_lab.experiments import style_shift as S
+from introspect_lab.experiments import style_shift_tuning as T
 
 RESULTS = Path(__file__).parent / "results" / "style_shift.json"
 
@@ -43,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     # a population as CMA-ES would draw it around the untuned θ, with the steps fixed
     start = S.untuned_theta(model)
     rng = np.random.default_rng(1)
-    x0 = S._encode(start)
+    x0 = T._encode(start)
     thetas = []
     for _ in range(args.popsize):
-        t = S._decode(x0 + np.r_[rng.normal(0, 0.5, len(x0) - 1), 0.0])
+        t = T._decode(x0 + np.r_[rng.normal(0, 0.5, len(x0) - 1), 0.0])
         thetas.append(S.Theta(t.style_weights, t.content_weight, t.tv, t.lr, args.steps))
     S.evaluate(model, data, pairs[:1], thetas[:1], progress=False)  # warm-up
 

@@ -32,14 +32,14 @@ Run it from the command line (writes the results JSON with the command)::
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
 import os
-import pickle
+import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +47,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import config
+from .. import __version__, config
 from .. import objectives as O
 from .. import regularizers as R
 from ..hooks import capture, frozen
 from ..images import normalize
-from ..models import model_info
+from ..models import load_model, model_info, settings
 from ..style import gram_matrix
-from ..synthesis import defaults, layer_features
+from ..synthesis import layer_features
 from .class_images import (
     RELATIONS,
     ClassImages,
@@ -65,9 +65,9 @@ from .class_images import (
     split_classes,
     stand_in_images,
 )
+from .style_shift_tuning import LOG_RANGE, LR_LOG_BOUNDS, STEPS_MAX, STEPS_MIN, Theta, tune, untuned_theta
 
 __all__ = [
-    "STYLE_LAYERS",
     "PAPER_TABLE1",
     "ClassImages",
     "Pair",
@@ -93,20 +93,6 @@ __all__ = [
     "load_results",
     "main",
 ]
-
-#: Content layer and style layers of each registry model (names that exist in each
-#: architecture; ``squeezenet1_1`` as in cs231n, ``efficientnet_lite0`` as notebook 08,
-#: VGG as Gatys et al.: relu1_1 … relu5_1 and relu4_2).
-STYLE_LAYERS: dict[str, dict[str, object]] = {
-    "efficientnet_lite0": dict(content="blocks.5", style=("stem", "blocks.1", "blocks.3", "blocks.5")),
-    "squeezenet1_1": dict(content="features.3", style=("features.1", "features.4", "features.6", "features.7")),
-    "resnet18": dict(content="layer2", style=("relu", "layer1", "layer2", "layer3")),
-    "alexnet": dict(content="features.7", style=("features.1", "features.4", "features.7", "features.9")),
-    "vgg16": dict(content="features.20", style=("features.1", "features.6", "features.11", "features.18",
-                                                "features.25")),
-    "vgg19": dict(content="features.22", style=("features.1", "features.6", "features.11", "features.20",
-                                                "features.29")),
-}  # fmt: skip
 
 #: Table 1 of seed 000 (SqueezeNet 1.1, ImageNet validation images): mean ordinal rank
 #: without transfer, with untuned transfer, with tuned transfer.
@@ -154,78 +140,9 @@ def ordinal_rank(logits: torch.Tensor, target) -> torch.Tensor:
 
 
 def style_layers(model: nn.Module | str) -> tuple[str, tuple[str, ...]]:
-    """``(content_layer, style_layers)`` for a registry model (by model or name)."""
-    name = model if isinstance(model, str) else model_info(model).name
-    if name not in STYLE_LAYERS:
-        raise ValueError(f"No style layers for model {name!r}; known: {', '.join(STYLE_LAYERS)}.")
-    entry = STYLE_LAYERS[name]
-    return str(entry["content"]), tuple(entry["style"])
-
-
-@dataclass(frozen=True)
-class Theta:
-    """The hyper-parameters θ of ``f_θ``: one weight per style layer, content weight, TV, lr, steps."""
-
-    style_weights: tuple[float, ...]
-    content_weight: float
-    tv: float
-    lr: float
-    steps: int
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "style_weights": list(self.style_weights)}
-
-    def capped(self, steps: int | None) -> Theta:
-        """The same θ with at most ``steps`` steps (``None``: unchanged)."""
-        return self if steps is None else replace(self, steps=min(self.steps, int(steps)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Theta:
-        return cls(tuple(float(w) for w in d["style_weights"]), float(d["content_weight"]), float(d["tv"]),
-                   float(d["lr"]), int(d["steps"]))  # fmt: skip
-
-
-#: The CMA-ES search space: log10 of every weight and of the lr, and the steps
-#: as a number in [0, 1] mapped linearly onto ``[STEPS_MIN, STEPS_MAX]``.
-STEPS_MIN, STEPS_MAX = 8, 32
-LOG_RANGE = 3.0  # weights may move ±3 decades from the untuned values
-LR_LOG_BOUNDS = (-3.0, 0.0)
-
-
-def untuned_theta(model: nn.Module | str) -> Theta:
-    """θ before tuning: the package's style-transfer defaults for this model (notebook 08's settings).
-
-    Models without their own style entry get the bundled model's numbers, one per style layer.
-    """
-    cfg = defaults(model, "style")
-    _, layers = style_layers(model)
-    w = cfg["style_weights"]
-    if len(w) != len(layers):
-        w = (1.0,) * len(layers)
-    return Theta(tuple(float(v) for v in w), float(cfg["content_weight"]), float(cfg["tv"]),
-                 float(cfg["lr"]), int(cfg["steps"]))  # fmt: skip
-
-
-def _encode(theta: Theta) -> np.ndarray:
-    steps = (min(max(theta.steps, STEPS_MIN), STEPS_MAX) - STEPS_MIN) / (STEPS_MAX - STEPS_MIN)
-    logs = [
-        math.log10(max(v, 1e-30)) for v in (*theta.style_weights, theta.content_weight, theta.tv, theta.lr)
-    ]
-    return np.array([*logs, steps])
-
-
-def _decode(v: Sequence[float]) -> Theta:
-    *logs, s = (float(x) for x in v)
-    *w, c, tv, lr = (10.0**x for x in logs)
-    steps = int(round(STEPS_MIN + min(max(s, 0.0), 1.0) * (STEPS_MAX - STEPS_MIN)))
-    return Theta(tuple(w), c, tv, lr, steps)
-
-
-def _bounds(start: Theta) -> tuple[list[float], list[float]]:
-    x0 = _encode(start)
-    lo = [x - LOG_RANGE for x in x0[:-2]] + [LR_LOG_BOUNDS[0], 0.0]
-    hi = [x + LOG_RANGE for x in x0[:-2]] + [LR_LOG_BOUNDS[1], 1.0]
-    return lo, hi
+    """``(content_layer, style_layers)`` of a registry model: its registry style settings."""
+    style = settings(model).style
+    return style.content_layer, tuple(style.style_layers)
 
 
 # ---------------------------------------------------------------------------
@@ -358,53 +275,6 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------
-# CMA-ES
-# ---------------------------------------------------------------------------
-
-
-def tune(
-    objective, start: Theta, *, generations: int = 4, popsize: int = 6, sigma0: float = 1.0, seed: int = 0,
-    state_path: str | os.PathLike | None = None, progress: bool | None = None,
-) -> dict:  # fmt: skip
-    """CMA-ES over θ: ``objective(list_of_Theta) -> list of losses`` evaluates a whole generation at once.
-
-    The search runs in the encoded space of :func:`_encode` (log10 weights and lr,
-    steps in [0, 1]) with box bounds, from ``start``. With ``state_path``, the CMA-ES
-    state and history are pickled there after every generation (written atomically)
-    and a later call with the same path continues from them (resumable runs).
-    Returns ``{"best": Theta, "best_loss", "history": [per-generation dicts]}``.
-    """
-    import cma
-
-    path = Path(state_path) if state_path else None
-    if path is not None and path.is_file():
-        with open(path, "rb") as fh:
-            es, history = pickle.load(fh)
-        print(f"CMA-ES: resuming from {path} after generation {len(history)}.")
-    else:
-        lo, hi = _bounds(start)
-        x0 = np.clip(_encode(start), lo, hi)
-        stds = [1.0] * (len(x0) - 1) + [0.3]
-        opts = {"popsize": popsize, "seed": seed + 1, "bounds": [lo, hi], "CMA_stds": stds, "verbose": -9}
-        es, history = cma.CMAEvolutionStrategy(x0.tolist(), sigma0, opts), []
-    show = config.show_progress() if progress is None else progress
-    for _ in tqdm(range(len(history), generations), desc="CMA-ES", disable=not show):
-        xs = es.ask()
-        thetas = [_decode(x) for x in xs]
-        losses = [float(v) for v in objective(thetas)]
-        es.tell(xs, losses)
-        k = int(np.argmin(losses))
-        history.append({"generation": len(history) + 1, "losses": losses, "best_loss": losses[k],
-                        "best": thetas[k].to_dict(), "mean": _decode(es.mean).to_dict()})  # fmt: skip
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".part")
-            with open(tmp, "wb") as fh:
-                pickle.dump((es, history), fh)
-            os.replace(tmp, path)
-    best = min(history, key=lambda h: h["best_loss"])
-    return {"best": Theta.from_dict(best["best"]), "best_loss": best["best_loss"], "history": history}
-
 
 # ---------------------------------------------------------------------------
 # Top-5 → top-1 re-ranking (seed 000, sec. 6)
@@ -574,12 +444,6 @@ def load_results(path: str | os.PathLike) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: run the experiment and write its results file (with this very command)."""
-    import argparse
-    import shlex
-
-    from .. import __version__
-    from ..models import load_model
-
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m introspect_lab.experiments.style_shift",
                                  description=__doc__.split("\n\n")[0])  # fmt: skip
