@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["Capture", "capture", "no_inplace", "frozen", "count_hooks"]
+__all__ = ["Capture", "capture", "no_inplace", "frozen", "count_hooks", "forward_hooks"]
 
 
 @contextmanager
@@ -186,6 +186,34 @@ def capture(
             for name, module in modules.items():
                 handles.append(module.register_forward_hook(make_hook(name)))
             yield cap
+        finally:
+            for h in handles:
+                h.remove()
+
+
+@contextmanager
+def forward_hooks(model: nn.Module, hooks, *, inplace_off: bool = True) -> Iterator[nn.Module]:
+    """Place forward hooks for the ``with`` block; all are removed on exit, whatever happens.
+
+    ``hooks`` maps a layer name (or a module of ``model``) to
+    ``fn(module, inputs, output)`` as in ``register_forward_hook``; a hook
+    may return a replacement output. Unknown names raise before any hook is
+    placed. In-place activations are off in the block (``inplace_off=True``),
+    see :func:`no_inplace`. A list of ``(name, fn)`` pairs places several
+    hooks on one layer.
+    """
+    from .models import get_layer
+
+    pairs = hooks.items() if isinstance(hooks, dict) else hooks
+    modules = [(get_layer(model, key), fn) for key, fn in pairs]
+    handles = []
+    with ExitStack() as stack:
+        if inplace_off:
+            stack.enter_context(no_inplace(model))
+        try:
+            for module, fn in modules:
+                handles.append(module.register_forward_hook(fn))
+            yield model
         finally:
             for h in handles:
                 h.remove()
