@@ -188,6 +188,15 @@ class PatchPrior(StepOp):
         den = F.fold(torch.ones_like(self.targets).transpose(1, 2), (h, w), s, stride=st)
         return num / den.clamp_min(1)
 
+    def warped_image(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`warped` with ``x``'s own global mean and std put back, in normalised model space (for display)."""
+        from .images import normalize
+
+        img = denormalize(x, mean=self.mean, std=self.std)
+        flat = img.flatten(1)
+        out = self.warped(x) * flat.std(1).view(-1, 1, 1, 1) + flat.mean(1).view(-1, 1, 1, 1)
+        return normalize(out.clamp(0, 1), mean=self.mean, std=self.std)
+
     def term(self) -> Objective:
         """``mean_p ‖Ĩ_p − D̃_p‖²`` over the batch (a penalty: subtract it, times ``R_γ``)."""
 
