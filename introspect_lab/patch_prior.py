@@ -35,9 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .images import denormalize
+from . import objectives as O
+from . import regularizers as R
+from .images import denormalize, normalize
+from .info import model_info
 from .objectives import INPUT, Objective
 from .regularizers import StepOp
+from .synthesis import layer_features, synthesize
 
 __all__ = [
     "normalize_global",
@@ -190,8 +194,6 @@ class PatchPrior(StepOp):
 
     def warped_image(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`warped` with ``x``'s own global mean and std put back, in normalised model space (for display)."""
-        from .images import normalize
-
         img = denormalize(x, mean=self.mean, std=self.std)
         flat = img.flatten(1)
         out = self.warped(x) * flat.std(1).view(-1, 1, 1, 1) + flat.mean(1).view(-1, 1, 1, 1)
@@ -254,9 +256,6 @@ def retrieve(
     of a ``h×w`` map. Seed 002: "the averaged patches (10-NN at each pool5
     location) recovers well the color distribution of the input image".
     """
-    from .models import model_info
-    from .synthesis import layer_features
-
     if database.shape[-2:] != image.shape[-2:]:
         raise ValueError("The database images must have the size of the image to invert.")
     info = model_info(model)
@@ -312,11 +311,6 @@ def invert(
     ``extra`` holds ``feature_error`` (Eq. 1's data term) and
     ``pixel_error`` (``‖I₀ − Î‖/‖I₀‖`` in [0, 1] pixels, Table 1).
     """
-    from . import objectives as O
-    from . import regularizers as R
-    from .models import model_info
-    from .synthesis import layer_features, synthesize
-
     info = model_info(model)
     phi0 = layer_features(model, image, layer)[layer]
     loss = O.feature_match(layer, phi0)

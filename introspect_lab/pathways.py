@@ -29,16 +29,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.decomposition import NMF
 from torch import nn
 
+from . import objectives as O
 from . import regularizers as R
 from .hooks import capture, forward_hooks, frozen
-from .models import model_info
+from .images import sample_image
+from .info import model_info
+from .models import MODELS
+from .settings import PathwayLayers
+from .synthesis import layer_features, synthesize, visualize_class
 
 __all__ = [
     "PathwayLayers",
@@ -67,69 +74,20 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PathwayLayers:
-    """The layers of one architecture that play the paper's AlexNet roles.
-
-    ``location``: the last conv map (pool5, ``m₅``), whose ``k×k`` windows are
-    opened; ``topic``: the non-negative penultimate features (fc7, ``m₇``) for
-    NMF; ``dropout``: where the ensemble masks go (fc6–7, where dropout acts in
-    training); ``code``: the binary-code layers, deepest first (``m₇, m₆, m₅``);
-    ``roles``: how they correspond to pool5 / fc6 / fc7, in words.
-    """
-
-    location: str
-    topic: str
-    dropout: tuple[str, ...]
-    code: tuple[str, ...]
-    roles: tuple[tuple[str, str], ...]
-
-
-#: One entry per registry model (every name of :data:`introspect_lab.models.MODELS`).
-PATHWAY_LAYERS: dict[str, PathwayLayers] = {
-    "alexnet": PathwayLayers(
-        "features.12", "classifier.5", ("classifier.2", "classifier.5"),
-        ("classifier.5", "classifier.2", "features.12"),
-        (("pool5", "features.12"), ("fc6", "classifier.2 (ReLU of fc6)"), ("fc7", "classifier.5 (ReLU of fc7)")),
-    ),
-    "vgg16": PathwayLayers(
-        "features.30", "classifier.4", ("classifier.1", "classifier.4"),
-        ("classifier.4", "classifier.1", "features.30"),
-        (("pool5", "features.30"), ("fc6", "classifier.1 (ReLU of fc6)"), ("fc7", "classifier.4 (ReLU of fc7)")),
-    ),
-    "vgg19": PathwayLayers(
-        "features.36", "classifier.4", ("classifier.1", "classifier.4"),
-        ("classifier.4", "classifier.1", "features.36"),
-        (("pool5", "features.36"), ("fc6", "classifier.1 (ReLU of fc6)"), ("fc7", "classifier.4 (ReLU of fc7)")),
-    ),
-    "efficientnet_lite0": PathwayLayers(
-        "head", "flatten", ("flatten",), ("flatten", "head", "blocks.15.expand"),
-        (("pool5", "head (last conv map, 1×1 conv + ReLU6)"),
-         ("fc6", "none: no hidden FC layer; the 1×1 head conv acts as one at every location"),
-         ("fc7", "flatten (the head map averaged: the classifier's input, where its training dropout acts)")),
-    ),
-    "resnet18": PathwayLayers(
-        "layer4", "avgpool", ("avgpool",), ("avgpool", "layer4", "layer4.0"),
-        (("pool5", "layer4 (last conv map, after ReLU)"), ("fc6", "none: no hidden FC layer"),
-         ("fc7", "avgpool (the last map averaged: the classifier's input)")),
-    ),
-    "squeezenet1_1": PathwayLayers(
-        "features.12", "classifier.0", ("classifier.0",), ("classifier.0", "features.12", "features.11"),
-        (("pool5", "features.12 (last Fire module, after ReLU)"), ("fc6", "none: no hidden FC layer"),
-         ("fc7", "classifier.0 (the map the 1×1 classifier conv reads, where dropout acts; averaged for NMF)")),
-    ),
-}  # fmt: skip
+#: The pathway layers of every registry model (they live in the registry's settings).
+PATHWAY_LAYERS: dict[str, PathwayLayers] = {name: spec.settings.pathways for name, spec in MODELS.items()}
 
 
 def pathway_layers(model: nn.Module | str) -> PathwayLayers:
-    """The :class:`PathwayLayers` of a registry model (or its name)."""
+    """The :class:`~introspect_lab.settings.PathwayLayers` of a registry model (or its name): ``settings(model).pathways``."""
     name = model if isinstance(model, str) else model_info(model).name
-    if name not in PATHWAY_LAYERS:
+    if name not in MODELS or MODELS[name].settings.pathways is None:
         raise ValueError(
-            f"No pathway layers for {name!r}; known models: {sorted(PATHWAY_LAYERS)}. "
-            "Build a PathwayLayers(location=..., topic=..., dropout=..., code=..., roles=...) for your model."
+            f"No pathway layers for {name!r}; known models: {sorted(MODELS)}. "
+            "Build an introspect_lab.settings.PathwayLayers(location=..., topic=..., dropout=..., code=..., "
+            "roles=...) for your model."
         )
-    return PATHWAY_LAYERS[name]
+    return MODELS[name].settings.pathways
 
 
 @torch.no_grad()
@@ -238,8 +196,6 @@ def visualize_pathway(model: nn.Module, target, masks: Mapping[str, torch.Tensor
     Masks with a batch dimension give one image per mask; ``target`` is then
     repeated for each. Keyword arguments go to ``visualize_class``.
     """
-    from .synthesis import visualize_class
-
     batch = max((m.shape[0] for m in masks.values() if m.dim() >= 2 and m.shape[0] > 1), default=1)
     targets = target if isinstance(target, (list, tuple)) else ([target] * batch if batch > 1 else target)
     with masked(model, masks):
@@ -252,11 +208,9 @@ def descriptor(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
     Used to compare visualisations with a statistic their (masked) objective does not use.
     """
-    from .synthesis import layer_features
-
     layer = pathway_layers(model).location
     f = layer_features(model, images, layer)[layer]
-    return torch.nn.functional.normalize(f.flatten(2).mean(2), dim=1)
+    return F.normalize(f.flatten(2).mean(2), dim=1)
 
 
 def _mean_off_diagonal(sim: torch.Tensor) -> float:
@@ -273,8 +227,6 @@ def window_spread(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -
     resized to the image size and described. Near 0: the class draws the
     same thing everywhere (a uniform template); larger: location-specific.
     """
-    import torch.nn.functional as F
-
     n, _, h, w = images.shape
     gh, gw = masks.shape[-2:]
     crops = []
@@ -310,8 +262,6 @@ def nmf_topics(features: torch.Tensor, k: int = 3, seed: int = 0, max_iter: int 
     The fc7 features of a class lie in a convex cone, so their non-negative
     factors are "styles" of the class (seed 002, Sec. 4.2).
     """
-    from sklearn.decomposition import NMF
-
     x = features.detach().float()
     if x.dim() == 4:
         x = x.flatten(2).mean(2)
@@ -379,9 +329,6 @@ def insert_object(
     step the pixels outside the mask are put back, so they never change.
     ``pathway`` (e.g. ``{topic_layer: topic_mask}``) picks the style.
     """
-    from . import objectives as O
-    from .synthesis import synthesize
-
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]:
         raise ValueError(f"mask must be [B, 1, H, W] with the image's size; got {tuple(mask.shape)}.")
     keep = KeepOutside(mask.expand_as(image), image)
@@ -409,10 +356,6 @@ def photo_crops(
 
     Returns ``[len(names)·n, 3, size, size]`` and a source string per crop.
     """
-    from PIL import Image
-
-    from .images import sample_image
-
     rng = np.random.default_rng(seed)
     out, sources = [], []
     for name in names:

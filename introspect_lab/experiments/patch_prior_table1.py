@@ -23,6 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from .. import __version__, load_image, load_model, sample_image
+from .. import patch_prior as PP
+from .. import pathways as P
+from ..images import normalize
+
 PAPER = {"[8]+rand": 0.51, "[8]+[7]": 0.45, "ours": 0.32}
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower")
 RESULT = Path(__file__).resolve().parents[2] / "data" / "results" / "patch_prior_table1.json"
@@ -32,13 +39,6 @@ def run(
     model_name: str = "alexnet", size: int = 128, steps: int = 150, weight: float = 3.0, tau: float = 0.2
 ) -> dict:
     """Run Table 1 on the bundled photos and return the results (see the module docstring)."""
-    import torch
-
-    from .. import __version__, load_image, load_model, sample_image
-    from .. import patch_prior as PP
-    from .. import pathways as P
-    from ..images import normalize
-
     torch.manual_seed(0)
     model = load_model(model_name, fallback="efficientnet_lite0")
     layer = P.pathway_layers(model).location
