@@ -21,7 +21,8 @@ outputs of named layers; :func:`visualize_pathway` is class visualisation
 and :func:`insert_object` fills only the pixels inside an image mask (Fig. 10).
 
 Which layers play pool5, fc6 and fc7 depends on the model:
-:data:`PATHWAY_LAYERS` has one entry per registry model, and
+the registry's settings hold a :class:`~introspect_lab.settings.PathwayLayers`
+per model (``settings(model).pathways``, read by :func:`pathway_layers`), and
 :func:`describe_layers` prints the correspondence with computed shapes.
 """
 
