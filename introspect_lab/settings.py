@@ -37,6 +37,7 @@ __all__ = [
     "DreamSettings",
     "InversionSettings",
     "StyleSettings",
+    "PathwayLayers",
     "ModelSettings",
     "SETTINGS",
     "layer_fields",
@@ -112,6 +113,24 @@ class StyleSettings:
 
 
 @dataclass(frozen=True)
+class PathwayLayers:
+    """The layers that play AlexNet's roles in seed 002's neural pathways (notebook 13).
+
+    ``location``: the last conv map (pool5, ``m₅``), whose ``k×k`` windows are
+    opened; ``topic``: the non-negative penultimate features (fc7, ``m₇``) for
+    NMF; ``dropout``: where the ensemble masks go (fc6–7, where dropout acts in
+    training); ``code``: the binary-code layers, deepest first (``m₇, m₆, m₅``);
+    ``roles``: how they correspond to pool5 / fc6 / fc7, in words.
+    """
+
+    location: str
+    topic: str
+    dropout: tuple[str, ...]
+    code: tuple[str, ...]
+    roles: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     """Everything a notebook or method needs to know about one registry model.
 
@@ -147,6 +166,7 @@ class ModelSettings:
     deepdream: DreamSettings
     inversion: InversionSettings
     style: StyleSettings
+    pathways: PathwayLayers | None = None
 
 
 def override(settings, **values):
@@ -171,6 +191,10 @@ def layer_fields(s: ModelSettings) -> dict[str, tuple[str, ...]]:
     out["deepdream.layer"] = (s.deepdream.layer,)
     out["style.content_layer"] = (s.style.content_layer,)
     out["style.style_layers"] = tuple(s.style.style_layers)
+    if s.pathways is not None:
+        p = s.pathways
+        out["pathways.location"], out["pathways.topic"] = (p.location,), (p.topic,)
+        out["pathways.dropout"], out["pathways.code"] = tuple(p.dropout), tuple(p.code)
     return out
 
 
@@ -344,3 +368,40 @@ SETTINGS: dict[str, ModelSettings] = {
         last=36,
     ),  # fmt: skip
 }
+
+
+#: Seed 002's pathway layers per model (notebook 13): pool5 / fc6 / fc7 and their stand-ins.
+_PATHWAYS: dict[str, PathwayLayers] = {
+    "alexnet": PathwayLayers(
+        "features.12", "classifier.5", ("classifier.2", "classifier.5"),
+        ("classifier.5", "classifier.2", "features.12"),
+        (("pool5", "features.12"), ("fc6", "classifier.2 (ReLU of fc6)"), ("fc7", "classifier.5 (ReLU of fc7)")),
+    ),
+    "vgg16": PathwayLayers(
+        "features.30", "classifier.4", ("classifier.1", "classifier.4"),
+        ("classifier.4", "classifier.1", "features.30"),
+        (("pool5", "features.30"), ("fc6", "classifier.1 (ReLU of fc6)"), ("fc7", "classifier.4 (ReLU of fc7)")),
+    ),
+    "vgg19": PathwayLayers(
+        "features.36", "classifier.4", ("classifier.1", "classifier.4"),
+        ("classifier.4", "classifier.1", "features.36"),
+        (("pool5", "features.36"), ("fc6", "classifier.1 (ReLU of fc6)"), ("fc7", "classifier.4 (ReLU of fc7)")),
+    ),
+    "efficientnet_lite0": PathwayLayers(
+        "head", "flatten", ("flatten",), ("flatten", "head", "blocks.15.expand"),
+        (("pool5", "head (last conv map, 1×1 conv + ReLU6)"),
+         ("fc6", "none: no hidden FC layer; the 1×1 head conv acts as one at every location"),
+         ("fc7", "flatten (the head map averaged: the classifier's input, where its training dropout acts)")),
+    ),
+    "resnet18": PathwayLayers(
+        "layer4", "avgpool", ("avgpool",), ("avgpool", "layer4", "layer4.0"),
+        (("pool5", "layer4 (last conv map, after ReLU)"), ("fc6", "none: no hidden FC layer"),
+         ("fc7", "avgpool (the last map averaged: the classifier's input)")),
+    ),
+    "squeezenet1_1": PathwayLayers(
+        "features.12", "classifier.0", ("classifier.0",), ("classifier.0", "features.12", "features.11"),
+        (("pool5", "features.12 (last Fire module, after ReLU)"), ("fc6", "none: no hidden FC layer"),
+         ("fc7", "classifier.0 (the map the 1×1 classifier conv reads, where dropout acts; averaged for NMF)")),
+    ),
+}  # fmt: skip
+SETTINGS = {name: replace(s, pathways=_PATHWAYS[name]) for name, s in SETTINGS.items()}
