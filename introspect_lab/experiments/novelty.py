@@ -1,0 +1,722 @@
+"""Detecting novel classes from a fine-tuned network's activations (seed 000, §3.2 and §4.2).
+
+Powers & Keselman, "Introspective Neural Networks": fine-tune an ImageNet network (plus a
+fully connected *adaptation layer* to the new classes) on a set of classes S1, then train a
+small classifier on the activations of one layer to tell S1 images ("seen") from images of
+other classes S2 ("unseen"), and test it on S1 against yet other classes S3 (Figures 4–5).
+
+* :func:`load_data` — Oxford Flowers 102 through :mod:`introspect_lab.datasets` when it is
+  cached, otherwise the offline stand-in: scikit-learn's digits, upsampled (said aloud).
+* :func:`partition` — the paper's three-way class partition and its image partition.
+* :func:`fine_tune` — adaptation layer alone, then everything; works on a copy.
+* :func:`layer_features` / :func:`cached_layer_features` — layers 0–9 in the paper's
+  numbering (:data:`STAGES` maps them onto every registry model), cached on disk.
+* :class:`FCDetector`, :class:`ConvDetector`, :func:`train_detector` — the two detectors.
+* :func:`msp_scores` (Hendrycks & Gimpel 2017), :func:`mahalanobis_scores` (Lee et al.
+  2018) — baselines the paper does not try. Metrics: accuracy at 0.5 and AUROC.
+* :func:`run` — the whole experiment, as JSON; ``python -m introspect_lab.experiments.novelty``.
+Plots live in :mod:`introspect_lab.experiments.novelty_plots`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .. import config
+from ..hooks import capture, frozen
+from ..images import normalize
+from ..models import get_layer, model_info
+
+__all__ = [
+    "PAPER_LAYERS", "STAGES", "NoveltyData", "Partition", "AdaptedNet", "FCDetector", "ConvDetector",
+    "Settings", "stages", "describe_layers", "digits_data", "flowers_data", "load_data", "partition",
+    "fine_tune", "layer_features", "cached_layer_features", "train_detector", "msp_scores",
+    "mahalanobis_scores", "accuracy", "auroc", "run", "load_results", "save_results", "verdict",
+]  # fmt: skip
+
+# Layer k of the paper: 0 is the image, 1–9 the children of torchvision's ResNet-18 up to avgpool.
+PAPER_LAYERS = ("image", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+
+# The corresponding module of every registry model, matched by role and by output stride
+# (layer1 ~ 1/4 of the input side, layer2 1/8, layer3 1/16, layer4 the last conv features, then the
+# global pool). A model without BatchNorm repeats its conv for "bn1".
+STAGES: dict[str, tuple[str, ...]] = {
+    "resnet18": PAPER_LAYERS[1:],
+    "efficientnet_lite0": ("stem.conv", "stem.bn", "stem.act", "blocks.0", "blocks.2", "blocks.4",
+                           "blocks.10", "head", "pool"),
+    "squeezenet1_1": ("features.0", "features.0", "features.1", "features.2", "features.4", "features.7",
+                      "features.10", "features.12", "classifier.3"),
+    "alexnet": ("features.0", "features.0", "features.1", "features.2", "features.4", "features.7",
+                "features.9", "features.12", "avgpool"),
+    "vgg16": ("features.0", "features.0", "features.1", "features.4", "features.9", "features.16",
+              "features.23", "features.30", "avgpool"),
+    "vgg19": ("features.0", "features.0", "features.1", "features.4", "features.9", "features.18",
+              "features.27", "features.36", "avgpool"),
+}  # fmt: skip
+INPUT = "input"  # the name used for layer 0 (the normalised image)
+_CACHE_VERSION = 1
+STAND_IN_LIMITS = (
+    "The digits stand-in cannot show fine-grained novelty: its classes are ten handwritten digits "
+    "far from ImageNet, 8x8 pixels upsampled, so (i) a seen/unseen boundary between digit shapes "
+    "is much easier than between flower species, (ii) fine-tuning adapts the network to a domain "
+    "shift (grey strokes vs photos) as well as to the classes, and (iii) with 3 classes per set "
+    "the result depends on which digits fall in S1/S2/S3. Numbers are not comparable with the "
+    "paper's Flowers-102 accuracies; the protocol, the layer trends and the baseline comparison are."
+)
+
+
+def stages(model: nn.Module) -> list[str]:
+    """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0), from :data:`STAGES`."""
+    name = model_info(model).name
+    if name not in STAGES:
+        raise ValueError(f"No layer mapping for {name!r}; known models: {', '.join(STAGES)}.")
+    names = [INPUT, *STAGES[name]]
+    for n in names[1:]:
+        get_layer(model, n)
+    return names
+
+
+def describe_layers(model: nn.Module) -> str:
+    """One line naming the model and its mapping onto the paper's layers 0–9."""
+    pairs = ", ".join(f"{k} {p}→{n}" for k, (p, n) in enumerate(zip(PAPER_LAYERS, stages(model))))
+    return f"Model that ran: {model_info(model).name}. Paper layer → this model: {pairs}"
+
+
+# ---------------------------------------------------------------------------
+# Data and partition
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class NoveltyData:
+    """Labelled images (uint8 ``[N, 3, S, S]``) with a train (0) / validation (1) split per image."""
+
+    name: str
+    images: torch.Tensor
+    labels: np.ndarray
+    split: np.ndarray
+    class_names: list[str]
+    description: str
+    stand_in: bool
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, model: nn.Module, indices) -> torch.Tensor:
+        """The images at ``indices`` as a normalised model input."""
+        return normalize(self.images[torch.as_tensor(indices)].float() / 255.0, model)
+
+
+def digits_data(size: int = 48, val_fraction: float = 1 / 3, seed: int = 0, per_class: int | None = None):
+    """scikit-learn's 1,797 8×8 digits, bilinearly upsampled to ``size`` px, grey → 3 channels.
+
+    A seeded, stratified train/validation split (``val_fraction`` of each class to validation).
+    ``per_class`` keeps only that many images per class (fast runs).
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    keep, split = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(digits.target == c))[:per_class]
+        n_val = int(round(len(idx) * val_fraction))
+        keep.extend(idx)
+        split.extend([1] * n_val + [0] * (len(idx) - n_val))
+    keep = np.asarray(keep)
+    x = torch.from_numpy(digits.images[keep] / 16.0).float()[:, None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    images = (x.expand(-1, 3, -1, -1) * 255).round().to(torch.uint8).contiguous()
+    return NoveltyData("digits", images, digits.target[keep], np.asarray(split), [str(d) for d in range(10)],
+                       f"scikit-learn digits (offline stand-in for Oxford Flowers 102): {len(keep)} images "
+                       f"8x8 upsampled to {size} px, seeded {1 - val_fraction:.0%}/{val_fraction:.0%} "
+                       "train/validation split", True)  # fmt: skip
+
+
+def flowers_data(size: int = 128) -> NoveltyData:
+    """Oxford Flowers 102 from the dataset cache (train and val splits), resized and centre-cropped."""
+    from PIL import Image
+    from torchvision.datasets import Flowers102
+
+    from ..datasets import _resize_crop, fetch_dataset
+    from ..images import to_rgb
+
+    root = fetch_dataset("flowers102")
+    images, labels, split = [], [], []
+    for s, name in enumerate(("train", "val")):
+        ds = Flowers102(str(root), split=name, download=False)
+        for path, label in zip(ds._image_files, ds._labels):
+            with Image.open(path) as im:
+                images.append(_resize_crop(to_rgb(im), size))
+            labels.append(label)
+            split.append(s)
+    return NoveltyData("flowers102", torch.from_numpy(np.stack(images)), np.asarray(labels), np.asarray(split),
+                       [str(c) for c in range(102)], f"Oxford Flowers 102 train+val, {size} px", False)  # fmt: skip
+
+
+def load_data(name: str = "auto", size: int | None = None, **kwargs) -> NoveltyData:
+    """Flowers 102 when cached (``"auto"``/``"flowers102"``), else the digits stand-in; prints which."""
+    from ..datasets import is_cached
+
+    if name not in ("auto", "flowers102", "digits"):
+        raise ValueError(f"data must be 'auto', 'flowers102' or 'digits', got {name!r}.")
+    if name == "flowers102" or (name == "auto" and is_cached("flowers102")):
+        data = flowers_data(size or 128)
+    else:
+        data = digits_data(size or 48, **kwargs)
+    note = " Oxford Flowers 102 is not cached, so this is the offline stand-in." if data.stand_in else ""
+    print(f"Data: {data.description}.{note}")
+    return data
+
+
+@dataclass
+class Partition:
+    """The paper's partition (§3.2). ``*_unseen`` is 1 for an image of a class not in S1."""
+
+    s1: list[int]
+    s2: list[int]
+    s3: list[int]
+    dropped: list[int]
+    finetune: np.ndarray
+    train: np.ndarray
+    train_unseen: np.ndarray
+    test: np.ndarray
+    test_unseen: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        """Image counts of each role."""
+        return {"finetune": len(self.finetune), "train_seen": int((self.train_unseen == 0).sum()),
+                "train_unseen": int(self.train_unseen.sum()), "test_seen": int((self.test_unseen == 0).sum()),
+                "test_unseen": int(self.test_unseen.sum())}  # fmt: skip
+
+
+def partition(labels: np.ndarray, split: np.ndarray, seed: int = 0) -> Partition:
+    """Three even class sets S1, S2, S3 (leftover classes dropped) and the image roles.
+
+    S1's training images are halved per class: one half fine-tunes, the other trains the
+    detector as "seen". S2's training images are halved, one half is the detector's "unseen"
+    and the other is discarded; the two sides are then cut to the same size. The test set is
+    every validation image of S1 (seen) and S3 (unseen).
+    """
+    labels, split = np.asarray(labels), np.asarray(split)
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    k = len(classes) // 3
+    if k == 0:
+        raise ValueError("partition() needs at least 3 classes.")
+    s1, s2, s3 = (sorted(int(c) for c in classes[i * k : (i + 1) * k]) for i in range(3))
+
+    def halves(cls):
+        first, second = [], []
+        for c in cls:
+            idx = rng.permutation(np.flatnonzero((labels == c) & (split == 0)))
+            first.extend(idx[: len(idx) // 2])
+            second.extend(idx[len(idx) // 2 :])
+        return np.asarray(first, dtype=int), np.asarray(second, dtype=int)
+
+    finetune, seen = halves(s1)
+    unseen, _discarded = halves(s2)
+    n = min(len(seen), len(unseen))
+    seen, unseen = (np.sort(rng.choice(a, n, replace=False)) for a in (seen, unseen))
+    test = np.flatnonzero(np.isin(labels, s1 + s3) & (split == 1))
+    return Partition(s1, s2, s3, sorted(int(c) for c in classes[3 * k :]), np.sort(finetune),
+                     np.concatenate([seen, unseen]), np.repeat([0, 1], n), test,
+                     np.isin(labels[test], s3).astype(int))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Fine-tuning
+# ---------------------------------------------------------------------------
+
+
+class AdaptedNet(nn.Module):
+    """The ImageNet network followed by the paper's fully connected adaptation layer (1000 → classes)."""
+
+    def __init__(self, backbone: nn.Module, n_classes: int, n_outputs: int = 1000) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.adapt = nn.Linear(n_outputs, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapt(self.backbone(x))
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator):
+    order = torch.randperm(n, generator=gen)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def fine_tune(
+    model: nn.Module, data: NoveltyData, indices, *, head_epochs: int = 20, full_epochs: int = 5,
+    batch_size: int = 32, lr_head: float = 1e-3, lr_full: float = 1e-4, seed: int = 0,
+    in_place: bool = False, progress: bool | None = None,
+) -> AdaptedNet:  # fmt: skip
+    """Train the adaptation layer alone for ``head_epochs``, then everything for ``full_epochs``.
+
+    Works on a deep copy of ``model`` unless ``in_place=True``. The head-only phase reads the
+    frozen network's outputs once (same result as re-running it every epoch: eval mode, no
+    augmentation). Adam, cross-entropy over the classes of ``indices``. Returns the adapted
+    network in eval mode, with ``history`` (loss per epoch) attached.
+    """
+    indices = np.asarray(indices)
+    classes = sorted(set(data.labels[indices].tolist()))
+    target = torch.as_tensor([classes.index(c) for c in data.labels[indices]])
+    backbone = model if in_place else copy.deepcopy(model)
+    backbone.lab_info = model_info(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = AdaptedNet(backbone, len(classes))
+    net.classes, net.history = classes, []
+    show = config.show_progress() if progress is None else progress
+    with frozen(backbone), torch.no_grad():
+        outs = torch.cat([backbone(data.batch(backbone, indices[b : b + 64])) for b in range(0, len(indices), 64)])
+    opt = torch.optim.Adam(net.adapt.parameters(), lr=lr_head)
+    bar = tqdm(total=head_epochs + full_epochs, desc="Fine-tuning", disable=not show)
+    for _ in range(head_epochs):
+        for b in _batches(len(indices), batch_size, gen):
+            loss = F.cross_entropy(net.adapt(outs[b]), target[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.history.append(("head", loss.item()))
+        bar.update()
+    if full_epochs:
+        net.train()
+        for p in net.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(net.parameters(), lr=lr_full)
+        for _ in range(full_epochs):
+            for b in _batches(len(indices), batch_size, gen):
+                loss = F.cross_entropy(net(data.batch(backbone, indices[b.numpy()])), target[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            net.history.append(("full", loss.item()))
+            bar.update()
+    bar.close()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    return net
+
+
+# ---------------------------------------------------------------------------
+# Per-layer features
+# ---------------------------------------------------------------------------
+
+
+def _shrink(act: torch.Tensor, max_side: int) -> torch.Tensor:
+    if act.dim() == 2:
+        return act[:, :, None, None]
+    h, w = act.shape[-2:]
+    if max(h, w) > max_side:
+        act = F.adaptive_avg_pool2d(act, (min(h, max_side), min(w, max_side)))
+    return act
+
+
+def layer_features(
+    model: nn.Module, x: torch.Tensor, layers: list[str], *, max_side: int = 8, batch_size: int = 64,
+    progress: bool | None = None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Activations ``[N, C, h, w]`` of each named layer (``"input"`` = the image) for a normalised batch.
+
+    Maps larger than ``max_side`` are average-pooled to ``max_side`` × ``max_side``; vectors
+    become ``[N, C, 1, 1]``. Eval mode, one forward pass per mini-batch, stopped after the
+    deepest layer; the model is left unchanged.
+    """
+    modules = sorted({n for n in layers if n != INPUT})
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    show = config.show_progress() if progress is None else progress
+    hooks = capture(model, modules, stop=True) if modules else nullcontext()
+    with frozen(model), torch.no_grad(), hooks as cap:
+        for start in tqdm(range(0, len(x), batch_size), desc="Features", disable=not show):
+            xb = x[start : start + batch_size]
+            if modules:
+                cap.run(xb)
+            for n in layers:
+                parts[n].append(_shrink(xb if n == INPUT else cap.activations[n], max_side).clone())
+    return {n: torch.cat(p) for n, p in parts.items()}
+
+
+def _fingerprint(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(p, nn.Module):
+            for k, v in p.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(repr(p).encode())
+    return h.hexdigest()[:20]
+
+
+def cached_layer_features(
+    model: nn.Module, x: torch.Tensor, layers: list[str], *, max_side: int = 8, progress: bool | None = None,
+    cache: bool = True,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """:func:`layer_features`, cached per layer under ``config.data_dir()/novelty_features``.
+
+    The key hashes the model's weights, the layer, the input batch and ``max_side``. Files are
+    written as ``.part`` and renamed into place, so an interrupted run leaves nothing half-written.
+    """
+    folder = config.data_dir() / "novelty_features"
+    model_key, data_key = _fingerprint(model), _fingerprint(x)
+    paths = {n: folder / f"{_fingerprint(_CACHE_VERSION, model_key, n, data_key, max_side)}.pt" for n in layers}
+    out = {n: torch.load(p, weights_only=True) for n, p in paths.items() if cache and p.is_file()}
+    missing = [n for n in layers if n not in out]
+    if missing:
+        fresh = layer_features(model, x, missing, max_side=max_side, progress=progress)
+        out.update(fresh)
+        if cache:
+            folder.mkdir(parents=True, exist_ok=True)
+            for n, t in fresh.items():
+                part = paths[n].with_name(paths[n].name + f".{os.getpid()}.part")
+                torch.save(t, part)
+                os.replace(part, paths[n])
+    return {n: out[n] for n in layers}
+
+
+# ---------------------------------------------------------------------------
+# Detectors, baselines, metrics
+# ---------------------------------------------------------------------------
+
+
+class _Standardize(nn.Module):
+    def __init__(self, x: torch.Tensor) -> None:
+        super().__init__()
+        std = x.std(0)
+        self.register_buffer("mean", x.mean(0))
+        self.register_buffer("std", torch.where(std > 0, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class FCDetector(nn.Sequential):
+    """The paper's FC classifier: 3 fully connected layers with ReLUs → one logit for "unseen".
+
+    Inputs are standardised per feature with the training set's mean and std.
+    """
+
+    def __init__(self, train_x: torch.Tensor, hidden: tuple[int, int] = (256, 64)) -> None:
+        d = train_x[0].numel()
+        super().__init__(_Standardize(train_x), nn.Flatten(1), nn.Linear(d, hidden[0]), nn.ReLU(),
+                         nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Linear(hidden[1], 1))  # fmt: skip
+
+
+class ConvDetector(nn.Sequential):
+    """The paper's Conv classifier: 2 conv layers (3×3, ``width`` channels, ReLU), then the FC layers."""
+
+    def __init__(self, train_x: torch.Tensor, width: int = 32, hidden: tuple[int, int] = (256, 64)) -> None:
+        c, h, w = train_x.shape[1:]
+        super().__init__(_Standardize(train_x), nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Flatten(1),
+                         nn.Linear(width * h * w, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]),
+                         nn.ReLU(), nn.Linear(hidden[1], 1))  # fmt: skip
+
+
+DETECTORS = {"fc": FCDetector, "conv": ConvDetector}
+
+
+def train_detector(
+    kind: str, train_x: torch.Tensor, train_y, *, epochs: int = 50, batch_size: int = 32, lr: float = 1e-3,
+    seed: int = 0,
+) -> nn.Module:  # fmt: skip
+    """Train a seen (0) vs unseen (1) detector (``"fc"`` or ``"conv"``) with Adam and a logistic loss."""
+    if kind not in DETECTORS:
+        raise ValueError(f"kind must be 'fc' or 'conv', got {kind!r}.")
+    y = torch.as_tensor(np.asarray(train_y), dtype=torch.float32)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        det = DETECTORS[kind](train_x)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(det.parameters(), lr=lr)
+    for _ in range(epochs):
+        for b in _batches(len(y), batch_size, gen):
+            loss = F.binary_cross_entropy_with_logits(det(train_x[b])[:, 0], y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return det.eval()
+
+
+def detector_scores(det: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """P(unseen) for each row of ``x``."""
+    with torch.no_grad():
+        return torch.sigmoid(det(x)[:, 0]).numpy()
+
+
+def msp_scores(logits) -> np.ndarray:
+    """Novelty score ``1 − max_c softmax(z)_c`` (Hendrycks & Gimpel 2017, maximum softmax probability)."""
+    return 1.0 - torch.softmax(torch.as_tensor(logits, dtype=torch.float64), 1).amax(1).numpy()
+
+
+def mahalanobis_scores(train_x, train_labels, test_x, shrinkage: str | float | None = "ledoit-wolf") -> np.ndarray:
+    """Novelty score ``min_c (x − μ_c)ᵀ Σ⁻¹ (x − μ_c)`` (Lee et al. 2018).
+
+    μ_c are the class means of the seen training features, Σ their shared (within-class)
+    covariance ``Σ = 1/N Σ_c Σ_{i∈c} (x_i − μ_c)(x_i − μ_c)ᵀ``. ``shrinkage``: ``None``
+    (empirical, pseudo-inverse), a float ρ (``(1−ρ)Σ + ρ·tr(Σ)/d·I``) or ``"ledoit-wolf"``
+    (scikit-learn's estimate of ρ). Lee et al. average each feature map over space first.
+    """
+    from sklearn.covariance import ledoit_wolf
+
+    x = np.asarray(train_x, dtype=np.float64).reshape(len(train_x), -1)
+    t = np.asarray(test_x, dtype=np.float64).reshape(len(test_x), -1)
+    labels = np.asarray(train_labels)
+    classes = np.unique(labels)
+    means = np.stack([x[labels == c].mean(0) for c in classes])
+    centred = x - means[np.searchsorted(classes, labels)]
+    if shrinkage == "ledoit-wolf":
+        cov = ledoit_wolf(centred, assume_centered=True)[0]
+    else:
+        cov = centred.T @ centred / len(x)
+        if shrinkage:
+            mu = np.trace(cov) / cov.shape[0]
+            cov = (1 - shrinkage) * cov + shrinkage * mu * np.eye(cov.shape[0])
+    prec = np.linalg.pinv(cov, hermitian=True)
+    d = t[:, None, :] - means[None]
+    return np.einsum("ncd,de,nce->nc", d, prec, d).min(1)
+
+
+def accuracy(y, scores, threshold: float = 0.5) -> float:
+    """Fraction of correct seen/unseen calls at ``threshold`` (the paper's metric)."""
+    return float(((np.asarray(scores) > threshold) == np.asarray(y).astype(bool)).mean())
+
+
+def auroc(y, scores) -> float:
+    """Area under the ROC curve of ``scores`` for "unseen" (scikit-learn ``roc_auc_score``); 0.5 is chance."""
+    return float(roc_auc_score(np.asarray(y), np.asarray(scores)))
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+# ---------------------------------------------------------------------------
+
+PAPER_EPOCHS = {"figure4": (20, 5), "figure5_without": (120, 0), "figure5_with": (20, 100), "detector": 50}
+
+
+@dataclass
+class Settings:
+    """Everything a run depends on. Epoch pairs are (adaptation layer alone, then everything).
+
+    The defaults are the paper's (Figure 4: 20+5; Figure 5: 120+0 vs 20+100; detectors 50
+    epochs) on 48 px digits; :func:`stand_in_settings` and :func:`quick_settings` scale down.
+    """
+
+    model: str = "resnet18"
+    fallback: str = "efficientnet_lite0"
+    data: str = "auto"
+    size: int = 48
+    per_class: int | None = None
+    figure4: tuple[int, int] = (20, 5)
+    figure5_without: tuple[int, int] = (120, 0)
+    figure5_with: tuple[int, int] = (20, 100)
+    detector_epochs: int = 50
+    repeats: int = 3
+    max_side: int = 8
+    seed: int = 0
+    figure5_layers: tuple[int, ...] = (6, 7, 8, 9)
+    extra: dict = field(default_factory=dict)
+
+
+def stand_in_settings() -> Settings:
+    """The committed run: the paper's epochs, except Figure 5's fine-tuning, 100 → 40 epochs (×0.4)."""
+    return Settings(figure5_with=(20, 40))
+
+
+def quick_settings() -> Settings:
+    """A tiny run for fast mode and tests: 30 digits per class, 1–8 epochs, one repeat."""
+    return Settings( per_class=30, figure4=(3, 1), figure5_without=(3, 0), figure5_with=(3, 1),
+                    detector_epochs=8, repeats=1)  # fmt: skip
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Settings, progress) -> dict:
+    cols = [names[k] for k in layers]
+    f_train = cached_layer_features(net.backbone, x_train, cols, max_side=s.max_side, progress=progress)
+    f_test = cached_layer_features(net.backbone, x_test, cols, max_side=s.max_side, progress=progress)
+    seen = part.train_unseen == 0
+    out: dict = {k: {m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")} for k in kinds}
+    for kind in kinds:
+        for m in list(out[kind]):
+            out[kind][m + "_sd"] = []
+    out["mahalanobis_auroc"] = []
+    show = config.show_progress() if progress is None else progress
+    for col in tqdm(cols, desc="Detectors per layer", disable=not show):
+        tr, te = f_train[col], f_test[col]
+        for kind in kinds:
+            runs: dict[str, list[float]] = {m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")}
+            for r in range(s.repeats):
+                det = train_detector(kind, tr, part.train_unseen, epochs=s.detector_epochs, seed=s.seed + r)
+                p_tr, p_te = detector_scores(det, tr), detector_scores(det, te)
+                runs["train_acc"].append(accuracy(part.train_unseen, p_tr))
+                runs["test_acc"].append(accuracy(part.test_unseen, p_te))
+                runs["train_auroc"].append(auroc(part.train_unseen, p_tr))
+                runs["test_auroc"].append(auroc(part.test_unseen, p_te))
+            for m, v in runs.items():
+                mean, sd = _summary(v)
+                out[kind][m].append(mean)
+                out[kind][m + "_sd"].append(sd)
+        maha = mahalanobis_scores(tr.mean((2, 3))[seen], data.labels[part.train][seen], te.mean((2, 3)))
+        out["mahalanobis_auroc"].append(auroc(part.test_unseen, maha))
+    with torch.no_grad():
+        logits = torch.cat([net(x_test[i : i + 128]) for i in range(0, len(x_test), 128)])
+    out["msp_auroc"] = auroc(part.test_unseen, msp_scores(logits))
+    out["finetune_loss"] = [[phase, round(v, 4)] for phase, v in net.history]
+    return out
+
+
+def run(settings: Settings | None = None, model: nn.Module | None = None, data: NoveltyData | None = None,
+        progress: bool | None = None, command: str = "") -> dict:  # fmt: skip
+    """Run Figures 4 and 5 plus the baselines; return the JSON-able results (see ``data/results``)."""
+    from .. import __version__
+    from ..models import load_model
+
+    s = settings or Settings()
+    t0 = time.time()
+    if model is None:
+        model = load_model(s.model, fallback=s.fallback)
+    names = stages(model)
+    print(describe_layers(model))
+    if data is None:
+        data = load_data(s.data, s.size, **({"per_class": s.per_class} if s.per_class else {}))
+    part = partition(data.labels, data.split, s.seed)
+    x_train, x_test = data.batch(model, part.train), data.batch(model, part.test)
+    all_layers = list(range(len(names)))
+
+    def network(epochs):
+        return fine_tune(model, data, part.finetune, head_epochs=epochs[0], full_epochs=epochs[1],
+                         seed=s.seed, progress=progress)  # fmt: skip
+
+    fig4 = _evaluate(network(s.figure4), part, data, x_train, x_test, names, all_layers, ("fc", "conv"), s,
+                     progress)  # fmt: skip
+    fig5 = {}
+    for key, epochs in (("without", s.figure5_without), ("with", s.figure5_with)):
+        fig5[key] = _evaluate(network(epochs), part, data, x_train, x_test, names, list(s.figure5_layers),
+                              ("fc",), s, progress)  # fmt: skip
+    info = model_info(model)
+    ran = {"figure4": s.figure4, "figure5_without": s.figure5_without, "figure5_with": s.figure5_with,
+           "detector": s.detector_epochs}  # fmt: skip
+    scale = {k: [round(a / b, 3) if b else None for a, b in zip(np.atleast_1d(ran[k]), np.atleast_1d(v))]
+             for k, v in PAPER_EPOCHS.items()}  # fmt: skip
+    results = {
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "seconds": round(time.time() - t0, 1),
+        "model": {"requested": s.model, "ran": info.name, "source": info.source,
+                  "layers": [[k, p, n] for k, (p, n) in enumerate(zip(PAPER_LAYERS, names))]},
+        "data": {"name": data.name, "description": data.description, "stand_in": data.stand_in,
+                 "cannot_show": STAND_IN_LIMITS if data.stand_in else "", "image_size": int(data.images.shape[-1]),
+                 "classes": {"S1": part.s1, "S2": part.s2, "S3": part.s3, "dropped": part.dropped},
+                 "counts": part.counts()},
+        "epochs": {"paper": PAPER_EPOCHS, "this_run": ran, "scale_vs_paper": scale},
+        "settings": asdict(s),
+        "figure4": {"layers": all_layers, **fig4},
+        "figure5": {"layers": list(s.figure5_layers), **fig5},
+    }  # fmt: skip
+    results["verdict"] = verdict(results)
+    return results
+
+
+def _best(values: list[float], layers: list[int]) -> tuple[float, int]:
+    i = int(np.argmax(values))
+    return float(values[i]), layers[i]
+
+
+def verdict(results: dict) -> list[str]:
+    """Plain sentences, computed from ``results``: does the learned detector beat MSP and Mahalanobis?"""
+    lines = []
+    names = {k: p for k, p, _ in results["model"]["layers"]}
+    settings = [("Figure 4 network", results["figure4"])]
+    settings += [(f"Figure 5 network {k} fine-tuning", results["figure5"][k]) for k in ("without", "with")]
+    layers = {id(results["figure4"]): results["figure4"]["layers"]}
+    for label, block in settings:
+        ls = layers.get(id(block), results["figure5"]["layers"])
+        kinds = [k for k in ("fc", "conv") if k in block]
+        best = max((_best(block[k]["test_auroc"], ls) + (k,) for k in kinds), key=lambda t: t[0])
+        maha, maha_layer = _best(block["mahalanobis_auroc"], ls)
+        msp = block["msp_auroc"]
+        wins = sum(a > b for a, b in zip(block["fc"]["test_auroc"], block["mahalanobis_auroc"]))
+        word = {True: "beats", False: "does not beat"}
+        lines.append(
+            f"{label}: the best learned detector ({best[2].upper()} at layer {best[1]} {names[best[1]]}, "
+            f"test AUROC {best[0]:.3f}) {word[best[0] > msp]} the maximum softmax probability "
+            f"({msp:.3f}) and {word[best[0] > maha]} the Mahalanobis distance at its best layer "
+            f"(layer {maha_layer} {names[maha_layer]}, {maha:.3f}); layer by layer the FC detector "
+            f"beats Mahalanobis at {wins} of {len(ls)} layers."
+        )
+    return lines
+
+
+def save_results(results: dict, path: str | Path) -> Path:
+    """Write ``results`` as JSON (temporary file, then rename)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(part, path)
+    return path
+
+
+def load_results(path: str | Path | None = None) -> dict:
+    """The committed results (default ``data/results/novelty.json`` of the repository)."""
+    import json
+
+    path = Path(path) if path else Path(__file__).resolve().parents[2] / "data" / "results" / "novelty.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No results at {path}; make them with `{CLI} --out {path}`.")
+    return json.loads(path.read_text())
+
+
+CLI = "python -m introspect_lab.experiments.novelty"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the experiment and write its JSON results."""
+    import argparse
+
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(prog=CLI, description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="data/results/novelty.json")
+    ap.add_argument("--preset", choices=("stand-in", "paper", "quick"), default="stand-in",
+                    help="stand-in: the committed run (Figure 5 fine-tuning 100 → 40 epochs); paper: the "
+                    "paper's epochs; quick: a tiny run")  # fmt: skip
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--data", default="auto", choices=("auto", "flowers102", "digits"))
+    args = ap.parse_args(argv)
+    s = {"stand-in": stand_in_settings, "paper": Settings, "quick": quick_settings}[args.preset]()
+    s.model, s.data = args.model, args.data
+    results = run(s, command=" ".join([CLI, *argv]))
+    print("\n".join(results["verdict"]))
+    print(f"Wrote {save_results(results, args.out)} in {results['seconds']:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
