@@ -76,7 +76,9 @@ def test_every_registry_model_has_a_layer_mapping(name):
     with torch.device("meta"):  # shapes only: builds VGG in milliseconds
         model = load_model(name, pretrained=False, verbose=False)
         names = nv.stages(model)  # resolves every name with get_layer
-        feats = nv.layer_features(model, torch.zeros(1, 3, 64, 64), names, max_side=8)  # AlexNet needs ≥ 64 px
+        feats = nv.layer_features(
+            model, torch.zeros(1, 3, 64, 64), names, max_side=8
+        )  # AlexNet needs ≥ 64 px
     assert len(names) == len(nv.PAPER_LAYERS) == 10
     shapes = [tuple(feats[n].shape) for n in names]
     assert all(len(s) == 4 and max(s[2:]) <= 8 for s in shapes), shapes

@@ -284,7 +284,9 @@ def fine_tune(
     net.classes, net.history = classes, []
     show = config.show_progress() if progress is None else progress
     with frozen(backbone), torch.no_grad():
-        outs = torch.cat([backbone(data.batch(backbone, indices[b : b + 64])) for b in range(0, len(indices), 64)])
+        outs = torch.cat(
+            [backbone(data.batch(backbone, indices[b : b + 64])) for b in range(0, len(indices), 64)]
+        )
     opt = torch.optim.Adam(net.adapt.parameters(), lr=lr_head)
     bar = tqdm(total=head_epochs + full_epochs, desc="Fine-tuning", disable=not show)
     for _ in range(head_epochs):
@@ -379,7 +381,9 @@ def cached_layer_features(
     """
     folder = config.data_dir() / "novelty_features"
     model_key, data_key = _fingerprint(model), _fingerprint(x)
-    paths = {n: folder / f"{_fingerprint(_CACHE_VERSION, model_key, n, data_key, max_side)}.pt" for n in layers}
+    paths = {
+        n: folder / f"{_fingerprint(_CACHE_VERSION, model_key, n, data_key, max_side)}.pt" for n in layers
+    }
     out = {n: torch.load(p, weights_only=True) for n, p in paths.items() if cache and p.is_file()}
     missing = [n for n in layers if n not in out]
     if missing:
@@ -469,7 +473,9 @@ def msp_scores(logits) -> np.ndarray:
     return 1.0 - torch.softmax(torch.as_tensor(logits, dtype=torch.float64), 1).amax(1).numpy()
 
 
-def mahalanobis_scores(train_x, train_labels, test_x, shrinkage: str | float | None = "ledoit-wolf") -> np.ndarray:
+def mahalanobis_scores(
+    train_x, train_labels, test_x, shrinkage: str | float | None = "ledoit-wolf"
+) -> np.ndarray:
     """Novelty score ``min_c (x − μ_c)ᵀ Σ⁻¹ (x − μ_c)`` (Lee et al. 2018).
 
     μ_c are the class means of the seen training features, Σ their shared (within-class)
@@ -567,7 +573,9 @@ def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Setting
     for col in tqdm(cols, desc="Detectors per layer", disable=not show):
         tr, te = f_train[col], f_test[col]
         for kind in kinds:
-            runs: dict[str, list[float]] = {m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")}
+            runs: dict[str, list[float]] = {
+                m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")
+            }
             for r in range(s.repeats):
                 det = train_detector(kind, tr, part.train_unseen, epochs=s.detector_epochs, seed=s.seed + r)
                 p_tr, p_te = detector_scores(det, tr), detector_scores(det, te)

@@ -19,8 +19,17 @@ def _ticks(results: dict, layers: list[int]) -> list[str]:
 def _panel(ax, results: dict, layers: list[int], block: dict, title: str) -> None:
     x = np.arange(len(layers))
     w = 0.38
-    ax.bar(x - w / 2, block["train_acc"], w, yerr=block.get("train_acc_sd"), color="#9ecae1", label="train accuracy")
-    ax.bar(x + w / 2, block["test_acc"], w, yerr=block.get("test_acc_sd"), color="#3182bd", label="test accuracy")
+    ax.bar(
+        x - w / 2,
+        block["train_acc"],
+        w,
+        yerr=block.get("train_acc_sd"),
+        color="#9ecae1",
+        label="train accuracy",
+    )
+    ax.bar(
+        x + w / 2, block["test_acc"], w, yerr=block.get("test_acc_sd"), color="#3182bd", label="test accuracy"
+    )
     ax.errorbar(x, block["test_auroc"], yerr=block.get("test_auroc_sd"), color="#e6550d", marker="o", lw=1.5,
                 capsize=3, label="test AUROC")  # fmt: skip
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
@@ -78,7 +87,9 @@ def plot_baselines(results: dict, size: float = 3.6):
     panels += [(f"Figure 5, {k} fine-tuning", results["figure5"][k], results["figure5"]["layers"])
                for k in ("without", "with")]  # fmt: skip
     ratios = [len(p[2]) + 2 for p in panels]
-    fig, axes = plt.subplots(1, 3, figsize=(3.2 * size, size), sharey=True, gridspec_kw={"width_ratios": ratios})
+    fig, axes = plt.subplots(
+        1, 3, figsize=(3.2 * size, size), sharey=True, gridspec_kw={"width_ratios": ratios}
+    )
     for ax, (title, block, layers) in zip(axes, panels):
         x = np.arange(len(layers))
         for kind, colour in (("fc", "#3182bd"), ("conv", "#31a354")):
