@@ -81,6 +81,7 @@ def test_every_registry_model_has_a_layer_mapping(name):
         )  # AlexNet needs ≥ 64 px
     assert len(names) == len(nv.PAPER_LAYERS) == 10
     shapes = [tuple(feats[n].shape) for n in names]
+    assert all(s[0] == 1 for s in shapes), "one row per image, also for a name listed twice"
     assert all(len(s) == 4 and max(s[2:]) <= 8 for s in shapes), shapes
     channels = [s[1] for s in shapes]
     assert channels[0] == 3 and channels[8] > channels[5], "layer 8 is the last conv stage"

@@ -351,7 +351,7 @@ def layer_features(
             xb = x[start : start + batch_size]
             if modules:
                 cap.run(xb)
-            for n in layers:
+            for n in parts:
                 parts[n].append(_shrink(xb if n == INPUT else cap.activations[n], max_side).clone())
     return {n: torch.cat(p) for n, p in parts.items()}
 
@@ -385,7 +385,7 @@ def cached_layer_features(
         n: folder / f"{_fingerprint(_CACHE_VERSION, model_key, n, data_key, max_side)}.pt" for n in layers
     }
     out = {n: torch.load(p, weights_only=True) for n, p in paths.items() if cache and p.is_file()}
-    missing = [n for n in layers if n not in out]
+    missing = [n for n in dict.fromkeys(layers) if n not in out]
     if missing:
         fresh = layer_features(model, x, missing, max_side=max_side, progress=progress)
         out.update(fresh)
@@ -623,7 +623,8 @@ def run(settings: Settings | None = None, model: nn.Module | None = None, data: 
                      progress)  # fmt: skip
     fig5 = {}
     for key, epochs in (("without", s.figure5_without), ("with", s.figure5_with)):
-        print(f"[{time.time() - t0:.0f} s] Figure 4 done" if key == "without" else "", flush=True)
+        if key == "without":
+            print(f"[{time.time() - t0:.0f} s] Figure 4 done", flush=True)
         fig5[key] = _evaluate(network(epochs), part, data, x_train, x_test, names, list(s.figure5_layers),
                               ("fc",), s, progress)  # fmt: skip
     info = model_info(model)
