@@ -8,6 +8,7 @@ import torch
 
 from introspect_lab import load_model
 from introspect_lab.experiments import novelty as nv
+from introspect_lab.experiments import novelty_detectors as nd
 from introspect_lab.models import MODELS
 
 
@@ -110,7 +111,7 @@ def test_feature_cache_hits_and_never_leaves_partial_files(lite0, digits, data_d
     def boom(*args, **kwargs):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(nv, "layer_features", boom)
+    monkeypatch.setattr(nd, "layer_features", boom)
     again = nv.cached_layer_features(lite0, x, layers)
     for n in layers:
         assert torch.equal(first[n], again[n])
