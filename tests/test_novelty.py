@@ -197,3 +197,35 @@ def test_unknown_data_and_model_errors():
         nv.load_data("mnist")
     with pytest.raises(ValueError, match="No layer mapping"):
         nv.stages(torch.nn.Linear(2, 2))
+
+
+def test_flowers_path_reads_a_cached_flowers102(data_dir, monkeypatch):
+    """A fake Flowers 102 cache in torchvision's layout: ``load_data("auto")`` must pick it up."""
+    from PIL import Image
+    from scipy.io import savemat
+    from torchvision.datasets import Flowers102
+
+    from introspect_lab.datasets import dataset_path
+
+    root = dataset_path("flowers102")
+    base = root / "flowers-102"
+    (base / "jpg").mkdir(parents=True)
+    labels = np.repeat(np.arange(1, 7), 4)  # 6 classes (1-based in the .mat), 4 images each
+    for i, lab in enumerate(labels, 1):
+        Image.new("RGB", (30, 20), (40 * int(lab), 0, 0)).save(base / "jpg" / f"image_{i:05d}.jpg")
+    ids = np.arange(1, 25)
+    savemat(base / "imagelabels.mat", {"labels": labels})
+    savemat(base / "setid.mat", {"trnid": ids[0::2], "valid": ids[1::2], "tstid": ids[:2]})
+    (root / ".complete").write_text("{}")
+    monkeypatch.setattr(
+        Flowers102, "_check_integrity", lambda self: True
+    )  # the fake .mat files have other MD5s
+    data = nv.load_data("auto", size=16)
+    assert data.name == "flowers102" and not data.stand_in
+    assert data.images.shape == (24, 3, 16, 16)
+    assert sorted(np.unique(data.labels)) == list(range(6))
+    assert (data.split == 0).sum() == (data.split == 1).sum() == 12
+    red = data.images[:, 0].float().mean((1, 2)).numpy()
+    assert np.allclose(red, 40 * (data.labels + 1), atol=3), "each image carries its own label"
+    p = nv.partition(data.labels, data.split)
+    assert len(p.s1) == len(p.s2) == len(p.s3) == 2 and len(p.test) == 8
