@@ -269,11 +269,14 @@ class AdaptedNet(nn.Module):
 def fine_tune(
     model: nn.Module, data: NoveltyData, indices, *, head_epochs: int = 20, full_epochs: int = 5,
     batch_size: int = 32, lr_head: float = 1e-3, lr_full: float = 1e-4, seed: int = 0,
-    in_place: bool = False, progress: bool | None = None,
+    in_place: bool = False, freeze_bn: bool = True, progress: bool | None = None,
 ) -> AdaptedNet:  # fmt: skip
     """Train the adaptation layer alone for ``head_epochs``, then everything for ``full_epochs``.
 
-    Works on a deep copy of ``model`` unless ``in_place=True``. The head-only phase reads the
+    Works on a deep copy of ``model`` unless ``in_place=True``. ``freeze_bn`` keeps BatchNorm
+    in eval mode while everything trains (its weights still learn, its running statistics stay):
+    with batches of 32 and the bundled model's BatchNorm momentum of 0.01, batch statistics in
+    training and running statistics in eval would otherwise disagree. The head-only phase reads the
     frozen network's outputs once (same result as re-running it every epoch: eval mode, no
     augmentation). Adam, cross-entropy over the classes of ``indices``. Returns the adapted
     network in eval mode, with ``history`` (loss per epoch) attached.
@@ -305,6 +308,10 @@ def fine_tune(
         bar.update()
     if full_epochs:
         net.train()
+        if freeze_bn:  # keep the running statistics: small batches, and no train/eval mismatch
+            for m in net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         for p in net.parameters():
             p.requires_grad_(True)
         opt = torch.optim.Adam(net.parameters(), lr=lr_full)
@@ -352,6 +359,7 @@ class Settings:
     max_side: int = 8
     seed: int = 0
     figure5_layers: tuple[int, ...] = (6, 7, 8, 9)
+    freeze_bn: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -428,7 +436,7 @@ def run(settings: Settings | None = None, model: nn.Module | None = None, data: 
     def network(epochs):
         print(f"[{time.time() - t0:.0f} s] fine-tuning {epochs[0]} + {epochs[1]} epochs", flush=True)
         return fine_tune(model, data, part.finetune, head_epochs=epochs[0], full_epochs=epochs[1],
-                         seed=s.seed, progress=progress)  # fmt: skip
+                         seed=s.seed, freeze_bn=s.freeze_bn, progress=progress)  # fmt: skip
 
     fig4 = _evaluate(network(s.figure4), part, data, x_train, x_test, names, all_layers, ("fc", "conv"), s,
                      progress)  # fmt: skip
