@@ -10,7 +10,7 @@ other classes S2 ("unseen"), and test it on S1 against yet other classes S3 (Fig
 * :func:`partition` — the paper's three-way class partition and its image partition.
 * :func:`fine_tune` — adaptation layer alone, then everything; works on a copy.
 * :func:`layer_features` / :func:`cached_layer_features` — layers 0–9 in the paper's
-  numbering (:data:`STAGES` maps them onto every registry model), cached on disk.
+  numbering (the registry's ``settings(model).novelty_layers`` for every model), cached on disk.
 * :class:`FCDetector`, :class:`ConvDetector`, :func:`train_detector` — the two detectors.
 * :func:`msp_scores` (Hendrycks & Gimpel 2017), :func:`mahalanobis_scores` (Lee et al.
   2018) — baselines the paper does not try. Metrics: accuracy at 0.5 and AUROC.
@@ -34,10 +34,11 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .. import config
+from .. import __version__, config, datasets
 from ..hooks import frozen
-from ..images import normalize
-from ..models import get_layer, model_info
+from ..images import normalize, to_rgb
+from ..models import get_layer, load_model, model_info
+from ..models import settings as model_settings
 from .novelty_detectors import (
     INPUT,
     ConvDetector,
@@ -54,7 +55,7 @@ from .novelty_detectors import (
 )
 
 __all__ = [
-    "PAPER_LAYERS", "STAGES", "NoveltyData", "Partition", "AdaptedNet", "FCDetector", "ConvDetector",
+    "PAPER_LAYERS", "NoveltyData", "Partition", "AdaptedNet", "FCDetector", "ConvDetector",
     "Settings", "stages", "describe_layers", "digits_data", "flowers_data", "load_data", "partition",
     "fine_tune", "layer_features", "cached_layer_features", "train_detector", "msp_scores",
     "mahalanobis_scores", "accuracy", "auroc", "run", "load_results", "save_results", "verdict",
@@ -64,22 +65,6 @@ __all__ = [
 # Layer k of the paper: 0 is the image, 1–9 the children of torchvision's ResNet-18 up to avgpool.
 PAPER_LAYERS = ("image", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
 
-# The corresponding module of every registry model, matched by role and by output stride
-# (layer1 ~ 1/4 of the input side, layer2 1/8, layer3 1/16, layer4 the last conv features, then the
-# global pool). A model without BatchNorm repeats its conv for "bn1".
-STAGES: dict[str, tuple[str, ...]] = {
-    "resnet18": PAPER_LAYERS[1:],
-    "efficientnet_lite0": ("stem.conv", "stem.bn", "stem.act", "blocks.0", "blocks.2", "blocks.4",
-                           "blocks.10", "head", "pool"),
-    "squeezenet1_1": ("features.0", "features.0", "features.1", "features.2", "features.4", "features.7",
-                      "features.10", "features.12", "classifier.3"),
-    "alexnet": ("features.0", "features.0", "features.1", "features.2", "features.4", "features.7",
-                "features.9", "features.12", "avgpool"),
-    "vgg16": ("features.0", "features.0", "features.1", "features.4", "features.9", "features.16",
-              "features.23", "features.30", "avgpool"),
-    "vgg19": ("features.0", "features.0", "features.1", "features.4", "features.9", "features.18",
-              "features.27", "features.36", "avgpool"),
-}  # fmt: skip
 STAND_IN_LIMITS = (
     "The digits stand-in cannot show fine-grained novelty: its classes are ten handwritten digits "
     "far from ImageNet, 8x8 pixels upsampled, so (i) a seen/unseen boundary between digit shapes "
@@ -91,11 +76,8 @@ STAND_IN_LIMITS = (
 
 
 def stages(model: nn.Module) -> list[str]:
-    """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0), from :data:`STAGES`."""
-    name = model_info(model).name
-    if name not in STAGES:
-        raise ValueError(f"No layer mapping for {name!r}; known models: {', '.join(STAGES)}.")
-    names = [INPUT, *STAGES[name]]
+    """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0): ``settings(model).novelty_layers``."""
+    names = [INPUT, *model_settings(model).novelty_layers]
     for n in names[1:]:
         get_layer(model, n)
     return names
@@ -163,16 +145,13 @@ def flowers_data(size: int = 128) -> NoveltyData:
     from PIL import Image
     from torchvision.datasets import Flowers102
 
-    from ..datasets import _resize_crop, fetch_dataset
-    from ..images import to_rgb
-
-    root = fetch_dataset("flowers102")
+    root = datasets.fetch_dataset("flowers102")
     images, labels, split = [], [], []
     for s, name in enumerate(("train", "val")):
         ds = Flowers102(str(root), split=name, download=False)
         for path, label in zip(ds._image_files, ds._labels):
             with Image.open(path) as im:
-                images.append(_resize_crop(to_rgb(im), size))
+                images.append(datasets._resize_crop(to_rgb(im), size))
             labels.append(label)
             split.append(s)
     return NoveltyData("flowers102", torch.from_numpy(np.stack(images)), np.asarray(labels), np.asarray(split),
@@ -181,11 +160,9 @@ def flowers_data(size: int = 128) -> NoveltyData:
 
 def load_data(name: str = "auto", size: int | None = None, **kwargs) -> NoveltyData:
     """Flowers 102 when cached (``"auto"``/``"flowers102"``), else the digits stand-in; prints which."""
-    from ..datasets import is_cached
-
     if name not in ("auto", "flowers102", "digits"):
         raise ValueError(f"data must be 'auto', 'flowers102' or 'digits', got {name!r}.")
-    if name == "flowers102" or (name == "auto" and is_cached("flowers102")):
+    if name == "flowers102" or (name == "auto" and datasets.is_cached("flowers102")):
         data = flowers_data(size or 128)
     else:
         data = digits_data(size or 48, **kwargs)
@@ -418,9 +395,6 @@ def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Setting
 def run(settings: Settings | None = None, model: nn.Module | None = None, data: NoveltyData | None = None,
         progress: bool | None = None, command: str = "") -> dict:  # fmt: skip
     """Run Figures 4 and 5 plus the baselines; return the JSON-able results (see ``data/results``)."""
-    from .. import __version__
-    from ..models import load_model
-
     s = settings or Settings()
     t0 = time.time()
     if model is None:
