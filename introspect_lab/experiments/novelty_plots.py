@@ -74,7 +74,7 @@ def plot_figure5(results: dict, size: float = 4.2):
     for ax, key in zip(axes, ("without", "with")):
         _panel(ax, results, block["layers"], block[key]["fc"], titles[key])
     axes[0].legend(loc="lower left", fontsize=8, ncol=2)
-    fig.suptitle(f"Figure 5 · FC classifier · {_subtitle(results)}", fontsize=11)
+    fig.suptitle(f"Figure 5 · FC classifier\n{_subtitle(results)}", fontsize=11)
     fig.tight_layout()
     return fig
 
