@@ -143,7 +143,10 @@ class ModelSettings:
       last feature block before the classifier) and layers to compare;
     * ``neuron_layers`` (04): layers whose neurons guided backprop explains;
     * ``channel_layers`` (05), ``dream_layers`` (06), ``inversion_layers``,
-      ``mid_layer``, ``deep_layer`` (07).
+      ``mid_layer``, ``deep_layer`` (07);
+    * ``novelty_layers`` (12): the modules that play the roles of ResNet-18's children
+      ``conv1, bn1, relu, maxpool, layer1 … layer4, avgpool`` (seed 000's layers 1–9), matched
+      by role and output stride; a model without BatchNorm repeats its first conv for ``bn1``.
 
     Synthesis settings per task: ``class_vis``, ``channel_vis``,
     ``deepdream``, ``inversion``, ``style`` (texture and style, 08).
@@ -167,6 +170,7 @@ class ModelSettings:
     inversion: InversionSettings
     style: StyleSettings
     pathways: PathwayLayers | None = None
+    novelty_layers: tuple[str, ...] = ()  # layers 1–9 of seed 000's ResNet-18 numbering (notebook 12)
 
 
 def override(settings, **values):
@@ -405,3 +409,18 @@ _PATHWAYS: dict[str, PathwayLayers] = {
     ),
 }  # fmt: skip
 SETTINGS = {name: replace(s, pathways=_PATHWAYS[name]) for name, s in SETTINGS.items()}
+# Seed 000's layers 1–9 (ResNet-18's children up to avgpool), stage by stage on every model.
+_NOVELTY_LAYERS = {
+    "resnet18": ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"),
+    "efficientnet_lite0": ("stem.conv", "stem.bn", "stem.act", "blocks.0", "blocks.2", "blocks.4",
+                           "blocks.10", "head", "pool"),
+    "squeezenet1_1": ("features.0", "features.0", "features.1", "features.2", "features.4", "features.7",
+                      "features.10", "features.12", "classifier.3"),
+    "alexnet": ("features.0", "features.0", "features.1", "features.2", "features.4", "features.7",
+                "features.9", "features.12", "avgpool"),
+    "vgg16": ("features.0", "features.0", "features.1", "features.4", "features.9", "features.16",
+              "features.23", "features.30", "avgpool"),
+    "vgg19": ("features.0", "features.0", "features.1", "features.4", "features.9", "features.18",
+              "features.27", "features.36", "avgpool"),
+}  # fmt: skip
+SETTINGS = {name: replace(s, novelty_layers=_NOVELTY_LAYERS[name]) for name, s in SETTINGS.items()}

@@ -1,0 +1,526 @@
+"""Detecting novel classes from a fine-tuned network's activations (seed 000, §3.2 and §4.2).
+
+Powers & Keselman, "Introspective Neural Networks": fine-tune an ImageNet network (plus a
+fully connected *adaptation layer* to the new classes) on a set of classes S1, then train a
+small classifier on the activations of one layer to tell S1 images ("seen") from images of
+other classes S2 ("unseen"), and test it on S1 against yet other classes S3 (Figures 4–5).
+
+* :func:`load_data` — Oxford Flowers 102 through :mod:`introspect_lab.datasets` when it is
+  cached, otherwise the offline stand-in: scikit-learn's digits, upsampled (said aloud).
+* :func:`partition` — the paper's three-way class partition and its image partition.
+* :func:`fine_tune` — adaptation layer alone, then everything; works on a copy.
+* :func:`layer_features` / :func:`cached_layer_features` — layers 0–9 in the paper's
+  numbering (the registry's ``settings(model).novelty_layers`` for every model), cached on disk.
+* :class:`FCDetector`, :class:`ConvDetector`, :func:`train_detector` — the two detectors.
+* :func:`msp_scores` (Hendrycks & Gimpel 2017), :func:`mahalanobis_scores` (Lee et al.
+  2018) — baselines the paper does not try. Metrics: accuracy at 0.5 and AUROC.
+* :func:`run` — the whole experiment, as JSON; ``python -m introspect_lab.experiments.novelty``.
+Detectors, baselines and features live in :mod:`.novelty_detectors` (re-exported here),
+plots in :mod:`.novelty_plots`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .. import __version__, config, datasets
+from ..hooks import frozen
+from ..images import normalize, to_rgb
+from ..models import get_layer, load_model, model_info
+from ..models import settings as model_settings
+from .novelty_detectors import (
+    INPUT,
+    ConvDetector,
+    FCDetector,
+    _batches,
+    accuracy,
+    auroc,
+    cached_layer_features,
+    detector_scores,
+    layer_features,
+    mahalanobis_scores,
+    msp_scores,
+    train_detector,
+)
+
+__all__ = [
+    "PAPER_LAYERS", "NoveltyData", "Partition", "AdaptedNet", "FCDetector", "ConvDetector",
+    "Settings", "stages", "describe_layers", "digits_data", "flowers_data", "load_data", "partition",
+    "fine_tune", "layer_features", "cached_layer_features", "train_detector", "msp_scores",
+    "mahalanobis_scores", "accuracy", "auroc", "run", "load_results", "save_results", "verdict",
+    "detector_scores", "INPUT", "stand_in_settings", "quick_settings", "main",
+]  # fmt: skip
+
+# Layer k of the paper: 0 is the image, 1–9 the children of torchvision's ResNet-18 up to avgpool.
+PAPER_LAYERS = ("image", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+
+STAND_IN_LIMITS = (
+    "The digits stand-in cannot show fine-grained novelty: its classes are ten handwritten digits "
+    "far from ImageNet, 8x8 pixels upsampled, so (i) a seen/unseen boundary between digit shapes "
+    "is much easier than between flower species, (ii) fine-tuning adapts the network to a domain "
+    "shift (grey strokes vs photos) as well as to the classes, and (iii) with 3 classes per set "
+    "the result depends on which digits fall in S1/S2/S3. Numbers are not comparable with the "
+    "paper's Flowers-102 accuracies; the protocol, the layer trends and the baseline comparison are."
+)
+
+
+def stages(model: nn.Module) -> list[str]:
+    """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0): ``settings(model).novelty_layers``."""
+    names = [INPUT, *model_settings(model).novelty_layers]
+    for n in names[1:]:
+        get_layer(model, n)
+    return names
+
+
+def describe_layers(model: nn.Module) -> str:
+    """One line naming the model and its mapping onto the paper's layers 0–9."""
+    pairs = ", ".join(f"{k} {p}→{n}" for k, (p, n) in enumerate(zip(PAPER_LAYERS, stages(model))))
+    return f"Model that ran: {model_info(model).name}. Paper layer → this model: {pairs}"
+
+
+# ---------------------------------------------------------------------------
+# Data and partition
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class NoveltyData:
+    """Labelled images (uint8 ``[N, 3, S, S]``) with a train (0) / validation (1) split per image."""
+
+    name: str
+    images: torch.Tensor
+    labels: np.ndarray
+    split: np.ndarray
+    class_names: list[str]
+    description: str
+    stand_in: bool
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, model: nn.Module, indices) -> torch.Tensor:
+        """The images at ``indices`` as a normalised model input."""
+        return normalize(self.images[torch.as_tensor(indices)].float() / 255.0, model)
+
+
+def digits_data(size: int = 48, val_fraction: float = 1 / 3, seed: int = 0, per_class: int | None = None):
+    """scikit-learn's 1,797 8×8 digits, bilinearly upsampled to ``size`` px, grey → 3 channels.
+
+    A seeded, stratified train/validation split (``val_fraction`` of each class to validation).
+    ``per_class`` keeps only that many images per class (fast runs).
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    keep, split = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(digits.target == c))[:per_class]
+        n_val = int(round(len(idx) * val_fraction))
+        keep.extend(idx)
+        split.extend([1] * n_val + [0] * (len(idx) - n_val))
+    keep = np.asarray(keep)
+    x = torch.from_numpy(digits.images[keep] / 16.0).float()[:, None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    images = (x.expand(-1, 3, -1, -1) * 255).round().to(torch.uint8).contiguous()
+    return NoveltyData("digits", images, digits.target[keep], np.asarray(split), [str(d) for d in range(10)],
+                       f"scikit-learn digits (offline stand-in for Oxford Flowers 102): {len(keep)} images "
+                       f"8x8 upsampled to {size} px, seeded {1 - val_fraction:.0%}/{val_fraction:.0%} "
+                       "train/validation split", True)  # fmt: skip
+
+
+def flowers_data(size: int = 128) -> NoveltyData:
+    """Oxford Flowers 102 from the dataset cache (train and val splits), resized and centre-cropped."""
+    from PIL import Image
+    from torchvision.datasets import Flowers102
+
+    root = datasets.fetch_dataset("flowers102")
+    images, labels, split = [], [], []
+    for s, name in enumerate(("train", "val")):
+        ds = Flowers102(str(root), split=name, download=False)
+        for path, label in zip(ds._image_files, ds._labels):
+            with Image.open(path) as im:
+                images.append(datasets._resize_crop(to_rgb(im), size))
+            labels.append(label)
+            split.append(s)
+    return NoveltyData("flowers102", torch.from_numpy(np.stack(images)), np.asarray(labels), np.asarray(split),
+                       [str(c) for c in range(102)], f"Oxford Flowers 102 train+val, {size} px", False)  # fmt: skip
+
+
+def load_data(name: str = "auto", size: int | None = None, **kwargs) -> NoveltyData:
+    """Flowers 102 when cached (``"auto"``/``"flowers102"``), else the digits stand-in; prints which."""
+    if name not in ("auto", "flowers102", "digits"):
+        raise ValueError(f"data must be 'auto', 'flowers102' or 'digits', got {name!r}.")
+    if name == "flowers102" or (name == "auto" and datasets.is_cached("flowers102")):
+        data = flowers_data(size or 128)
+    else:
+        data = digits_data(size or 48, **kwargs)
+    note = " Oxford Flowers 102 is not cached, so this is the offline stand-in." if data.stand_in else ""
+    print(f"Data: {data.description}.{note}")
+    return data
+
+
+@dataclass
+class Partition:
+    """The paper's partition (§3.2). ``*_unseen`` is 1 for an image of a class not in S1."""
+
+    s1: list[int]
+    s2: list[int]
+    s3: list[int]
+    dropped: list[int]
+    finetune: np.ndarray
+    train: np.ndarray
+    train_unseen: np.ndarray
+    test: np.ndarray
+    test_unseen: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        """Image counts of each role."""
+        return {"finetune": len(self.finetune), "train_seen": int((self.train_unseen == 0).sum()),
+                "train_unseen": int(self.train_unseen.sum()), "test_seen": int((self.test_unseen == 0).sum()),
+                "test_unseen": int(self.test_unseen.sum())}  # fmt: skip
+
+
+def partition(labels: np.ndarray, split: np.ndarray, seed: int = 0) -> Partition:
+    """Three even class sets S1, S2, S3 (leftover classes dropped) and the image roles.
+
+    S1's training images are halved per class: one half fine-tunes, the other trains the
+    detector as "seen". S2's training images are halved, one half is the detector's "unseen"
+    and the other is discarded; the two sides are then cut to the same size. The test set is
+    every validation image of S1 (seen) and S3 (unseen).
+    """
+    labels, split = np.asarray(labels), np.asarray(split)
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    k = len(classes) // 3
+    if k == 0:
+        raise ValueError("partition() needs at least 3 classes.")
+    s1, s2, s3 = (sorted(int(c) for c in classes[i * k : (i + 1) * k]) for i in range(3))
+
+    def halves(cls):
+        first, second = [], []
+        for c in cls:
+            idx = rng.permutation(np.flatnonzero((labels == c) & (split == 0)))
+            first.extend(idx[: len(idx) // 2])
+            second.extend(idx[len(idx) // 2 :])
+        return np.asarray(first, dtype=int), np.asarray(second, dtype=int)
+
+    finetune, seen = halves(s1)
+    unseen, _discarded = halves(s2)
+    n = min(len(seen), len(unseen))
+    seen, unseen = (np.sort(rng.choice(a, n, replace=False)) for a in (seen, unseen))
+    test = np.flatnonzero(np.isin(labels, s1 + s3) & (split == 1))
+    return Partition(s1, s2, s3, sorted(int(c) for c in classes[3 * k :]), np.sort(finetune),
+                     np.concatenate([seen, unseen]), np.repeat([0, 1], n), test,
+                     np.isin(labels[test], s3).astype(int))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Fine-tuning
+# ---------------------------------------------------------------------------
+
+
+class AdaptedNet(nn.Module):
+    """The ImageNet network followed by the paper's fully connected adaptation layer (1000 → classes)."""
+
+    def __init__(self, backbone: nn.Module, n_classes: int, n_outputs: int = 1000) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.adapt = nn.Linear(n_outputs, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapt(self.backbone(x))
+
+
+def fine_tune(
+    model: nn.Module, data: NoveltyData, indices, *, head_epochs: int = 20, full_epochs: int = 5,
+    batch_size: int = 32, lr_head: float = 1e-3, lr_full: float = 1e-4, seed: int = 0,
+    in_place: bool = False, freeze_bn: bool = True, progress: bool | None = None,
+) -> AdaptedNet:  # fmt: skip
+    """Train the adaptation layer alone for ``head_epochs``, then everything for ``full_epochs``.
+
+    Works on a deep copy of ``model`` unless ``in_place=True``. ``freeze_bn`` keeps BatchNorm
+    in eval mode while everything trains (its weights still learn, its running statistics stay):
+    with batches of 32 and the bundled model's BatchNorm momentum of 0.01, batch statistics in
+    training and running statistics in eval would otherwise disagree. The head-only phase reads the
+    frozen network's outputs once (same result as re-running it every epoch: eval mode, no
+    augmentation). Adam, cross-entropy over the classes of ``indices``. Returns the adapted
+    network in eval mode, with ``history`` (loss per epoch) attached.
+    """
+    indices = np.asarray(indices)
+    classes = sorted(set(data.labels[indices].tolist()))
+    target = torch.as_tensor([classes.index(c) for c in data.labels[indices]])
+    backbone = model if in_place else copy.deepcopy(model)
+    backbone.lab_info = model_info(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = AdaptedNet(backbone, len(classes))
+    net.classes, net.history = classes, []
+    show = config.show_progress() if progress is None else progress
+    with frozen(backbone), torch.no_grad():
+        outs = torch.cat(
+            [backbone(data.batch(backbone, indices[b : b + 64])) for b in range(0, len(indices), 64)]
+        )
+    opt = torch.optim.Adam(net.adapt.parameters(), lr=lr_head)
+    bar = tqdm(total=head_epochs + full_epochs, desc="Fine-tuning", disable=not show)
+    for _ in range(head_epochs):
+        for b in _batches(len(indices), batch_size, gen):
+            loss = F.cross_entropy(net.adapt(outs[b]), target[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.history.append(("head", loss.item()))
+        bar.update()
+    if full_epochs:
+        net.train()
+        if freeze_bn:  # keep the running statistics: small batches, and no train/eval mismatch
+            for m in net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        for p in net.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(net.parameters(), lr=lr_full)
+        for _ in range(full_epochs):
+            for b in _batches(len(indices), batch_size, gen):
+                loss = F.cross_entropy(net(data.batch(backbone, indices[b.numpy()])), target[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            net.history.append(("full", loss.item()))
+            bar.update()
+    bar.close()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    return net
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+# ---------------------------------------------------------------------------
+
+PAPER_EPOCHS = {"figure4": (20, 5), "figure5_without": (120, 0), "figure5_with": (20, 100), "detector": 50}
+
+
+@dataclass
+class Settings:
+    """Everything a run depends on. Epoch pairs are (adaptation layer alone, then everything).
+
+    The defaults are the paper's (Figure 4: 20+5; Figure 5: 120+0 vs 20+100; detectors 50
+    epochs) on 48 px digits; :func:`stand_in_settings` and :func:`quick_settings` scale down.
+    """
+
+    model: str = "resnet18"
+    fallback: str = "efficientnet_lite0"
+    data: str = "auto"
+    size: int = 48
+    per_class: int | None = None
+    figure4: tuple[int, int] = (20, 5)
+    figure5_without: tuple[int, int] = (120, 0)
+    figure5_with: tuple[int, int] = (20, 100)
+    detector_epochs: int = 50
+    repeats: int = 3
+    max_side: int = 8
+    seed: int = 0
+    figure5_layers: tuple[int, ...] = (6, 7, 8, 9)
+    freeze_bn: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def stand_in_settings() -> Settings:
+    """The committed run: the paper's epochs, except Figure 5's fine-tuning, 100 → 30 epochs (×0.3); 2 repeats."""
+    return Settings(figure5_with=(20, 30), repeats=2)
+
+
+def quick_settings() -> Settings:
+    """A tiny run for fast mode and tests: 30 digits per class, 1–8 epochs, one repeat."""
+    return Settings( per_class=30, figure4=(3, 1), figure5_without=(3, 0), figure5_with=(3, 1),
+                    detector_epochs=15, repeats=1)  # fmt: skip
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Settings, progress) -> dict:
+    cols = [names[k] for k in layers]
+    f_train = cached_layer_features(net.backbone, x_train, cols, max_side=s.max_side, progress=progress)
+    f_test = cached_layer_features(net.backbone, x_test, cols, max_side=s.max_side, progress=progress)
+    seen = part.train_unseen == 0
+    out: dict = {k: {m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")} for k in kinds}
+    for kind in kinds:
+        for m in list(out[kind]):
+            out[kind][m + "_sd"] = []
+    out["mahalanobis_auroc"] = []
+    show = config.show_progress() if progress is None else progress
+    for col in tqdm(cols, desc="Detectors per layer", disable=not show):
+        tr, te = f_train[col], f_test[col]
+        for kind in kinds:
+            runs: dict[str, list[float]] = {
+                m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")
+            }
+            for r in range(s.repeats):
+                det = train_detector(kind, tr, part.train_unseen, epochs=s.detector_epochs, seed=s.seed + r)
+                p_tr, p_te = detector_scores(det, tr), detector_scores(det, te)
+                runs["train_acc"].append(accuracy(part.train_unseen, p_tr))
+                runs["test_acc"].append(accuracy(part.test_unseen, p_te))
+                runs["train_auroc"].append(auroc(part.train_unseen, p_tr))
+                runs["test_auroc"].append(auroc(part.test_unseen, p_te))
+            for m, v in runs.items():
+                mean, sd = _summary(v)
+                out[kind][m].append(mean)
+                out[kind][m + "_sd"].append(sd)
+        maha = mahalanobis_scores(tr.mean((2, 3))[seen], data.labels[part.train][seen], te.mean((2, 3)))
+        out["mahalanobis_auroc"].append(auroc(part.test_unseen, maha))
+    with torch.no_grad():
+        logits = torch.cat([net(x_test[i : i + 128]) for i in range(0, len(x_test), 128)])
+    out["msp_auroc"] = auroc(part.test_unseen, msp_scores(logits))
+    out["finetune_loss"] = [[phase, round(v, 4)] for phase, v in net.history]
+    return out
+
+
+def run(settings: Settings | None = None, model: nn.Module | None = None, data: NoveltyData | None = None,
+        progress: bool | None = None, command: str = "") -> dict:  # fmt: skip
+    """Run Figures 4 and 5 plus the baselines; return the JSON-able results (see ``data/results``)."""
+    s = settings or Settings()
+    t0 = time.time()
+    if model is None:
+        model = load_model(s.model, fallback=s.fallback)
+    names = stages(model)
+    print(describe_layers(model))
+    if data is None:
+        data = load_data(s.data, s.size, **({"per_class": s.per_class} if s.per_class else {}))
+    part = partition(data.labels, data.split, s.seed)
+    x_train, x_test = data.batch(model, part.train), data.batch(model, part.test)
+    all_layers = list(range(len(names)))
+
+    def network(epochs):
+        print(f"[{time.time() - t0:.0f} s] fine-tuning {epochs[0]} + {epochs[1]} epochs", flush=True)
+        return fine_tune(model, data, part.finetune, head_epochs=epochs[0], full_epochs=epochs[1],
+                         seed=s.seed, freeze_bn=s.freeze_bn, progress=progress)  # fmt: skip
+
+    fig4 = _evaluate(network(s.figure4), part, data, x_train, x_test, names, all_layers, ("fc", "conv"), s,
+                     progress)  # fmt: skip
+    fig5 = {}
+    for key, epochs in (("without", s.figure5_without), ("with", s.figure5_with)):
+        if key == "without":
+            print(f"[{time.time() - t0:.0f} s] Figure 4 done", flush=True)
+        fig5[key] = _evaluate(network(epochs), part, data, x_train, x_test, names, list(s.figure5_layers),
+                              ("fc",), s, progress)  # fmt: skip
+    info = model_info(model)
+    ran = {"figure4": s.figure4, "figure5_without": s.figure5_without, "figure5_with": s.figure5_with,
+           "detector": s.detector_epochs}  # fmt: skip
+    scale = {k: [round(a / b, 3) if b else None for a, b in zip(np.atleast_1d(ran[k]), np.atleast_1d(v))]
+             for k, v in PAPER_EPOCHS.items()}  # fmt: skip
+    results = {
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "seconds": round(time.time() - t0, 1),
+        "model": {"requested": s.model, "ran": info.name, "source": info.source,
+                  "layers": [[k, p, n] for k, (p, n) in enumerate(zip(PAPER_LAYERS, names))]},
+        "data": {"name": data.name, "description": data.description, "stand_in": data.stand_in,
+                 "cannot_show": STAND_IN_LIMITS if data.stand_in else "", "image_size": int(data.images.shape[-1]),
+                 "classes": {"S1": part.s1, "S2": part.s2, "S3": part.s3, "dropped": part.dropped},
+                 "counts": part.counts()},
+        "epochs": {"paper": PAPER_EPOCHS, "this_run": ran, "scale_vs_paper": scale},
+        "settings": asdict(s),
+        "figure4": {"layers": all_layers, **fig4},
+        "figure5": {"layers": list(s.figure5_layers), **fig5},
+    }  # fmt: skip
+    results["verdict"] = verdict(results)
+    return results
+
+
+def _best(values: list[float], layers: list[int]) -> tuple[float, int]:
+    i = int(np.argmax(values))
+    return float(values[i]), layers[i]
+
+
+def verdict(results: dict) -> list[str]:
+    """Plain sentences, computed from ``results``: does the learned detector beat MSP and Mahalanobis?"""
+    lines = []
+    names = {k: p for k, p, _ in results["model"]["layers"]}
+    settings = [("Figure 4 network", results["figure4"])]
+    settings += [(f"Figure 5 network {k} fine-tuning", results["figure5"][k]) for k in ("without", "with")]
+    layers = {id(results["figure4"]): results["figure4"]["layers"]}
+    for label, block in settings:
+        ls = layers.get(id(block), results["figure5"]["layers"])
+        kinds = [k for k in ("fc", "conv") if k in block]
+        best = max((_best(block[k]["test_auroc"], ls) + (k,) for k in kinds), key=lambda t: t[0])
+        maha, maha_layer = _best(block["mahalanobis_auroc"], ls)
+        msp = block["msp_auroc"]
+        wins = sum(a > b for a, b in zip(block["fc"]["test_auroc"], block["mahalanobis_auroc"]))
+        word = {True: "beats", False: "does not beat"}
+        lines.append(
+            f"{label}: the best learned detector ({best[2].upper()} at layer {best[1]} {names[best[1]]}, "
+            f"test AUROC {best[0]:.3f}) {word[best[0] > msp]} the maximum softmax probability "
+            f"({msp:.3f}) and {word[best[0] > maha]} the Mahalanobis distance at its best layer "
+            f"(layer {maha_layer} {names[maha_layer]}, {maha:.3f}); layer by layer the FC detector "
+            f"beats Mahalanobis at {wins} of {len(ls)} layers."
+        )
+    return lines
+
+
+def save_results(results: dict, path: str | Path) -> Path:
+    """Write ``results`` as JSON (temporary file, then rename)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(part, path)
+    return path
+
+
+def load_results(path: str | Path | None = None) -> dict:
+    """The committed results (default ``data/results/novelty.json`` of the repository)."""
+    import json
+
+    path = Path(path) if path else Path(__file__).resolve().parents[2] / "data" / "results" / "novelty.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No results at {path}; make them with `{CLI} --out {path}`.")
+    return json.loads(path.read_text())
+
+
+CLI = "python -m introspect_lab.experiments.novelty"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the experiment and write its JSON results."""
+    import argparse
+
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(prog=CLI, description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="data/results/novelty.json")
+    ap.add_argument("--preset", choices=("stand-in", "paper", "quick"), default="stand-in",
+                    help="stand-in: the committed run (Figure 5 fine-tuning 100 → 30 epochs); paper: the "
+                    "paper's epochs; quick: a tiny run")  # fmt: skip
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--data", default="auto", choices=("auto", "flowers102", "digits"))
+    args = ap.parse_args(argv)
+    s = {"stand-in": stand_in_settings, "paper": Settings, "quick": quick_settings}[args.preset]()
+    s.model, s.data = args.model, args.data
+    results = run(s, command=" ".join([CLI, *argv]))
+    print("\n".join(results["verdict"]))
+    print(f"Wrote {save_results(results, args.out)} in {results['seconds']:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
