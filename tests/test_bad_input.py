@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -169,3 +170,50 @@ def test_random_weights_model_is_never_cached(tmp_path, monkeypatch):
     model = models.load_model("squeezenet1_1", pretrained=False, verbose=False)
     assert torch.isfinite(model(torch.zeros(1, 3, 64, 64))).all()
     assert not list(tmp_path.rglob("*"))
+
+
+# --- the refactored library: bad input and misuse ---------------------------------------------------
+
+
+def test_predict_rejects_nan_input(lite0, chelsea):
+    x = chelsea.clone()
+    x[0, 1, 5, 7] = float("nan")
+    with pytest.raises(ValueError, match=r"\bx\b.*(NaN|finite)") as err:
+        models.predict(lite0, x)
+    print(err.value)
+
+
+def test_diverging_optimisation_warns(lite0):
+    from introspect_lab.synthesis import DivergenceWarning, visualize_class
+
+    with pytest.warns(DivergenceWarning, match="lr=10000.*10× smaller"):
+        visualize_class(lite0, "tabby", size=64, steps=6, lr=1e4, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        visualize_class(lite0, "tabby", size=64, steps=6, seed=0)  # the registry's lr: no warning
+
+
+def test_stopped_capture_explains_itself_and_leaves_the_model_working(lite0, chelsea, unchanged):
+    from introspect_lab.hooks import StopForward, capture
+
+    check = unchanged(lite0)
+    with capture(lite0, "blocks.2", stop=True) as cap:
+        assert cap.run(chelsea) is None and "blocks.2" in cap.activations
+        with pytest.raises(StopForward, match=r"cap\.run\(x\)"):
+            lite0(chelsea)
+    assert lite0(chelsea).shape == (1, 1000)  # after the block the model runs to the end
+    check()
+
+
+def test_lock_table_forgets_models():
+    import gc
+
+    from introspect_lab.synthesis import engine
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3))
+    engine.model_lock(model)
+    assert model in engine._LOCKS
+    n = len(engine._LOCKS)
+    del model
+    gc.collect()
+    assert len(engine._LOCKS) == n - 1
