@@ -67,10 +67,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"dataset cache: {config.data_dir()}")
     print("\nModels:")
     for name, spec in models.MODELS.items():
-        if spec.bundled:
+        state = models.cache_status(name)
+        if state == "bundled":
             status = "bundled (always available offline)"
-        elif models.is_cached(name, verify=args.verify):
-            status = f"cached{' and verified' if args.verify else ''}: {models.weights_path(name)}"
+        elif state == "cached":
+            status = f"cached, hash verified: {models.weights_path(name)}"
+        elif state == "corrupt":
+            status = (
+                f"CORRUPT: {models.weights_path(name)} fails its SHA-256 check; "
+                f"`introspect-lab fetch --models {name}` replaces it"
+            )
         else:
             status = f"not cached (~{spec.approx_mb} MB; offline, notebooks use {models.BUNDLED_MODEL})"
         print(f"  {name:<20} {status}")
@@ -121,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--all", action="store_true", help="every model and every dataset")
     fetch.set_defaults(func=_cmd_fetch)
     info = sub.add_parser("info", help="show what is cached and what would be used offline")
-    info.add_argument("--verify", action="store_true", help="also check the hash of every cached file")
+    info.add_argument(
+        "--verify", action="store_true", help="accepted for old scripts: every cached file's hash is checked"
+    )
     info.set_defaults(func=_cmd_info)
     ex = sub.add_parser("exercises", help="generate student notebooks from the solution notebooks")
     ex.add_argument("--solutions", default="notebooks/solutions", help="folder of solution notebooks")

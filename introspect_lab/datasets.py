@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import config
-from .download import PREFETCH_HINT, DownloadError, fetch_file, file_digest, hash_matches
+from .download import PREFETCH_HINT, DownloadError, fetch_file, file_digest, hash_matches, mirrored
 from .images import normalize, sample_image, to_rgb
 from .names import unknown_name_error
 
@@ -230,7 +230,7 @@ def fetch_dataset(name: str, progress: bool | None = None) -> Path:
     for remote in spec.files:
         try:
             path = fetch_file(
-                remote.url,
+                mirrored(remote.url),
                 downloads / remote.filename,
                 remote.checksum,
                 progress=progress,

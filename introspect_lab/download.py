@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import config
 
-__all__ = ["DownloadError", "fetch_file", "file_digest", "hash_matches"]
+__all__ = ["DownloadError", "fetch_file", "file_digest", "hash_matches", "mirrored"]
 
 CHUNK = 1 << 20
 TIMEOUT_S = 20.0
@@ -38,6 +38,12 @@ PREFETCH_HINT = (
 
 class DownloadError(RuntimeError):
     """A file could not be downloaded or failed its hash check."""
+
+
+def mirrored(url: str) -> str:
+    """``url``, or the same file name on the ``INTROSPECT_LAB_MIRROR`` server when one is set."""
+    mirror = config.mirror()
+    return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
 
 
 def _parse_checksum(expected: str) -> tuple[str, str]:
@@ -120,10 +126,11 @@ def fetch_file(
     if progress is None:
         progress = config.show_progress()
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     algo, expected = _parse_checksum(checksum) if checksum else ("sha256", None)
     digest = hashlib.new(algo)
+    created: list[Path] = []  # cache folders this call made, removed again if it fails
+    ok = False
     try:
         try:
             response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310
@@ -139,6 +146,11 @@ def fetch_file(
                 f"Could not download {name} from {url} ({reason}). "
                 f"This machine seems to be offline. {PREFETCH_HINT}"
             ) from None
+        try:
+            created = _make_folders(dest.parent)
+        except OSError:
+            response.close()
+            raise
         with response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(
@@ -174,8 +186,34 @@ def fetch_file(
                 "It was not cached. The server may be serving a different file; try again later."
             )
         os.replace(part, dest)
+        ok = True
     finally:
-        # Whatever happened (error, Ctrl-C), no partial file is left behind.
+        # Whatever happened (error, Ctrl-C), no partial file and no new empty folder is left behind.
         if part.exists():
             part.unlink()
+        if not ok:
+            _remove_empty(created)
     return dest
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; return the folders that did not exist yet, deepest last."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    missing.reverse()
+    for path in missing:
+        path.mkdir(exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that are still empty."""
+    for path in reversed(folders):
+        try:
+            path.rmdir()
+        except OSError:  # not empty, or already gone
+            break

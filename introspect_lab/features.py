@@ -14,8 +14,9 @@ maximally activating patches):
 * :func:`embed` — PCA or t-SNE to 2-D (scikit-learn);
 * :func:`receptive_field` (layer arithmetic) and :func:`measure_receptive_field`
   (gradients) — which input pixels an activation can see;
-* :func:`top_patches` — maximally activating patches (Girshick et al. 2014, as in
-  seed 004): the input regions under the top activations of one channel.
+* :func:`top_patches` — maximally activating patches (seed 004, which credits
+  Springenberg et al. 2015; the idea goes back to Girshick et al. 2014 and Zeiler &
+  Fergus 2014): the input regions under the top activations of one channel.
 
 Every function leaves the model as it found it (hooks removed, in-place flags, eval mode
 and ``requires_grad`` restored), also when it raises.
@@ -353,9 +354,10 @@ def embed(
     """Project features to ``n_components`` dimensions with PCA or t-SNE (scikit-learn): ``[N, n_components]``.
 
     PCA keeps the directions of largest variance (a linear map). t-SNE (van der Maaten &
-    Hinton 2008) keeps neighbourhoods: it matches the pairwise similarities
-    ``p_ij ∝ exp(−‖x_i − x_j‖² / 2σ_i²)`` with a heavy-tailed ``q_ij ∝ (1 + ‖y_i − y_j‖²)⁻¹``
-    in 2-D, the FC7 maps of seed 001. As is standard, t-SNE runs on the first 50 PCA
+    Hinton 2008) keeps neighbourhoods: it matches the symmetrised similarities
+    ``p_ij = (p_j|i + p_i|j) / 2N``, with ``p_j|i ∝ exp(−‖x_i − x_j‖² / 2σ_i²)`` normalised
+    over ``j ≠ i`` and σ_i set by the perplexity, with a heavy-tailed
+    ``q_ij ∝ (1 + ‖y_i − y_j‖²)⁻¹`` in 2-D, the FC7 maps of seed 001. As is standard, t-SNE runs on the first 50 PCA
     components. ``perplexity`` (≈ effective neighbours) must be below the number of points.
     """
     from sklearn.decomposition import PCA
@@ -449,8 +451,9 @@ def top_patches(
 ) -> list[Patch] | dict[int, list[Patch]]:
     """Maximally activating patches of one channel (or several) of ``layer`` over a pool of images.
 
-    Seed 004, "Maximally activating patches" (after Girshick et al. 2014, Springenberg et
-    al. 2015): run every image, record channel ``c``'s map ``A_c``, take the strongest unit
+    Seed 004, "Maximally activating patches", which credits Springenberg et al. 2015
+    ("Striving for Simplicity"); the idea goes back to Girshick et al. 2014 (R-CNN) and
+    Zeiler & Fergus 2014: run every image, record channel ``c``'s map ``A_c``, take the strongest unit
     of each image, ``(i*, j*) = argmax A_c``, keep the ``k`` images with the largest values,
     and crop the input under that unit's receptive field, computed from the layer
     arithmetic (:func:`receptive_field`; the tests check it against gradients). One patch

@@ -10,6 +10,7 @@ offline.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -110,7 +111,23 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     return img.convert("RGB")
 
 
-def _open(src: ImageLike) -> Image.Image:
+def _draft(img: Image.Image, size: tuple[int, int] | None, crop: bool) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale when the result is still at least ``size``.
+
+    Pillow's draft mode (``Image.draft``) scales in the JPEG decoder, so an
+    8000×8000 photo never exists at full size in memory. A no-op for other formats.
+    """
+    if size is None or img.format != "JPEG":
+        return
+    h, w = size
+    if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation by 90°: stored sides swap
+        h, w = w, h
+    scale = max(h / img.height, w / img.width) if crop else 1.0
+    need = (w, h) if not crop else (math.ceil(img.width * scale), math.ceil(img.height * scale))
+    img.draft("RGB", need)
+
+
+def _open(src: ImageLike, size: tuple[int, int] | None = None, crop: bool = True) -> Image.Image:
     if isinstance(src, Image.Image):
         return src
     if isinstance(src, np.ndarray):
@@ -131,10 +148,19 @@ def _open(src: ImageLike) -> Image.Image:
             raise IsADirectoryError(f"{path} is a folder; give the path of one image file.")
         try:
             img = Image.open(path)
+            _draft(img, size, crop)
             img.load()
         except UnidentifiedImageError:
             raise ValueError(
                 f"{path} is not an image file PIL can read (PNG, JPEG, TIFF, BMP, GIF, WebP, …)."
+            ) from None
+        except (OSError, SyntaxError) as exc:  # Pillow reports damaged files as OSError (or SyntaxError)
+            if isinstance(exc, (PermissionError, FileNotFoundError)):
+                raise
+            raise ValueError(
+                f"The image file {path} is truncated or damaged, so it cannot be read ({exc}). "
+                "Download, copy or export it again; if you want its readable part, open it yourself "
+                "after setting PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True."
             ) from None
         return img
     raise TypeError(f"load_image() takes a path, a PIL image or a numpy array, not {type(src).__name__}.")
@@ -201,10 +227,10 @@ def load_image(
     Then ``[0, 1]`` pixels are normalised with the model's mean and std
     (:func:`normalize`).
     """
-    img = to_rgb(_open(src))
     if size is None:
         size = model_info(model).input_size if model is not None else 224
     h, w = (size, size) if isinstance(size, int) else size
+    img = to_rgb(_open(src, (h, w), crop))
     if crop:
         scale = max(h / img.height, w / img.width)
         new = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))

@@ -12,6 +12,7 @@ standard torch cache and checked against the hash in their file name.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from . import config
-from .download import DownloadError, fetch_file, hash_matches
+from .download import DownloadError, fetch_file, hash_matches, mirrored
 from .efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from .hooks import capture, frozen
 from .images import check_batch
@@ -51,6 +52,7 @@ __all__ = [
     "predict",
     "weights_path",
     "is_cached",
+    "cache_status",
 ]
 
 BUNDLED_MODEL = "efficientnet_lite0"
@@ -99,9 +101,7 @@ class ModelSpec:
     def url(self) -> str | None:
         if self.bundled:
             return None
-        url = self.weights().url
-        mirror = config.mirror()
-        return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
+        return mirrored(self.weights().url)
 
     @property
     def filename(self) -> str | None:
@@ -167,18 +167,41 @@ def weights_path(name: str):
     return None if spec.bundled else config.weights_dir() / spec.filename
 
 
-def is_cached(name: str, verify: bool = False) -> bool:
-    """True if the model can be loaded without a network.
+_VERIFIED: dict[tuple[str, int, int], bool] = {}  # (path, size, mtime) → hash matched
 
-    ``verify=True`` also checks the cached file's SHA-256 (slow for VGG).
+
+def cache_status(name: str) -> str:
+    """``"bundled"``, ``"cached"``, ``"corrupt"`` or ``"missing"`` for a registry model.
+
+    A cached file counts only when its SHA-256 matches the prefix in its
+    torchvision file name (a corrupt or half-copied file is ``"corrupt"``). The
+    hash is computed once per file version (path, size, modification time) and
+    remembered for the rest of the session.
     """
     spec = _spec(name)
     if spec.bundled:
-        return True
+        return "bundled"
     path = weights_path(name)
-    if not path.is_file():
-        return False
-    return hash_matches(path, spec.sha256_prefix) if verify else True
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = hash_matches(path, spec.sha256_prefix)
+    return "cached" if _VERIFIED[key] else "corrupt"
+
+
+def is_cached(name: str, verify: bool = True) -> bool:
+    """True if the model can be loaded without a network: bundled, or cached with the right hash.
+
+    The cached file's SHA-256 is checked (once per file version, see
+    :func:`cache_status`). ``verify=False`` only checks that the file exists.
+    """
+    if not verify:
+        spec = _spec(name)
+        return spec.bundled or weights_path(name).is_file()
+    return cache_status(name) in ("bundled", "cached")
 
 
 def fetch_weights(name: str, progress: bool | None = None):
@@ -252,10 +275,18 @@ def load_model(
         except WeightsUnavailableError:
             if fallback is None or fallback == name:
                 raise
-            print(
-                f"{name}: weights not cached and no network, so this run uses {fallback} instead. "
-                f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
-            )
+            if cache_status(name) == "corrupt":
+                print(
+                    f"{name}: the cached weights {weights_path(name)} are corrupt (their SHA-256 does not "
+                    f"match) and cannot be downloaded again here, so this run uses {fallback} instead. "
+                    f"To repair: `introspect-lab fetch --models {name}` on a networked machine "
+                    "replaces the file (or delete it)."
+                )
+            else:
+                print(
+                    f"{name}: weights not cached and no network, so this run uses {fallback} instead. "
+                    f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
+                )
             return load_model(fallback, progress=progress, verbose=verbose)
         import torchvision
 
@@ -356,14 +387,52 @@ def class_index(model_or_categories, cls: int | str) -> int:
     key = cls.strip().lower()
     if key in lowered:
         return lowered.index(key)
-    close = suggest(key, cats, n=3)
-    containing = [c for c in cats if key in c.lower()][:5]
-    options = close or containing
+    options = _suggest_classes(key, cats)
     hint = ", ".join(f"{c!r} ({lowered.index(c.lower())})" for c in options)
     msg = f"Unknown class {cls!r}."
     if hint:
         msg += f" Did you mean {hint}?"
     raise UnknownNameError(msg + " Class names are listed in model_info(model).categories.")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def _suggest_classes(key: str, cats: Sequence[str], n: int = 3) -> list[str]:
+    """Close class names for a misspelt one, word by word first.
+
+    A multi-word name is corrected word by word: each word that is in no class
+    name (``"tabyy"`` in ``"tabyy cat"``) is replaced by its close matches among
+    the words that are (``"tabby"``), and the classes holding a corrected word
+    come first, ranked by how many of the query's words they share (when every
+    word is known, e.g. ``"cat"``, the classes holding those words). Then come
+    close matches of the whole name (only very close ones after word matches),
+    then names that contain it.
+    """
+    vocab: dict[str, list[str]] = {}
+    for c in cats:
+        for w in _words(c):
+            vocab.setdefault(w, []).append(c)
+    words = _words(key)
+    known = {w for w in words if w in vocab}
+    corrected: list[str] = []
+    for w in words:
+        if w not in vocab and len(w) >= 3:
+            corrected += difflib.get_close_matches(w, list(vocab), n=2, cutoff=0.7)
+    wanted = known | set(corrected)
+
+    def shared(c: str) -> tuple[int, float]:
+        return len(wanted & set(_words(c))), difflib.SequenceMatcher(None, key, c.lower()).ratio()
+
+    by_word = sorted({c for w in corrected or known for c in vocab[w]}, key=shared, reverse=True)
+    whole = suggest(key, cats, n=n, cutoff=0.8 if by_word else 0.6)
+    containing = [c for c in cats if key in c.lower()]
+    options = []
+    for c in [*by_word, *whole, *containing]:
+        if c not in options:
+            options.append(c)
+    return options[:n]
 
 
 def class_indices(model_or_categories, target, batch_size: int) -> list[int]:

@@ -20,11 +20,11 @@ class UnknownNameError(ValueError):
     """A model, layer, class or sample name that does not exist."""
 
 
-def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
+def suggest(name: str, choices: Iterable[str], n: int = 5, cutoff: float = 0.6) -> list[str]:
     """Up to ``n`` close matches of ``name`` among ``choices`` (case-insensitive, difflib)."""
     choices = list(choices)
     lowered = {c.lower(): c for c in choices}
-    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=cutoff)
     return [lowered[h] for h in hits]
 
 

@@ -110,7 +110,7 @@ def test_interrupted_download_leaves_nothing(server, tmp_path):
     with pytest.raises(DownloadError, match="Nothing was cached"):
         fetch_file(f"{base}/big.bin", dest, digest)
     assert not dest.exists()
-    assert list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists()  # the cache folder this call made is removed again
 
 
 def test_wrong_hash_is_not_cached(server, tmp_path):
@@ -126,7 +126,7 @@ def test_missing_file_on_server(server, tmp_path):
     _, base, _ = server
     with pytest.raises(DownloadError, match="404"):
         fetch_file(f"{base}/nope.bin", tmp_path / "c" / "nope.bin", None)
-    assert not list((tmp_path / "c").iterdir())
+    assert not (tmp_path / "c").exists()
 
 
 def test_classic_model_through_a_mirror(server, tmp_path, monkeypatch, unchanged):

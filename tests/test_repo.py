@@ -9,6 +9,7 @@ import pkgutil
 import re
 from pathlib import Path
 
+import nbchecks
 import pytest
 
 import introspect_lab
@@ -18,13 +19,33 @@ NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_c
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
-def test_notebook_is_stored_without_outputs(path):
+def test_only_check_cells_keep_outputs(path):
+    """Stored check outputs are the only stored outputs, and every check cell has one.
+
+    nbval compares a ``# NBVAL_CHECK_OUTPUT`` cell with its stored output only when the
+    cell has an execution count; without both, the check compares nothing.
+    Refresh them with ``python tests/nbchecks.py NOTEBOOK``.
+    """
     nb = json.loads(path.read_text())
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
-        assert cell.get("outputs") == [], f"{path.name} cell {i} has stored outputs"
-        assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+        if not nbchecks.is_check_cell(cell):
+            assert cell.get("outputs") == [], f"{path.name} cell {i} has stored outputs"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+            continue
+        where = f"{path.name} check cell {i}"
+        outputs = cell.get("outputs", [])
+        assert outputs, f"{where} has no stored output, so nbval compares nothing (run tests/nbchecks.py)"
+        assert isinstance(cell.get("execution_count"), int), f"{where} has no execution count: nbval skips it"
+        for out in outputs:
+            assert out.get("output_type") == "stream" and out.get("name") == "stdout", (
+                f"{where} stores a {out.get('output_type')} output; a check prints text only"
+            )
+        text = nbchecks.stored_text(cell)
+        assert text.strip(), f"{where} stores an empty output"
+        for what, pattern in nbchecks.UNSTABLE.items():
+            assert not pattern.search(text), f"{where} stores {what}, which changes from run to run: {text!r}"
 
 
 def test_notebooks_are_listed_in_readme():

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..models import settings as model_settings
 from .engine import (
+    DivergenceWarning,
     NonFiniteLossError,
     SynthesisResult,
     SynthesisState,
@@ -47,6 +48,7 @@ __all__ = [
     "SynthesisResult",
     "SynthesisState",
     "NonFiniteLossError",
+    "DivergenceWarning",
     "synthesize",
     "evaluate",
     "layer_features",

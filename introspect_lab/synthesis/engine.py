@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -36,6 +37,7 @@ __all__ = [
     "SynthesisResult",
     "SynthesisState",
     "NonFiniteLossError",
+    "DivergenceWarning",
     "synthesize",
     "evaluate",
     "layer_features",
@@ -434,4 +436,28 @@ def synthesize(
         bar.close()
     with torch.no_grad():
         final = p().detach().clone()
+    _warn_if_diverged(history, lr, optimizer)
     return result(final)
+
+
+class DivergenceWarning(UserWarning):
+    """The optimisation moved away from its goal: the objective ended far below where it started."""
+
+
+def _warn_if_diverged(history: Sequence[float], lr: float, optimizer: str) -> None:
+    """Warn when the start was the best point and the objective fell by more than its own size.
+
+    A learning rate far too large throws the image to the edge of the valid range at the
+    first step, where the objective stays: it never comes back above its starting value.
+    """
+    if len(history) < 3:
+        return
+    start, end = history[0], history[-1]
+    if max(history) <= start and end < start - max(abs(start), 1e-8):
+        warnings.warn(
+            f"The optimisation diverged: the objective fell from {start:.4g} to {end:.4g} and never rose "
+            f"above its start. The learning rate (lr={lr:g}, optimizer '{optimizer}') is probably far too "
+            "large: try it 10× smaller.",
+            DivergenceWarning,
+            stacklevel=3,
+        )
