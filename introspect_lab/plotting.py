@@ -523,10 +523,10 @@ def plot_sanity_check(result, *, image: int = 0, show_steps: int = 6, size: floa
 
 
 def plot_deletion(results: dict, *, image: int | None = None, ax=None):
-    """Deletion curves (Petsiuk et al. 2018): class score vs fraction of pixels deleted, one line per method.
+    """Deletion or insertion curves (Petsiuk et al. 2018): class score vs fraction of pixels, one line per method.
 
     ``results`` is ``{name: DeletionResult}``; the legend gives each area under
-    the curve (lower = the map found the evidence faster). ``image=None``
+    the curve (deletion: lower is better; insertion: higher is better). ``image=None``
     averages over the batch. Returns the figure.
     """
     import matplotlib.pyplot as plt
@@ -539,7 +539,10 @@ def plot_deletion(results: dict, *, image: int | None = None, ax=None):
         y = res.scores.mean(0) if image is None else res.scores[image]
         auc = float(y.mean())
         ax.plot(res.fractions, y, marker=".", label=f"{name} (AUC {auc:.3f})")
-    ax.set_xlabel("fraction of pixels deleted (most salient first)")
+    mode = getattr(next(iter(results.values())), "mode", "deletion") if results else "deletion"
+    ax.set_xlabel(
+        f"fraction of pixels {'deleted' if mode == 'deletion' else 'inserted'} (most salient first)"
+    )
     ax.set_ylabel("class probability")
     ax.legend(fontsize=8)
     fig.tight_layout()
