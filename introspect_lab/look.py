@@ -12,6 +12,9 @@ colour noise. These descriptors judge the picture itself, from pixels only:
   power spectrum of the grey picture (van der Schaaf & van Hateren 1996)
   and its power-weighted mean period in pixels — the scale of structure
   (noise has a period of 2–3 px, bricks of several px);
+* :func:`orientation_spectrum`: how the power divides over orientations
+  (rows of bricks concentrate it; grass and gravel spread it evenly), the
+  oriented-energy statistics of texture descriptors (Bergen & Adelson 1988);
 * :func:`grey_histogram_distance`: the Wasserstein-1 distance between the
   grey-level distributions (mean absolute difference of their quantiles);
 * :func:`look_distance` and :func:`lineup`: a combined distance, and the
@@ -35,6 +38,7 @@ __all__ = [
     "structure_scale",
     "grey_histogram_distance",
     "spectrum_distance",
+    "orientation_spectrum",
     "look_distance",
     "lineup",
     "describe",
@@ -103,6 +107,24 @@ def structure_scale(img) -> float:
     return float(1.0 / ((p[m] * r[m]).sum() / total))
 
 
+def orientation_spectrum(img, bins: int = 8) -> np.ndarray:
+    """The share of the grey picture's power in each of ``bins`` orientation sectors (0–180°), summing to 1.
+
+    Frequencies between 0.02 and 0.5 cycles/px; a uniform result means no
+    preferred orientation.
+    """
+    p, r = _power(img)
+    h, w = p.shape
+    # sectors centred on 0°, 180°/bins, …: horizontal frequencies (θ ≈ 0 and θ ≈ 180°) share sector 0
+    theta = np.mod(
+        np.arctan2(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]) + np.pi / (2 * bins), np.pi
+    )
+    band = (r > 0.02) & (r < 0.5)
+    sector = np.minimum((theta / np.pi * bins).astype(int), bins - 1)
+    e = np.array([p[band & (sector == k)].sum() for k in range(bins)])
+    return e / max(e.sum(), 1e-20)
+
+
 def grey_histogram_distance(a, b) -> float:
     """Wasserstein-1 distance between the grey-level distributions of two pictures (in [0, 1] units)."""
     q = np.linspace(0.0, 1.0, 101)
@@ -115,10 +137,11 @@ def spectrum_distance(a, b) -> float:
 
 
 def look_distance(a, b) -> float:
-    """``4·W₁(grey levels) + spectrum_distance + |ΔC| / 50``: one number for "looks alike" (0 = same)."""
+    """``4·W₁(grey levels) + spectrum_distance + 2·‖Δorientation‖₁ + |ΔC| / 50``: "looks alike" (0 = same)."""
     return (
         4.0 * grey_histogram_distance(a, b)
         + spectrum_distance(a, b)
+        + 2.0 * float(np.abs(orientation_spectrum(a) - orientation_spectrum(b)).sum())
         + abs(colourfulness(a) - colourfulness(b)) / 50.0
     )
 

@@ -120,8 +120,8 @@ class StyleSettings:
     lr: float = 0.1
     lr_drop: tuple[float, float] | None = None
     content_weight: float = 1e-3
-    tv_weight: float = 6e-4
-    colour_weight: float = 1e3
+    tv_weight: float = 2e-3
+    colour_weight: float = 1e4
     texture_steps: int = 300
     texture_lr: float = 0.2
     clamp_range: tuple[float, float] | None = None
@@ -260,8 +260,8 @@ SETTINGS: dict[str, ModelSettings] = {
             steps=200,
             lr=0.1,
             content_weight=1e-3,
-            tv_weight=6e-4,
-            colour_weight=1e3,
+            tv_weight=2e-3,
+            colour_weight=1e4,
             texture_steps=300,
             texture_lr=0.2,
         ),  # fmt: skip

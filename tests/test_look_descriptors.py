@@ -42,3 +42,12 @@ def test_lineup_matches_each_picture_to_itself_and_rejects_bad_input():
         look.colourfulness(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="same names"):
         look.lineup({"a": pics["red"]}, pics)
+
+
+def test_orientation_spectrum_of_stripes_and_noise():
+    x = np.arange(64)
+    vertical = np.repeat(np.tile(0.5 + 0.4 * np.sin(2 * np.pi * x / 8), (64, 1))[..., None], 3, 2)
+    e = look.orientation_spectrum(vertical)
+    assert e.sum() == pytest.approx(1.0) and e.max() > 0.9  # all power in one orientation
+    noise = np.random.default_rng(0).uniform(0, 1, (64, 64, 3))
+    assert look.orientation_spectrum(noise).max() < 0.2  # spread over the 8 sectors
