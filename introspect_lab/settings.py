@@ -103,8 +103,9 @@ class InversionSettings:
 class StyleSettings:
     """Texture synthesis and style transfer (Gatys et al.): layers, weights and the optimiser.
 
-    ``steps``/``lr`` are style transfer's (from the content photo);
-    ``texture_steps``/``texture_lr`` texture synthesis's (from noise).
+    ``steps``, ``lr``, ``tv_weight``, ``colour_weight`` are style transfer's
+    (from the content photo); the ``texture_`` ones texture synthesis's
+    (from noise, where grey exemplars need the stronger colour term).
     ``colour_weight`` weights the pixel colour statistics ("layer 0",
     :func:`~introspect_lab.objectives.colour_loss`), ``tv_weight`` the total
     variation (a sum over pixels). The bundled model's values were chosen by
@@ -120,10 +121,12 @@ class StyleSettings:
     lr: float = 0.1
     lr_drop: tuple[float, float] | None = None
     content_weight: float = 1e-3
-    tv_weight: float = 2e-3
-    colour_weight: float = 1e4
+    tv_weight: float = 6e-4
+    colour_weight: float = 1e3
     texture_steps: int = 300
     texture_lr: float = 0.2
+    texture_tv_weight: float = 2e-3
+    texture_colour_weight: float = 1e4
     clamp_range: tuple[float, float] | None = None
 
     def __post_init__(self):
@@ -260,10 +263,12 @@ SETTINGS: dict[str, ModelSettings] = {
             steps=200,
             lr=0.1,
             content_weight=1e-3,
-            tv_weight=2e-3,
-            colour_weight=1e4,
+            tv_weight=6e-4,
+            colour_weight=1e3,
             texture_steps=300,
             texture_lr=0.2,
+            texture_tv_weight=2e-3,
+            texture_colour_weight=1e4,
         ),  # fmt: skip
     ),
     "squeezenet1_1": ModelSettings(

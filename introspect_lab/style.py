@@ -87,15 +87,16 @@ def texture_synthesis(
     else the registry's); ``λ_c`` is ``colour_weight`` on the pixels' colour
     mean and covariance (:func:`~introspect_lab.objectives.colour_loss`, a
     "layer 0"), ``λ_TV`` is ``tv_weight``. Unset values, including
-    ``steps``/``lr`` (the settings' ``texture_steps``/``texture_lr``), come
+    ``steps``/``lr``/``tv_weight``/``colour_weight`` (the settings'
+    ``texture_`` fields), come
     from ``models.settings(model).style``. Lower ``style_layers`` reproduce
     fine colour statistics; adding higher layers recovers larger
     structures. ``result.extra`` holds the Gram loss of the starting noise
     (``loss_start``) and of the result (``loss_end``).
     """
     base = settings or model_settings(model).style
-    cfg = override(base, size=size, texture_steps=steps, texture_lr=lr, tv_weight=tv_weight,
-                   colour_weight=colour_weight)  # fmt: skip
+    cfg = override(base, size=size, texture_steps=steps, texture_lr=lr, texture_tv_weight=tv_weight,
+                   texture_colour_weight=colour_weight)  # fmt: skip
     if style_layers is None:
         style_layers = cfg.style_layers
         style_weights = cfg.style_weights if style_weights is None else style_weights
@@ -105,10 +106,10 @@ def texture_synthesis(
     texture = _resize(check_batch(texture, "texture", model).float(), hw)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
-    if cfg.colour_weight:
-        loss = loss + float(cfg.colour_weight) * O.colour_loss(texture)
-    if cfg.tv_weight:
-        loss = loss + float(cfg.tv_weight) * R.tv()
+    if cfg.texture_colour_weight:
+        loss = loss + float(cfg.texture_colour_weight) * O.colour_loss(texture)
+    if cfg.texture_tv_weight:
+        loss = loss + float(cfg.texture_tv_weight) * R.tv()
     res = synthesize(
         model, -loss, size=hw, init="uniform", steps=cfg.texture_steps, optimizer="adam", lr=cfg.texture_lr,
         seed=seed, callback=callback, every=every, progress=progress, desc="texture synthesis",
