@@ -23,19 +23,26 @@ The losses are the Gram loss ``E_l`` and the content loss of
 
 from __future__ import annotations
 
+import argparse
+import shlex
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import __version__
 from .config import show_progress
 from .hooks import capture, frozen
-from .images import normalize
+from .images import denormalize, load_image, normalize, sample_image, sample_names
+from .models import load_model, model_info
 from .style import gram_matrix
+from .synthesis import defaults
 
 __all__ = [
     "PIXELS",
@@ -48,6 +55,10 @@ __all__ = [
     "train_texture_net",
     "train_style_net",
     "stylize",
+    "loss_setup",
+    "save_nets",
+    "load_nets",
+    "sample01",
 ]
 
 
@@ -130,7 +141,7 @@ class StyleNet(nn.Module):
             raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}.")
         if norm == "batch" and n_styles != 1:
             raise ValueError("Several styles need norm='instance' (conditional instance normalisation).")
-        self.norm_kind, self.n_styles = norm, n_styles
+        self.norm_kind, self.n_styles, self.width = norm, n_styles, width
         w = width
         self.down = nn.ModuleList(
             [
@@ -239,7 +250,7 @@ def train_texture_net(
     size: int = 64,
     batch: int = 4,
     steps: int = 300,
-    lr: float = 1e-2,
+    lr: float = 1e-3,
     width: int = 16,
     seed: int | None = 0,
     progress: bool | None = None,
@@ -289,7 +300,7 @@ def train_style_net(
     size: int = 64,
     batch: int = 4,
     steps: int = 300,
-    lr: float = 1e-2,
+    lr: float = 1e-3,
     width: int = 16,
     seed: int | None = 0,
     progress: bool | None = None,
@@ -371,3 +382,116 @@ def stylize(net: StyleNet, content01: torch.Tensor, style: int | torch.Tensor = 
 
 def _bar(progress: bool | None) -> bool:
     return show_progress() if progress is None else bool(progress)
+
+
+# ---------------------------------------------------------------------------
+# The loss set-up, and trained networks on disk
+# ---------------------------------------------------------------------------
+
+
+def loss_setup(model: nn.Module) -> dict:
+    """The style layers (with "layer 0", the pixels), their weights and the content layer for ``model``.
+
+    Taken from the model's style settings, so a feed-forward network is
+    trained on the same loss as notebook 08's optimisation.
+    """
+    cfg = defaults(model, "style")
+    layers = [PIXELS, *cfg["style_layers"]]
+    weights = {PIXELS: PIXEL_WEIGHT, **dict.fromkeys(cfg["style_layers"], 1.0)}
+    return {"layers": layers, "weights": weights, "content_layer": cfg["content_layer"]}
+
+
+#: Weight of the pixel Gram term ("layer 0"): pins the exemplar's colours.
+PIXEL_WEIGHT = 1e5
+
+
+def save_nets(path, nets: dict[str, TrainedNet], meta: dict) -> None:
+    """Write trained networks (state, architecture, loss history) and ``meta`` to ``path`` atomically."""
+    path = Path(path)
+    payload = {
+        "meta": dict(meta),
+        "nets": {
+            name: {
+                "state": {k: v.half() if v.is_floating_point() else v for k, v in t.net.state_dict().items()},
+                "norm": t.net.norm_kind,
+                "n_styles": t.net.n_styles,
+                "width": t.net.width,
+                "history": [float(h) for h in t.history],
+                "seconds": float(t.seconds),
+                "layers": list(t.layers),
+            }
+            for name, t in nets.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_nets(path) -> tuple[dict[str, TrainedNet], dict]:
+    """Read networks written by :func:`save_nets`: ``({name: TrainedNet}, meta)``."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    nets = {}
+    for name, d in payload["nets"].items():
+        net = StyleNet(norm=d["norm"], n_styles=d["n_styles"], width=d["width"])
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in d["state"].items()})
+        nets[name] = TrainedNet(net.eval(), d["history"], d["seconds"], d["layers"])
+    return nets, payload["meta"]
+
+
+#: What the committed networks (``data/weights/fast_style.pt``) were trained on.
+TEXTURE, STYLES, HELD_OUT = "brick", ("flower", "gravel"), "chelsea"
+
+
+def sample01(name: str, model: nn.Module, size: int) -> torch.Tensor:
+    """A bundled photo as a ``[1, 3, size, size]`` image in [0, 1] (centre crop)."""
+    return denormalize(load_image(sample_image(name), model, size), model).clamp(0, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the notebook's networks and write them with the command that made them (see ``--help``)."""
+    parser = argparse.ArgumentParser(prog="python -m introspect_lab.fast_style", description=main.__doc__)
+    parser.add_argument("--out", default="data/weights/fast_style.pt")
+    parser.add_argument("--model", default="efficientnet_lite0", help="the loss network")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    setup = loss_setup(model)
+    texture = sample01(TEXTURE, model, args.size)
+    styles = [sample01(s, model, args.size) for s in STYLES]
+    contents = torch.cat(
+        [sample01(n, model, 96) for n in sample_names() if n not in (HELD_OUT, TEXTURE, *STYLES)]
+    )
+    common = dict(size=args.size, steps=args.steps, seed=0)
+    nets = {
+        f"texture_{norm}": train_texture_net(
+            model, texture, setup["layers"], setup["weights"], norm=norm, **common
+        )
+        for norm in ("instance", "batch")
+    }
+    nets["styles"] = train_style_net(
+        model, styles, contents, setup["layers"], setup["content_layer"], setup["weights"], **common
+    )
+    meta = {
+        "command": "python -m introspect_lab.fast_style "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "loss_network": model_info(model).name,
+        "texture": TEXTURE,
+        "styles": list(STYLES),
+        "contents": "every bundled photo except " + ", ".join((HELD_OUT, TEXTURE, *STYLES)),
+        "setup": {k: (list(v) if isinstance(v, list) else v) for k, v in setup.items()},
+        "steps": args.steps,
+        "size": args.size,
+        "version": __version__,
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    save_nets(args.out, nets, meta)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.seconds:.0f} s" for k, v in nets.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
