@@ -40,9 +40,8 @@ from . import __version__
 from .config import show_progress
 from .hooks import capture, frozen
 from .images import denormalize, load_image, normalize, sample_image, sample_names
-from .models import load_model, model_info
+from .models import load_model, model_info, settings
 from .style import gram_matrix
-from .synthesis import defaults
 
 __all__ = [
     "PIXELS",
@@ -395,10 +394,10 @@ def loss_setup(model: nn.Module) -> dict:
     Taken from the model's style settings, so a feed-forward network is
     trained on the same loss as notebook 08's optimisation.
     """
-    cfg = defaults(model, "style")
-    layers = [PIXELS, *cfg["style_layers"]]
-    weights = {PIXELS: PIXEL_WEIGHT, **dict.fromkeys(cfg["style_layers"], 1.0)}
-    return {"layers": layers, "weights": weights, "content_layer": cfg["content_layer"]}
+    cfg = settings(model).style
+    layers = [PIXELS, *cfg.style_layers]
+    weights = {PIXELS: PIXEL_WEIGHT, **dict.fromkeys(cfg.style_layers, 1.0)}
+    return {"layers": layers, "weights": weights, "content_layer": cfg.content_layer}
 
 
 #: Weight of the pixel Gram term ("layer 0"): pins the exemplar's colours.
