@@ -42,6 +42,8 @@ __all__ = [
     "gram_error",
     "layer_weights",
     "style_loss",
+    "colour_statistics",
+    "colour_loss",
 ]
 
 LOGITS = "logits"
@@ -413,3 +415,30 @@ def style_loss(
     return sum(w[n] * gram_loss(n, targets[n]) for n in names if w[n] != 0) or 0.0 * gram_loss(
         names[0], targets[names[0]]
     )
+
+
+def colour_statistics(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the mean colour ``μ`` ``[B, 3]`` and the colour covariance ``Σ`` ``[B, 3, 3]`` of the pixels."""
+    f = image.reshape(image.shape[0], image.shape[1], -1)
+    mu = f.mean(2)
+    fc = f - mu.unsqueeze(2)
+    return mu, fc @ fc.transpose(1, 2) / f.shape[2]
+
+
+def colour_loss(target_image: torch.Tensor) -> Objective:
+    """A "layer 0" style term: ``‖μ − μ̂‖² + ‖Σ − Σ̂‖²_F``, the pixels' colour mean and covariance.
+
+    ``μ̂, Σ̂`` are the exemplar's (:func:`colour_statistics`, in normalised
+    model space). On networks other than VGG the Gram losses alone are met
+    by coloured noise; matching the pixel colour statistics keeps a grey
+    exemplar grey (pixel statistics as a remedy: Wang, Li & Vasconcelos 2021;
+    colour matching in Gatys et al. 2017, "Controlling perceptual factors").
+    A loss: subtract it.
+    """
+    mu_t, cov_t = colour_statistics(_target(target_image, "colour_loss"))
+
+    def fn(ctx: Context) -> torch.Tensor:
+        mu, cov = colour_statistics(ctx[INPUT])
+        return (mu - mu_t).pow(2).sum() + (cov - cov_t).pow(2).sum()
+
+    return Objective.term("colour", fn, [INPUT])

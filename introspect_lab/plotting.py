@@ -350,31 +350,68 @@ def plot_patches(patches, *, size: float = 1.1, labels=None, title: str | None =
 # ---------------------------------------------------------------------------
 
 
-def _heat(m):
-    """A map as a numpy array scaled to [0, 1] (min–max per map)."""
+#: Percentage of the largest attribution mass left out of the colour scale
+#: (Captum's ``visualize_image_attr(outlier_perc=...)``, whose default is 2): every attribution
+#: figure and the explorer use this one display rule.
+OUTLIER_PERC = 10.0
+
+
+def clip_threshold(values, outlier_perc: float = OUTLIER_PERC) -> float:
+    """The value above which the top ``outlier_perc`` % of the total |attribution| mass lies (Captum's rule).
+
+    Sort ``|values|``; the threshold is the first value at which the
+    cumulative sum reaches ``(100 − outlier_perc)`` % of the total
+    (``captum.attr._utils.visualization._cumulative_sum_threshold``). A few
+    very large gradients then no longer squeeze everything else to grey.
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().numpy()
+    if not 0 <= outlier_perc < 100:
+        raise ValueError(f"outlier_perc must be in [0, 100), got {outlier_perc}.")
+    v = np.sort(np.abs(np.asarray(values, dtype=float)).ravel())
+    if v.size == 0 or v[-1] == 0:
+        return 1.0
+    cum = np.cumsum(v)
+    i = int(np.searchsorted(cum, cum[-1] * (100.0 - outlier_perc) / 100.0))
+    return float(v[min(i, v.size - 1)]) or float(v[-1])
+
+
+def _heat(m, outlier_perc: float = OUTLIER_PERC):
+    """A map as a numpy array in [0, 1]: shifted to start at its minimum, clipped at the display threshold.
+
+    ``(m − min) / t`` clipped to [0, 1], with ``t`` the :func:`clip_threshold`
+    of ``m − min``; ``outlier_perc=0`` gives plain min–max scaling.
+    """
     import numpy as np
     import torch
 
     if isinstance(m, torch.Tensor):
         m = m.detach().float().cpu().numpy()
     m = np.asarray(m, dtype=float)
-    lo, hi = float(m.min()), float(m.max())
-    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    m = m - float(m.min())
+    if float(m.max()) <= 0:
+        return np.zeros_like(m)
+    return np.clip(m / clip_threshold(m, outlier_perc), 0.0, 1.0)
 
 
-def pixel_attribution_image(attr):
-    """A pixel-space attribution ``[3,H,W]`` as an RGB picture: ``0.5 + a / (2·max|a|)`` (grey = 0).
+def pixel_attribution_image(attr, outlier_perc: float = OUTLIER_PERC):
+    """A pixel-space attribution ``[3,H,W]`` as an RGB picture: ``0.5 + ½·clip(a / t, −1, 1)`` (grey = 0).
 
     How guided backprop and deconvnet pictures are usually shown
     (Springenberg et al. 2015): positive evidence bright, negative dark.
+    ``t`` is :func:`clip_threshold` (Captum's ``outlier_perc`` rule), so the
+    few largest gradients saturate instead of turning every edge grey.
     """
     import numpy as np
 
     a = attr.detach().float().cpu()
     if a.dim() == 4:
         a = a[0]
-    scale = float(a.abs().max()) or 1.0
-    return np.clip(0.5 + a.permute(1, 2, 0).numpy() / (2 * scale), 0, 1)
+    a = a.permute(1, 2, 0).numpy()
+    return np.clip(0.5 + 0.5 * a / clip_threshold(a, outlier_perc), 0, 1)
 
 
 def overlay(
@@ -382,7 +419,8 @@ def overlay(
 ):
     """A heatmap ``[H,W]`` over a photo (a normalised ``[3,H,W]``/``[1,3,H,W]`` tensor or an array).
 
-    The map is min–max scaled; ``alpha`` is its opacity. Returns the figure.
+    The map is scaled by :func:`_heat` (the display rule: clipped at
+    :data:`OUTLIER_PERC`); ``alpha`` is its opacity. Returns the figure.
     """
     import matplotlib.pyplot as plt
     import torch
@@ -485,10 +523,10 @@ def plot_sanity_check(result, *, image: int = 0, show_steps: int = 6, size: floa
 
 
 def plot_deletion(results: dict, *, image: int | None = None, ax=None):
-    """Deletion curves (Petsiuk et al. 2018): class score vs fraction of pixels deleted, one line per method.
+    """Deletion or insertion curves (Petsiuk et al. 2018): class score vs fraction of pixels, one line per method.
 
     ``results`` is ``{name: DeletionResult}``; the legend gives each area under
-    the curve (lower = the map found the evidence faster). ``image=None``
+    the curve (deletion: lower is better; insertion: higher is better). ``image=None``
     averages over the batch. Returns the figure.
     """
     import matplotlib.pyplot as plt
@@ -501,7 +539,10 @@ def plot_deletion(results: dict, *, image: int | None = None, ax=None):
         y = res.scores.mean(0) if image is None else res.scores[image]
         auc = float(y.mean())
         ax.plot(res.fractions, y, marker=".", label=f"{name} (AUC {auc:.3f})")
-    ax.set_xlabel("fraction of pixels deleted (most salient first)")
+    mode = getattr(next(iter(results.values())), "mode", "deletion") if results else "deletion"
+    ax.set_xlabel(
+        f"fraction of pixels {'deleted' if mode == 'deletion' else 'inserted'} (most salient first)"
+    )
     ax.set_ylabel("class probability")
     ax.legend(fontsize=8)
     fig.tight_layout()

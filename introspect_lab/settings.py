@@ -37,6 +37,7 @@ __all__ = [
     "DreamSettings",
     "InversionSettings",
     "StyleSettings",
+    "LUCENT",
     "ModelSettings",
     "SETTINGS",
     "layer_fields",
@@ -46,7 +47,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ClassVisSettings:
-    """Class and channel visualisation (seed 001; cs231n): gradient ascent with Yosinski's priors."""
+    """Class and channel visualisation (seed 001; cs231n): gradient ascent with Yosinski's priors.
+
+    ``param`` is ``"pixel"`` or ``"fft"`` (decorrelated Fourier spectrum);
+    ``pad``, ``jitter``, ``scale`` (a range) and ``rotate`` (± degrees) are
+    Lucent's transformation robustness (see :data:`LUCENT`); 0/None is off.
+    """
 
     size: int = 128
     steps: int = 100
@@ -59,6 +65,10 @@ class ClassVisSettings:
     init_scale: float = 1.0
     clip_pixels: float = 0.0
     clip_grads: float = 0.0
+    param: str = "pixel"
+    pad: int = 0
+    scale: tuple[float, float] | None = None
+    rotate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,17 +101,29 @@ class InversionSettings:
 
 @dataclass(frozen=True)
 class StyleSettings:
-    """Texture synthesis and style transfer (Gatys et al.): layers and weights."""
+    """Texture synthesis and style transfer (Gatys et al.): layers, weights and the optimiser.
+
+    ``steps``/``lr`` are style transfer's (from the content photo);
+    ``texture_steps``/``texture_lr`` texture synthesis's (from noise).
+    ``colour_weight`` weights the pixel colour statistics ("layer 0",
+    :func:`~introspect_lab.objectives.colour_loss`), ``tv_weight`` the total
+    variation (a sum over pixels). The bundled model's values were chosen by
+    the look tests (tests/test_look.py): with them a grey exemplar gives a
+    grey texture and each texture is matched to its own exemplar.
+    """
 
     content_layer: str
     style_layers: tuple[str, ...]
     style_weights: tuple[float, ...]
     size: int = 128
-    steps: int = 150
-    lr: float = 0.05
+    steps: int = 200
+    lr: float = 0.1
     lr_drop: tuple[float, float] | None = None
-    content_weight: float = 1e-2
-    tv_weight: float = 1e-5
+    content_weight: float = 1e-3
+    tv_weight: float = 6e-4
+    colour_weight: float = 1e3
+    texture_steps: int = 300
+    texture_lr: float = 0.2
     clamp_range: tuple[float, float] | None = None
 
     def __post_init__(self):
@@ -174,6 +196,12 @@ def layer_fields(s: ModelSettings) -> dict[str, tuple[str, ...]]:
     return out
 
 
+#: Lucent's feature-visualisation recipe (Olah et al. 2017; Mordvintsev et al. 2018): Adam 0.05 on a
+#: decorrelated Fourier spectrum, transformation robustness (pad 12, jitter 8, scale 0.9–1.1,
+#: rotate ±10°, jitter 4), no L2 or blur. ``visualize_class(model, c, settings=LUCENT)``.
+LUCENT = ClassVisSettings(size=128, steps=256, optimizer="adam", lr=0.05, l2_weight=0.0, blur_every=0, jitter=8,
+                          init_scale=0.1, param="fft", pad=12, scale=(0.9, 1.1), rotate=10.0)  # fmt: skip
+
 _CS231N_CLASS = ClassVisSettings(size=224, jitter=16)
 _LITE0_CLASS = ClassVisSettings(size=128, jitter=8)
 
@@ -229,10 +257,13 @@ SETTINGS: dict[str, ModelSettings] = {
             style_layers=("stem", "blocks.1", "blocks.3", "blocks.5"),
             style_weights=(1.0, 1.0, 1.0, 1.0),
             size=128,
-            steps=150,
-            lr=0.05,
-            content_weight=1e-2,
-            tv_weight=1e-5,
+            steps=200,
+            lr=0.1,
+            content_weight=1e-3,
+            tv_weight=6e-4,
+            colour_weight=1e3,
+            texture_steps=300,
+            texture_lr=0.2,
         ),  # fmt: skip
     ),
     "squeezenet1_1": ModelSettings(

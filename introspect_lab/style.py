@@ -73,22 +73,29 @@ def texture_synthesis(
     size: int | tuple[int, int] | None = None,
     steps: int | None = None,
     lr: float | None = None,
-    tv_weight: float = 0.0,
+    tv_weight: float | None = None,
+    colour_weight: float | None = None,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
 ) -> SynthesisResult:
-    """Gatys texture synthesis: from noise, minimise ``Σ_l w_l E_l + λ_TV R_{V^2}`` (seed 001).
+    """Gatys texture synthesis: from noise, minimise ``Σ_l w_l E_l + λ_c L_colour + λ_TV R_{V^2}`` (seed 001).
 
     Seed 001's "Neural Texture Synthesis" (Gatys, Ecker & Bethge 2015).
     ``w_l`` are ``style_weights`` (1 each when ``style_layers`` is given,
-    else the registry's), ``λ_TV`` is ``tv_weight`` (0 by default). Lower
-    ``style_layers`` reproduce fine colour statistics; adding higher layers
-    recovers larger structures. ``result.extra`` holds the Gram loss of the
-    starting noise (``loss_start``) and of the result (``loss_end``).
+    else the registry's); ``λ_c`` is ``colour_weight`` on the pixels' colour
+    mean and covariance (:func:`~introspect_lab.objectives.colour_loss`, a
+    "layer 0"), ``λ_TV`` is ``tv_weight``. Unset values, including
+    ``steps``/``lr`` (the settings' ``texture_steps``/``texture_lr``), come
+    from ``models.settings(model).style``. Lower ``style_layers`` reproduce
+    fine colour statistics; adding higher layers recovers larger
+    structures. ``result.extra`` holds the Gram loss of the starting noise
+    (``loss_start``) and of the result (``loss_end``).
     """
-    cfg = override(settings or model_settings(model).style, size=size, steps=steps, lr=lr)
+    base = settings or model_settings(model).style
+    cfg = override(base, size=size, texture_steps=steps, texture_lr=lr, tv_weight=tv_weight,
+                   colour_weight=colour_weight)  # fmt: skip
     if style_layers is None:
         style_layers = cfg.style_layers
         style_weights = cfg.style_weights if style_weights is None else style_weights
@@ -98,10 +105,12 @@ def texture_synthesis(
     texture = _resize(check_batch(texture, "texture", model).float(), hw)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
-    if tv_weight:
-        loss = loss + float(tv_weight) * R.tv()
+    if cfg.colour_weight:
+        loss = loss + float(cfg.colour_weight) * O.colour_loss(texture)
+    if cfg.tv_weight:
+        loss = loss + float(cfg.tv_weight) * R.tv()
     res = synthesize(
-        model, -loss, size=hw, init="uniform", steps=cfg.steps, optimizer="adam", lr=cfg.lr,
+        model, -loss, size=hw, init="uniform", steps=cfg.texture_steps, optimizer="adam", lr=cfg.texture_lr,
         seed=seed, callback=callback, every=every, progress=progress, desc="texture synthesis",
     )  # fmt: skip
     res.extra["loss_start"] = -res.history[0]
@@ -122,6 +131,7 @@ def style_transfer(
     style_weights: Mapping[str, float] | Sequence[float] | None = None,
     content_weight: float | None = None,
     tv_weight: float | None = None,
+    colour_weight: float | None = None,
     size: int | tuple[int, int] | None = None,
     steps: int | None = None,
     lr: float | None = None,
@@ -137,7 +147,8 @@ def style_transfer(
     photo (``α`` is ``content_weight``); ``E_l`` the Gram loss against the
     style image at each of ``style_layers`` (weights ``w_l``:
     ``style_weights``, 1 each when only ``style_layers`` is given);
-    ``R_{V^2}`` total variation (``tv_weight``). Starts from the content
+    ``R_{V^2}`` total variation (``tv_weight``); ``colour_weight`` adds the
+    style image's pixel colour statistics (:func:`~introspect_lab.objectives.colour_loss`). Starts from the content
     photo (``init="content"``) or noise. Unset parameters come from
     ``models.settings(model).style``. ``result.extra`` has the content and
     style losses at the start and end.
@@ -148,7 +159,8 @@ def style_transfer(
         style_weights = base.style_weights if style_layers is None else (1.0,) * len(layers)
     w = O.layer_weights(layers, style_weights)
     cfg = override(base, content_layer=content_layer, style_layers=tuple(layers), style_weights=tuple(w.values()),
-                   content_weight=content_weight, tv_weight=tv_weight, size=size, steps=steps, lr=lr)  # fmt: skip
+                   content_weight=content_weight, tv_weight=tv_weight, colour_weight=colour_weight, size=size,
+                   steps=steps, lr=lr)  # fmt: skip
     hw = image_size(cfg.size)
     content = _resize(check_batch(content, "content", model).float(), hw)
     style = _resize(check_batch(style, "style", model).float(), hw)
@@ -157,6 +169,8 @@ def style_transfer(
     p_target = layer_features(model, content, c_layer)[c_layer]
     c_loss = O.content_loss(c_layer, p_target)
     loss = float(cfg.content_weight) * c_loss + O.style_loss(targets, w)
+    if cfg.colour_weight:
+        loss = loss + float(cfg.colour_weight) * O.colour_loss(style)
     if cfg.tv_weight:
         loss = loss + float(cfg.tv_weight) * R.tv()
     start = content if isinstance(init, str) and init == "content" else init

@@ -1,8 +1,13 @@
 """Story of notebook 05: priors turn noisy class visualisations into smooth ones the model still recognises."""
 
+import torch
+
 from introspect_lab import regularizers as R
+from introspect_lab.images import denormalize
 from introspect_lab.models import predict
+from introspect_lab.settings import LUCENT
 from introspect_lab.synthesis import visualize_class
+from introspect_lab.synthesis.parameterisation import Fourier
 
 
 def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
@@ -14,3 +19,24 @@ def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
     assert R.total_variation(reg.image) * 4 < R.total_variation(plain.image)
     assert predict(lite0, plain.image, 1)[0][0].index == 281
     assert predict(lite0, reg.image, 1)[0][0].index == 281
+
+
+def test_lucent_priors_give_a_recognised_class_with_natural_image_statistics(lite0):
+    # Lucent's recipe (transforms + decorrelated Fourier spectrum): the class is recognised, and the
+    # picture is smooth, unlike plain ascent; measured at 128 px, 256 steps, seed 0: goldfish 0.99.
+    lucent = visualize_class(lite0, "goldfish", settings=LUCENT, seed=0, progress=False)
+    plain = visualize_class(
+        lite0, "goldfish", size=128, l2_weight=0, blur_every=0, jitter=0, seed=0, progress=False
+    )
+    assert predict(lite0, lucent.image, 1)[0][0].index == 1
+    assert R.total_variation(lucent.image) * 3 < R.total_variation(plain.image)
+
+
+def test_fourier_parameterisation_starts_near_grey_not_saturated():
+    # before the fix, an extra √(H·W) on the orthonormal inverse FFT drove the sigmoid into 0/1 everywhere
+    f = Fourier(
+        (1, 3, 128, 128), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.Generator().manual_seed(0)
+    )
+    px = denormalize(f().detach(), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    assert ((px > 0.02) & (px < 0.98)).float().mean() > 0.99
+    assert (px - 0.5).abs().max() < 0.2

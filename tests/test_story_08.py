@@ -1,7 +1,7 @@
 """Story of notebook 08: Gram matching synthesises textures; higher layers carry larger-scale statistics."""
 
-from introspect_lab import load_image, sample_image
-from introspect_lab.style import style_losses, style_targets, texture_synthesis
+from introspect_lab import load_image, look, sample_image, to_display
+from introspect_lab.style import style_losses, style_targets, style_transfer, texture_synthesis
 
 
 def test_texture_from_higher_layers_matches_larger_structure(lite0):
@@ -17,3 +17,15 @@ def test_texture_from_higher_layers_matches_larger_structure(lite0):
         style_losses(lite0, high.image, deep)["blocks.5"] * 2
         < style_losses(lite0, low.image, deep)["blocks.5"]
     )
+
+
+def test_style_transfer_at_defaults_shows_a_colourful_style(lite0):
+    # chelsea styled with a crop of the flower photo, at the registry's defaults (128 px, 200 steps)
+    content = load_image(sample_image("chelsea"), lite0, 128)
+    style = load_image(sample_image("flower").crop((100, 100, 400, 400)), lite0, 128)
+    res = style_transfer(lite0, content, style, seed=0, progress=False)
+    assert res.extra["style_start"] > 10 * res.extra["style_end"]
+    c_content, c_style = (look.colourfulness(to_display(x, lite0)) for x in (content, style))
+    c_out = look.colourfulness(to_display(res.image, lite0))
+    # the result takes on the style's colourfulness (measured: 38 → 109, style 108)
+    assert abs(c_out - c_style) < abs(c_content - c_style) / 3

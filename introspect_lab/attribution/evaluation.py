@@ -8,6 +8,7 @@ most salient pixels first and records the class score.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 from torch import nn
+from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
 from ..config import show_progress
@@ -201,11 +203,15 @@ def _run_cascade(work, x, targets, methods, steps, absolute, seed, progress):
 
 @dataclass
 class DeletionResult:
-    """Outcome of :func:`deletion_curve`: ``scores[B, n_steps+1]`` at ``fractions`` and ``auc[B]``."""
+    """Outcome of :func:`deletion_curve`: ``scores[B, n_steps+1]`` at ``fractions`` and ``auc[B]``.
+
+    ``mode`` is ``"deletion"`` (lower AUC is better) or ``"insertion"`` (higher is better).
+    """
 
     fractions: np.ndarray
     scores: np.ndarray
     auc: np.ndarray
+    mode: str = "deletion"
 
 
 def deletion_curve(
@@ -215,21 +221,36 @@ def deletion_curve(
     maps: torch.Tensor,
     *,
     n_steps: int = 20,
-    baseline: float | torch.Tensor = 0.0,
+    baseline: float | str | torch.Tensor = 0.0,
+    mode: str = "deletion",
+    blur_sigma: float = 5.0,
     score: str = "prob",
     batch_size: int = 21,
 ) -> DeletionResult:
-    """Deletion metric (Petsiuk et al. 2018, "RISE"): delete the most salient pixels first.
+    """Deletion and insertion metrics (Petsiuk et al. 2018, "RISE"): the most salient pixels first.
 
     Pixels are ranked by ``maps`` ``[B,H,W]`` (or ``[B,3,H,W]``, reduced by
-    :func:`to_map`); at fraction ``k/n_steps`` the top pixels are replaced by
-    ``baseline`` (0 = mean colour), and the class score is recorded
-    (``score="prob"`` softmax probability, ``"logit"`` raw score). A map that
-    finds the evidence makes the score fall fast: a lower area under the
-    curve (mean over the ``n_steps + 1`` points) is better. Compare with a
+    :func:`to_map`). ``mode="deletion"``: at fraction ``k/n_steps`` the top
+    pixels are replaced by ``baseline``; a map that finds the evidence makes
+    the score fall fast, so a *lower* area under the curve (mean over the
+    ``n_steps + 1`` points) is better. ``mode="insertion"``: start from the
+    baseline and put the top pixels back; a *higher* area is better.
+    ``baseline``: a value (0 = the mean colour), an image batch, or
+    ``"blur"`` (the photo Gaussian-blurred with ``blur_sigma`` px, RISE's
+    canvas). Filling with a constant makes images no photo looks like, and
+    the score can fall for that reason alone; blurred replacement keeps
+    them closer to photos. The class score is the softmax probability
+    (``score="prob"``) or the raw logit (``"logit"``). Compare with a
     random map as the floor.
     """
     x = check_batch(x, "x", model)
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}.")
+    if isinstance(baseline, str):
+        if baseline != "blur":
+            raise ValueError(f"baseline must be a number, an image batch or 'blur', got {baseline!r}.")
+        k = 2 * int(math.ceil(3 * blur_sigma)) + 1
+        baseline = TF.gaussian_blur(x, [k, k], [float(blur_sigma)] * 2)
     if n_steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {n_steps}.")
     if score not in ("prob", "logit"):
@@ -253,9 +274,12 @@ def deletion_curve(
             ks = torch.as_tensor(np.round(fractions * HW), device=x.device).view(-1, 1, 1, 1)
             for s in range(0, n_steps + 1, batch_size):
                 k = ks[s : s + batch_size]
-                deleted = rank < k  # [n,1,H,W]
-                imgs = torch.where(deleted, base[b : b + 1], x[b : b + 1])
+                top = rank < k  # [n,1,H,W]: the k most salient pixels
+                if mode == "deletion":
+                    imgs = torch.where(top, base[b : b + 1], x[b : b + 1])
+                else:
+                    imgs = torch.where(top, x[b : b + 1], base[b : b + 1])
                 logits = logits_of(model(imgs))
                 vals = logits.softmax(1)[:, idx[b]] if score == "prob" else logits[:, idx[b]]
                 out[b, s : s + len(k)] = vals.cpu().numpy()
-    return DeletionResult(fractions=fractions, scores=out, auc=out.mean(1))
+    return DeletionResult(fractions=fractions, scores=out, auc=out.mean(1), mode=mode)

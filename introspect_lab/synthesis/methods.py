@@ -31,7 +31,7 @@ __all__ = ["visualize_class", "visualize_channel", "deepdream", "invert", "relat
 
 
 def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
-    """``(transforms, image_ops)`` for ``cfg``: jitter, periodic blur, small-pixel/gradient clipping.
+    """``(transforms, image_ops)`` for ``cfg``: pad/jitter/scale/rotate, periodic blur, small-pixel/gradient clipping.
 
     Yosinski et al. (2015) as in seed 001's "better regularizer"; a zero
     field switches its piece off.
@@ -43,7 +43,15 @@ def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
         ops.append(R.ClipSmallPixels(float(cfg.clip_pixels)))
     if cfg.clip_grads:
         ops.append(R.ClipSmallGradients(float(cfg.clip_grads)))
-    transforms = [R.Jitter(int(cfg.jitter))] if cfg.jitter else []
+    transforms: list = [R.Pad(int(cfg.pad))] if cfg.pad else []
+    if cfg.jitter:
+        transforms.append(R.Jitter(int(cfg.jitter)))
+    if cfg.scale:
+        transforms.append(R.RandomScale(*cfg.scale))
+    if cfg.rotate:
+        transforms.append(R.RandomRotate(float(cfg.rotate)))
+    if cfg.pad and cfg.jitter:  # Lucent ends with a smaller jitter after scale and rotate
+        transforms.append(R.Jitter(max(1, int(cfg.jitter) // 2)))
     return transforms, ops
 
 
@@ -63,6 +71,10 @@ def visualize_class(
     clip_grads: float | None = None,
     optimizer: str | None = None,
     init_scale: float | None = None,
+    param: str | None = None,
+    pad: int | None = None,
+    scale: tuple[float, float] | None = None,
+    rotate: float | None = None,
     seed: int | None = None,
     callback=None,
     every: int = 10,
@@ -74,18 +86,22 @@ def visualize_class(
     Gaussian blur, small pixel/gradient clipping (Yosinski et al. 2015) and
     random jitter. ``target`` is a class (index or name) or one per image;
     pass ``l2_weight=0, blur_every=0, jitter=0`` for the unregularised (noisy)
-    version. Unset parameters come from ``models.settings(model).class_vis``.
+    version. ``param="fft"`` optimises a decorrelated Fourier spectrum;
+    ``pad``, ``scale`` and ``rotate`` add Lucent's transformation robustness
+    (``settings=introspect_lab.settings.LUCENT`` sets them all, as Lucent does).
+    Unset parameters come from ``models.settings(model).class_vis``.
     """
     cfg = override(settings or model_settings(model).class_vis, size=size, steps=steps, lr=lr,
                    l2_weight=l2_weight, blur_every=blur_every, blur_sigma=blur_sigma, jitter=jitter,
-                   clip_pixels=clip_pixels, clip_grads=clip_grads, optimizer=optimizer, init_scale=init_scale)  # fmt: skip
+                   clip_pixels=clip_pixels, clip_grads=clip_grads, optimizer=optimizer, init_scale=init_scale,
+                   param=param, pad=pad, scale=scale, rotate=rotate)  # fmt: skip
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
     if cfg.l2_weight:
         obj = obj - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     return synthesize(
-        model, obj, size=cfg.size, batch=len(targets), init="noise", init_scale=cfg.init_scale,
+        model, obj, size=cfg.size, batch=len(targets), init="noise", init_scale=cfg.init_scale, param=cfg.param,
         steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, transforms=transforms, image_ops=ops,
         seed=seed, callback=callback, every=every, progress=progress, desc="class visualisation",
     )  # fmt: skip
@@ -136,7 +152,7 @@ def visualize_channel(
         obj = obj - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     return synthesize(
-        model, obj, size=cfg.size, batch=len(chans), init="noise", init_scale=cfg.init_scale,
+        model, obj, size=cfg.size, batch=len(chans), init="noise", init_scale=cfg.init_scale, param=cfg.param,
         steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, transforms=transforms, image_ops=ops,
         seed=seed, callback=callback, every=every, progress=progress, desc=f"channels of {layer}",
     )  # fmt: skip

@@ -11,8 +11,6 @@ operations may edit in place (``None`` for the spectrum).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -52,14 +50,22 @@ _COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.0
 
 
 class Fourier:
-    """Lucent's FFT + decorrelated-colour parameterisation; pixels via a sigmoid to [0, 1]."""
+    """Lucent's FFT + decorrelated-colour parameterisation; pixels via a sigmoid to [0, 1].
+
+    Spectrum coefficients are scaled by ``1/max(f, 1/max(H, W))^decay_power``
+    and transformed with an orthonormal inverse FFT (Lucent's
+    ``fft_image``; Mordvintsev et al., Distill 2018). An extra ``√(H·W)``
+    factor on top of the orthonormal transform (Lucid's scaling, which goes
+    with an *unnormalised* inverse FFT) makes every pixel ~H× too large: the
+    sigmoid then saturates and images collapse to black-and-white blobs.
+    """
 
     def __init__(self, shape, mean, std, g: torch.Generator, sd: float = 0.01, decay_power: float = 1.0):
         b, c, h, w = shape
         fy = torch.fft.fftfreq(h)[:, None]
         fx = torch.fft.rfftfreq(w)[None, :]
         freqs = torch.sqrt(fx**2 + fy**2)
-        self.scale = (1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power) * math.sqrt(h * w)
+        self.scale = 1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power
         self.spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, generator=g) * sd).requires_grad_(True)
         self.hw = (h, w)
         self.mean, self.std = mean, std

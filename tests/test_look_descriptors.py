@@ -1,0 +1,44 @@
+"""The look descriptors against hand-computed cases (introspect_lab.look)."""
+
+import numpy as np
+import pytest
+
+from introspect_lab import look
+
+
+def test_colourfulness_grey_is_zero_and_pure_red_by_hand():
+    assert look.colourfulness(np.full((8, 8, 3), 0.4)) == pytest.approx(0.0, abs=1e-9)
+    red = np.zeros((8, 8, 3))
+    red[..., 0] = 1.0
+    # rg = 255, yb = 127.5, no spread: C = 0.3 * sqrt(255² + 127.5²)
+    assert look.colourfulness(red) == pytest.approx(0.3 * np.hypot(255, 127.5))
+
+
+def test_structure_scale_finds_the_period_of_stripes():
+    x = np.arange(64)
+    for period in (4, 8, 16):
+        stripes = 0.5 + 0.4 * np.sin(2 * np.pi * x / period)
+        img = np.repeat(np.tile(stripes, (64, 1))[..., None], 3, axis=2)
+        assert look.structure_scale(img) == pytest.approx(period, rel=0.15)
+
+
+def test_grey_histogram_distance_by_hand():
+    a, b = np.full((4, 4, 3), 0.2), np.full((4, 4, 3), 0.5)
+    assert look.grey_histogram_distance(a, a) == 0.0
+    assert look.grey_histogram_distance(a, b) == pytest.approx(0.3)
+
+
+def test_lineup_matches_each_picture_to_itself_and_rejects_bad_input():
+    rng = np.random.default_rng(0)
+    x = np.arange(64)
+    pics = {
+        "fine": np.clip(0.5 + 0.2 * rng.standard_normal((64, 64, 3)), 0, 1),
+        "stripes": np.repeat(np.tile(0.5 + 0.4 * np.sin(2 * np.pi * x / 16), (64, 1))[..., None], 3, 2),
+        "red": np.stack([np.full((64, 64), 0.9), rng.uniform(0, 0.2, (64, 64)), np.full((64, 64), 0.1)], -1),
+    }
+    names, d, matched = look.lineup(pics, pics)
+    assert all(matched.values()) and np.allclose(np.diag(d), 0)
+    with pytest.raises(ValueError, match="H×W×3"):
+        look.colourfulness(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="same names"):
+        look.lineup({"a": pics["red"]}, pics)
