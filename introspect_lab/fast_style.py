@@ -17,8 +17,11 @@ Seed 004, "Fast Neural Style Transfer" and "One Network, Many Styles":
   style ``s``; everything else is shared, and mixing two styles' ``γ, β``
   interpolates between them.
 
-The losses are the Gram loss ``E_l`` and the content loss of
-:mod:`introspect_lab.style`, on a frozen loss network (any registry model).
+The loss is notebook 08's: the Gram loss ``E_l`` (one formula,
+:func:`introspect_lab.objectives.gram_error`), the pixels' colour statistics and
+TV, with the layers and weights of the loss network's style settings
+(``models.settings(model).style``), on a frozen loss network (any registry
+model), plus a content loss for style networks.
 """
 
 from __future__ import annotations
@@ -41,23 +44,26 @@ from .config import show_progress
 from .hooks import capture, frozen
 from .images import denormalize, load_image, normalize, sample_image, sample_names
 from .models import load_model, model_info, settings
+from .objectives import colour_statistics, gram_error
+from .regularizers import total_variation
+from .settings import StyleSettings
 from .style import gram_matrix
 
 __all__ = [
-    "PIXELS",
     "ConditionalInstanceNorm2d",
     "StyleNet",
     "TrainedNet",
-    "gram_targets",
-    "gram_loss",
+    "StyleTarget",
+    "style_target",
+    "style_loss",
     "range_penalty",
     "train_texture_net",
     "train_style_net",
     "stylize",
-    "loss_setup",
     "save_nets",
     "load_nets",
     "sample01",
+    "content_images",
 ]
 
 
@@ -181,49 +187,64 @@ class TrainedNet:
 #: Weight of :func:`range_penalty` in training.
 RANGE_WEIGHT = 1e4
 
-#: The name of "layer 0", the image itself: its Gram matrix matches the pixels' colour statistics.
-PIXELS = "pixels"
+
+@dataclass(frozen=True)
+class StyleTarget:
+    """A style image's statistics: Gram matrices ``A^l`` per style layer, pixel colour mean and covariance."""
+
+    grams: dict[str, torch.Tensor]
+    colour_mean: torch.Tensor
+    colour_cov: torch.Tensor
 
 
 def _features(model: nn.Module, images01: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Loss-network features of [0, 1] images, truncated after the deepest layer, in the graph.
-
-    The name :data:`PIXELS` stands for the [0, 1] image itself ("layer 0").
-    """
-    net_layers = [n for n in layers if n != PIXELS]
-    feats = {}
-    if net_layers:
-        with capture(model, net_layers, detach=False, stop=True) as cap:
-            cap.run(normalize(images01, model))
-            feats = {n: cap.activations[n] for n in net_layers}
-    if PIXELS in layers:
-        feats[PIXELS] = images01
-    return {n: feats[n] for n in layers}
+    """Loss-network features of [0, 1] images, truncated after the deepest layer, in the graph."""
+    with capture(model, list(layers), detach=False, stop=True) as cap:
+        cap.run(normalize(images01, model))
+        return {n: cap.activations[n] for n in layers}
 
 
-def gram_targets(model: nn.Module, style01: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The style image's Gram matrices ``A^l`` (``[1, N_l, N_l]``) on the frozen loss network."""
+def style_target(model: nn.Module, style01: torch.Tensor, cfg: StyleSettings | None = None) -> StyleTarget:
+    """The statistics a result must match (no gradient; the model is left unchanged)."""
+    cfg = cfg or settings(model).style
+    style01 = _check_image01(style01, "style01")
     with frozen(model), torch.no_grad():
-        return {n: gram_matrix(f) for n, f in _features(model, style01, layers).items()}
+        feats = _features(model, style01, cfg.style_layers)
+        mean, cov = colour_statistics(normalize(style01, model))
+    return StyleTarget({n: gram_matrix(f) for n, f in feats.items()}, mean, cov)
 
 
-def _gram_terms(feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], weights) -> torch.Tensor:
-    """Per-image ``Σ_l w_l E_l``, ``E_l = Σ (G − A)² / (4 N² M²)`` (seed 001): shape ``[B]``."""
-    total = 0.0
-    for n, f in feats.items():
-        nl, ml = f.shape[1], f.shape[2] * f.shape[3]
-        diff = gram_matrix(f) - targets[n]
-        total = total + weights[n] * diff.pow(2).sum(dim=(1, 2)) / (4.0 * nl**2 * ml**2)
+def _style_terms(model, images01, target: StyleTarget, cfg: StyleSettings, feats=None) -> torch.Tensor:
+    """Per image ``Σ_l w_l E_l + λ_c (‖μ − μ̂‖² + ‖Σ − Σ̂‖²)``: notebook 08's texture loss without TV (``[B]``)."""
+    feats = feats if feats is not None else _features(model, images01, cfg.style_layers)
+    total = sum(
+        w * gram_error(feats[n], target.grams[n]) for n, w in zip(cfg.style_layers, cfg.style_weights)
+    )
+    if cfg.colour_weight:
+        mean, cov = colour_statistics(normalize(images01, model))
+        colour = (mean - target.colour_mean).pow(2).sum(1) + (cov - target.colour_cov).pow(2).sum((1, 2))
+        total = total + cfg.colour_weight * colour
     return total
 
 
-def gram_loss(
-    model: nn.Module, images01: torch.Tensor, targets: dict[str, torch.Tensor], weights=None
+def style_loss(
+    model: nn.Module, images01: torch.Tensor, target: StyleTarget, cfg: StyleSettings | None = None
 ) -> torch.Tensor:
-    """Each image's style loss ``Σ_l w_l E_l`` against ``targets`` (``[B]``, no gradient, model unchanged)."""
-    weights = weights or dict.fromkeys(targets, 1.0)
+    """Each image's texture loss against ``target`` (``[B]``; no gradient, model unchanged), for reports.
+
+    The Gram loss ``E_l`` is :func:`introspect_lab.objectives.gram_error` and the colour term
+    :func:`introspect_lab.objectives.colour_statistics`: the same loss as
+    :func:`introspect_lab.style.texture_synthesis`, without its TV term.
+    """
+    cfg = cfg or settings(model).style
+    images01 = _check_image01(images01, "images01")
     with frozen(model), torch.no_grad():
-        return _gram_terms(_features(model, images01, list(targets)), targets, weights)
+        return _style_terms(model, images01, target, cfg)
+
+
+def _tv(model: nn.Module, images01: torch.Tensor) -> torch.Tensor:
+    """TV^2 of the normalised images, per image on average (as texture synthesis weighs it)."""
+    return total_variation(normalize(images01, model), 2.0) / images01.shape[0]
 
 
 def range_penalty(images: torch.Tensor) -> torch.Tensor:
@@ -242,9 +263,8 @@ def _check_image01(x: torch.Tensor, name: str) -> torch.Tensor:
 def train_texture_net(
     model: nn.Module,
     texture01: torch.Tensor,
-    layers: Sequence[str],
-    weights: dict[str, float] | None = None,
     *,
+    cfg: StyleSettings | None = None,
     norm: str = "instance",
     size: int = 64,
     batch: int = 4,
@@ -254,46 +274,39 @@ def train_texture_net(
     seed: int | None = 0,
     progress: bool | None = None,
 ) -> TrainedNet:
-    """Train a texture network (Ulyanov et al. 2016): noise → an image with the texture's Gram statistics.
+    """Train a texture network (Ulyanov et al. 2016): noise → an image with the texture's statistics.
 
-    Minimises ``E_z Σ_l w_l E_l(f_W(z), texture)`` over fresh uniform noise
-    batches ``z`` with Adam. The loss network is frozen and left unchanged.
+    Minimises ``E_z [Σ_l w_l E_l + λ_c L_colour + λ_TV R_{V²}](f_W(z))`` over fresh
+    uniform noise batches ``z`` with Adam: notebook 08's texture loss, with the
+    layers and weights of ``cfg`` (default: the model's style settings). The
+    loss network is frozen and left unchanged.
     """
-    texture01 = _check_image01(texture01, "texture01")
-    layers = list(layers)
-    weights = weights or dict.fromkeys(layers, 1.0)
-    g = torch.Generator().manual_seed(seed) if seed is not None else None
-    if seed is not None:
-        torch.manual_seed(seed)
+    cfg = cfg or settings(model).style
+    target = style_target(model, texture01, cfg)
+    g = _seeded(seed)
     net = StyleNet(norm=norm, width=width)
-    targets = gram_targets(model, texture01, layers)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     history, start = [], time.perf_counter()
     net.train()
     with frozen(model):
         for _ in tqdm(range(steps), desc=f"texture net ({norm} norm)", disable=not _bar(progress)):
-            z = torch.rand(batch, 3, size, size, generator=g)
-            out = net(z)
-            loss = (
-                _gram_terms(_features(model, out, layers), targets, weights)
-                + RANGE_WEIGHT * range_penalty(out)
-            ).mean()
+            out = net(torch.rand(batch, 3, size, size, generator=g))
+            loss = (_style_terms(model, out, target, cfg) + RANGE_WEIGHT * range_penalty(out)).mean()
+            loss = loss + cfg.tv_weight * _tv(model, out)
             opt.zero_grad()
             loss.backward()
             opt.step()
             history.append(loss.item())
     net.eval()
-    return TrainedNet(net, history, time.perf_counter() - start, layers)
+    return TrainedNet(net, history, time.perf_counter() - start, list(cfg.style_layers))
 
 
 def train_style_net(
     model: nn.Module,
     styles01: Sequence[torch.Tensor],
     contents01: torch.Tensor,
-    layers: Sequence[str],
-    content_layer: str,
-    weights: dict[str, float] | None = None,
     *,
+    cfg: StyleSettings | None = None,
     content_weight: float = 1.0,
     norm: str = "instance",
     size: int = 64,
@@ -307,45 +320,50 @@ def train_style_net(
     """Train a style network (Johnson et al. 2016; several styles: Dumoulin et al. 2017).
 
     Each step draws ``batch`` random crops of ``contents01`` and one style
-    index per crop, and minimises
-    ``α ½ ‖F(f_W(x, s)) − F(x)‖² / |F| + Σ_l w_l E_l(f_W(x, s), style_s)``
-    with Adam. With several styles the network uses conditional instance
-    norm: one ``(γ, β)`` per style, all else shared.
+    index per crop, and minimises ``α · mean (F(f_W(x, s)) − F(x))² / 2`` at
+    the content layer plus the texture loss against ``style_s`` (as
+    :func:`train_texture_net`). With several styles the network uses
+    conditional instance norm: one ``(γ, β)`` per style, all else shared.
     """
+    cfg = cfg or settings(model).style
     contents01 = _check_image01(contents01, "contents01")
-    styles = [_check_image01(s, f"styles01[{i}]") for i, s in enumerate(styles01)]
-    if not styles:
+    if not styles01:
         raise ValueError("styles01 needs at least one style image.")
-    layers = list(layers)
-    weights = weights or dict.fromkeys(layers, 1.0)
-    all_layers = list(dict.fromkeys([*layers, content_layer]))
-    g = torch.Generator().manual_seed(seed) if seed is not None else None
-    if seed is not None:
-        torch.manual_seed(seed)
-    net = StyleNet(norm=norm, n_styles=len(styles), width=width)
-    targets = [gram_targets(model, s, layers) for s in styles]
+    targets = [style_target(model, s, cfg) for s in styles01]
+    layers = list(dict.fromkeys([*cfg.style_layers, cfg.content_layer]))
+    g = _seeded(seed)
+    net = StyleNet(norm=norm, n_styles=len(targets), width=width)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     history, start = [], time.perf_counter()
     net.train()
     with frozen(model):
-        for _ in tqdm(range(steps), desc=f"style net ({len(styles)} style(s))", disable=not _bar(progress)):
+        for _ in tqdm(range(steps), desc=f"style net ({len(targets)} style(s))", disable=not _bar(progress)):
             x = _random_crops(contents01, batch, size, g)
-            s = torch.randint(len(styles), (batch,), generator=g)
+            s = torch.randint(len(targets), (batch,), generator=g)
             out = net(x, s)
-            feats = _features(model, torch.cat([out, x]), all_layers)
+            feats = _features(model, torch.cat([out, x]), layers)
             gen = {n: f[:batch] for n, f in feats.items()}
-            c = F.mse_loss(gen[content_layer], feats[content_layer][batch:].detach()) * 0.5
-            style_term = torch.stack(
-                [_gram_terms({n: gen[n][i : i + 1] for n in layers}, targets[int(s[i])], weights)[0]
+            c = 0.5 * F.mse_loss(gen[cfg.content_layer], feats[cfg.content_layer][batch:].detach())
+            style_term = torch.cat(
+                [_style_terms(model, out[i : i + 1], targets[int(s[i])], cfg, {n: gen[n][i : i + 1] for n in gen})
                  for i in range(batch)]
             ).mean()  # fmt: skip
-            loss = content_weight * c + style_term + RANGE_WEIGHT * range_penalty(out).mean()
+            loss = content_weight * c + style_term + cfg.tv_weight * _tv(model, out)
+            loss = loss + RANGE_WEIGHT * range_penalty(out).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             history.append(loss.item())
     net.eval()
-    return TrainedNet(net, history, time.perf_counter() - start, layers)
+    return TrainedNet(net, history, time.perf_counter() - start, list(cfg.style_layers))
+
+
+def _seeded(seed: int | None) -> torch.Generator | None:
+    """A generator for the data (noise, crops) and a seeded network initialisation, or ``None``."""
+    if seed is None:
+        return None
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 
 def _random_crops(images: torch.Tensor, n: int, size: int, g: torch.Generator | None) -> torch.Tensor:
@@ -386,22 +404,6 @@ def _bar(progress: bool | None) -> bool:
 # ---------------------------------------------------------------------------
 # The loss set-up, and trained networks on disk
 # ---------------------------------------------------------------------------
-
-
-def loss_setup(model: nn.Module) -> dict:
-    """The style layers (with "layer 0", the pixels), their weights and the content layer for ``model``.
-
-    Taken from the model's style settings, so a feed-forward network is
-    trained on the same loss as notebook 08's optimisation.
-    """
-    cfg = settings(model).style
-    layers = [PIXELS, *cfg.style_layers]
-    weights = {PIXELS: PIXEL_WEIGHT, **dict.fromkeys(cfg.style_layers, 1.0)}
-    return {"layers": layers, "weights": weights, "content_layer": cfg.content_layer}
-
-
-#: Weight of the pixel Gram term ("layer 0"): pins the exemplar's colours.
-PIXEL_WEIGHT = 1e5
 
 
 def save_nets(path, nets: dict[str, TrainedNet], meta: dict) -> None:
@@ -448,6 +450,12 @@ def sample01(name: str, model: nn.Module, size: int) -> torch.Tensor:
     return denormalize(load_image(sample_image(name), model, size), model).clamp(0, 1)
 
 
+def content_images(model: nn.Module, size: int = 96) -> torch.Tensor:
+    """The style network's training photos: every bundled photo except the held-out one, the texture and the styles."""
+    names = [n for n in sample_names() if n not in (HELD_OUT, TEXTURE, *STYLES)]
+    return torch.cat([sample01(n, model, size) for n in names])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train the notebook's networks and write them with the command that made them (see ``--help``)."""
     parser = argparse.ArgumentParser(prog="python -m introspect_lab.fast_style", description=main.__doc__)
@@ -458,22 +466,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_model(args.model)
-    setup = loss_setup(model)
+    cfg = settings(model).style
     texture = sample01(TEXTURE, model, args.size)
     styles = [sample01(s, model, args.size) for s in STYLES]
-    contents = torch.cat(
-        [sample01(n, model, 96) for n in sample_names() if n not in (HELD_OUT, TEXTURE, *STYLES)]
-    )
-    common = dict(size=args.size, steps=args.steps, seed=0)
+    common = dict(cfg=cfg, size=args.size, steps=args.steps, seed=0)
     nets = {
-        f"texture_{norm}": train_texture_net(
-            model, texture, setup["layers"], setup["weights"], norm=norm, **common
-        )
+        f"texture_{norm}": train_texture_net(model, texture, norm=norm, **common)
         for norm in ("instance", "batch")
     }
-    nets["styles"] = train_style_net(
-        model, styles, contents, setup["layers"], setup["content_layer"], setup["weights"], **common
-    )
+    nets["styles"] = train_style_net(model, styles, content_images(model), **common)
     meta = {
         "command": "python -m introspect_lab.fast_style "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
@@ -481,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "texture": TEXTURE,
         "styles": list(STYLES),
         "contents": "every bundled photo except " + ", ".join((HELD_OUT, TEXTURE, *STYLES)),
-        "setup": {k: (list(v) if isinstance(v, list) else v) for k, v in setup.items()},
+        "style_settings": repr(cfg),
         "steps": args.steps,
         "size": args.size,
         "version": __version__,

@@ -8,14 +8,16 @@ import torch
 from introspect_lab.fast_style import (
     ConditionalInstanceNorm2d,
     StyleNet,
-    gram_loss,
-    gram_targets,
     range_penalty,
+    sample01,
+    style_loss,
+    style_target,
     stylize,
     train_style_net,
     train_texture_net,
 )
-from introspect_lab.images import denormalize, load_image, sample_image
+from introspect_lab.models import settings
+from introspect_lab.settings import override
 
 
 def test_instance_norm_normalises_each_image_and_channel_separately():
@@ -24,7 +26,9 @@ def test_instance_norm_normalises_each_image_and_channel_separately():
     x[1] *= 10  # images on very different scales
     y = ConditionalInstanceNorm2d(4)(x)
     torch.testing.assert_close(y.mean(dim=(2, 3)), torch.zeros(3, 4), atol=1e-5, rtol=0)
-    torch.testing.assert_close(y.var(dim=(2, 3), unbiased=False), torch.ones(3, 4), atol=5e-3, rtol=0)  # var/(var+eps)
+    torch.testing.assert_close(
+        y.var(dim=(2, 3), unbiased=False), torch.ones(3, 4), atol=5e-3, rtol=0
+    )  # var/(var+eps)
     # Each image's output depends on that image alone (unlike batch norm).
     alone = ConditionalInstanceNorm2d(4)(x[2:3])
     torch.testing.assert_close(alone, y[2:3])
@@ -61,44 +65,39 @@ def test_batch_norm_net_rejects_several_styles():
 
 @pytest.fixture(scope="module")
 def brick01(lite0):
-    return denormalize(load_image(sample_image("brick"), lite0, 48), lite0).clamp(0, 1)
+    return sample01("brick", lite0, 48)
 
 
-LAYERS = ["pixels", "stem", "blocks.1"]
+@pytest.fixture(scope="module")
+def cfg(lite0):
+    """The bundled model's texture loss on its two lowest style layers (small and quick)."""
+    return override(settings(lite0).style, style_layers=("stem", "blocks.1"), style_weights=(1.0, 1.0))
 
 
-def test_trained_texture_net_beats_the_untrained_one_on_held_out_noise(lite0, brick01, unchanged):
+def test_trained_texture_net_beats_the_untrained_one_on_held_out_noise(lite0, brick01, cfg, unchanged):
     check = unchanged(lite0)
     trained = train_texture_net(
-        lite0, brick01, LAYERS, size=48, batch=2, steps=40, width=8, seed=0, progress=False
+        lite0, brick01, cfg=cfg, size=48, batch=2, steps=40, width=8, seed=0, progress=False
     )
     check()
-    targets = gram_targets(lite0, brick01, LAYERS)
+    target = style_target(lite0, brick01, cfg)
     z = torch.rand(4, 3, 48, 48, generator=torch.Generator().manual_seed(123))  # noise it never saw
     torch.manual_seed(0)
     untrained = StyleNet(width=8).eval()
     with torch.no_grad():
-        before = gram_loss(lite0, untrained(z).clamp(0, 1), targets).mean()
-        after = gram_loss(lite0, trained.net(z).clamp(0, 1), targets).mean()
+        before = style_loss(lite0, untrained(z).clamp(0, 1), target, cfg).mean()
+        after = style_loss(lite0, trained.net(z).clamp(0, 1), target, cfg).mean()
     assert after < before / 5, (float(before), float(after))
     assert trained.history[-1] < trained.history[0]
 
 
-def test_style_net_trains_several_styles_and_stylize_is_a_valid_image(lite0, brick01, coffee, unchanged):
+def test_style_net_trains_several_styles_and_stylize_is_a_valid_image(lite0, brick01, cfg, unchanged):
     check = unchanged(lite0)
-    gravel = denormalize(load_image(sample_image("gravel"), lite0, 48), lite0).clamp(0, 1)
-    contents = denormalize(coffee, lite0).clamp(0, 1)
+    gravel = sample01("gravel", lite0, 48)
+    contents = sample01("coffee", lite0, 96)
+    cfg = override(cfg, content_layer="blocks.1")
     res = train_style_net(
-        lite0,
-        [brick01, gravel],
-        contents,
-        LAYERS,
-        "blocks.1",
-        size=32,
-        batch=2,
-        steps=3,
-        width=8,
-        progress=False,
+        lite0, [brick01, gravel], contents, cfg=cfg, size=32, batch=2, steps=3, width=8, progress=False
     )
     check()
     out = stylize(res.net, contents[:, :, :64, :64], torch.tensor([0.5, 0.5]))
@@ -118,8 +117,8 @@ def test_bad_inputs_name_the_fix(lite0, brick01):
     bad = brick01.clone()
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        train_texture_net(lite0, bad, LAYERS, steps=1, progress=False)
+        train_texture_net(lite0, bad, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
         stylize(StyleNet(width=4), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="at least one style"):
-        train_style_net(lite0, [], brick01, LAYERS, "stem", steps=1, progress=False)
+        train_style_net(lite0, [], brick01, steps=1, progress=False)
