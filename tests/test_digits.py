@@ -1,0 +1,56 @@
+"""The network trained in class (seed 003's MNIST example, on scikit-learn's digits)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from introspect_lab.digits import digits_tensors, maximize_digit, train_digits_cnn
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_digits_cnn(progress=False)
+
+
+def test_digits_tensors_are_images_in_unit_range():
+    x, y = digits_tensors(16)
+    assert x.shape == (1797, 1, 16, 16) and y.shape == (1797,)
+    assert x.min() >= 0 and x.max() <= 1 and set(y.tolist()) == set(range(10))
+
+
+def test_the_cnn_learns_the_digits(trained):
+    assert trained.test_accuracy > 0.9  # measured 0.96 (chance 0.10)
+
+
+def test_every_digits_visualisation_is_classified_as_that_digit(trained):
+    x = maximize_digit(trained.model, list(range(10)))
+    with torch.no_grad():
+        probs = torch.softmax(trained.model(x), 1)
+    assert probs.argmax(1).tolist() == list(range(10))
+    assert probs.max(1).values.min() > 0.9  # measured 0.998
+    assert x.min() >= 0 and x.max() <= 1
+
+
+def test_the_visualisation_is_not_the_starting_image(trained):
+    mean = digits_tensors(16)[0].mean(0)
+    x = maximize_digit(trained.model, [3, 8])
+    assert (x - mean).abs().amax(dim=(1, 2, 3)).min() > 0.3
+    assert (x[0] - x[1]).abs().max() > 0.3
+
+
+def test_the_model_is_left_as_it_was(trained):
+    model = trained.model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    maximize_digit(model, 1, steps=3)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    model.eval()
+
+
+def test_bad_digit_names_the_range(trained):
+    with pytest.raises(ValueError, match="0..9"):
+        maximize_digit(trained.model, 10)
+    with pytest.raises(ValueError, match="'mean' or 'noise'"):
+        maximize_digit(trained.model, 1, start="zeros")
