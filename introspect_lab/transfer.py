@@ -618,7 +618,6 @@ def examples_per_class(
     task: Task,
     ns: Sequence[int],
     *,
-    size: int | None = None,
     layers: str | Sequence[str] = "last",
     epochs: int = 8,
     head_epochs: int = 30,
@@ -629,22 +628,21 @@ def examples_per_class(
     """Test accuracy of feature extraction and of fine-tuning for each number of labelled examples per class.
 
     Returns ``{"n": [...], "feature extraction": [...], "fine-tuning": [...]}``
-    (the same split per ``n`` for both methods).
+    (the same split per ``n`` for both methods; fine-tuning retrains ``layers``).
     """
-    del size
     y = task.labels.numpy()
     rows: dict[str, list[float]] = {"n": [], "feature extraction": [], "fine-tuning": []}
     x_all = task.batch(model)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
-        fe, h_fe = feature_extraction(model, x_all[tr], y[tr], task.classes, epochs=head_epochs,
-                                      x_val=x_all[te], labels_val=y[te], seed=seed, progress=progress)  # fmt: skip
-        ft, h_ft = fine_tune(model, x_all[tr], y[tr], task.classes, layers=layers, epochs=epochs,
-                             head_epochs=head_epochs, x_val=x_all[te], labels_val=y[te], seed=seed,
-                             progress=progress)  # fmt: skip
+        y_te = torch.as_tensor(y[te])
+        fe, _ = feature_extraction(model, x_all[tr], y[tr], task.classes, epochs=head_epochs, seed=seed,
+                                   progress=progress)  # fmt: skip
+        ft, _ = fine_tune(model, x_all[tr], y[tr], task.classes, layers=layers, epochs=epochs,
+                          head_epochs=head_epochs, seed=seed, progress=progress)  # fmt: skip
         rows["n"].append(n)
-        rows["feature extraction"].append(h_fe.final)
-        rows["fine-tuning"].append(h_ft.final)
+        rows["feature extraction"].append(_accuracy(fe, x_all[te], y_te))
+        rows["fine-tuning"].append(_accuracy(ft, x_all[te], y_te))
     return rows
 
 

@@ -112,11 +112,12 @@ def test_targeted_pgd_moves_towards_the_target(lite0, photos):
     assert lite0(adv[:1]).argmax(1).item() == 1
 
 
-def test_fooling_reaches_the_target_on_every_bundled_photo_within_100_steps(lite0, photos, unchanged):
+def test_fooling_reaches_the_target_on_every_bundled_photo_within_100_steps(lite0, unchanged):
+    photos = torch.cat([load_image(sample_image(n), lite0, 128) for n in sample_names()])
     check = unchanged(lite0)
     res = A.fool(lite0, photos, "goldfish", max_steps=100)
     check()
-    # measured (96 px, lr 0.5): STEPS steps, L∞ LINF grey levels
+    # measured (128 px, lr 0.5): 3–30 steps (hubble the slowest), L∞ 14–43 grey levels
     assert all(res.fooled), res.steps
     assert all(0 <= s <= 100 for s in res.steps)
     assert (lite0(res.x).argmax(1) == 1).all()
