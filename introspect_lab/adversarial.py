@@ -134,12 +134,39 @@ def _to_model(model: nn.Module, p: torch.Tensor) -> torch.Tensor:
     return normalize(p, mean=info.mean, std=info.std)
 
 
+def _chunks(p: torch.Tensor) -> list[slice]:
+    """Slices of the batch with at most about four 224 px images' worth of pixels each.
+
+    Backpropagating to the input keeps every activation of the forward pass;
+    for EfficientNet-Lite0 that is about 150 MB per 224 px image, so large
+    batches are differentiated a few images at a time (memory stays flat).
+    """
+    per = max(1, (4 * 224 * 224) // max(1, p.shape[-1] * p.shape[-2]))
+    return [slice(a, a + per) for a in range(0, p.shape[0], per)]
+
+
 def _loss_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image cross-entropy at ``p`` and its gradient with respect to ``p``."""
-    p = p.detach().requires_grad_(True)
-    loss = F.cross_entropy(f(p), y, reduction="none")
-    (grad,) = torch.autograd.grad(loss.sum(), p)
-    return loss.detach(), grad
+    losses, grads = [], []
+    for s in _chunks(p):
+        q = p[s].detach().requires_grad_(True)
+        loss = F.cross_entropy(f(q), y[s], reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), q)
+        losses.append(loss.detach())
+        grads.append(grad)
+    return torch.cat(losses), torch.cat(grads)
+
+
+def _score_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at ``p`` and the gradient of each image's score ``s_y`` with respect to ``p``."""
+    logits, grads = [], []
+    for s in _chunks(p):
+        q = p[s].detach().requires_grad_(True)
+        out = f(q)
+        (grad,) = torch.autograd.grad(out.gather(1, y[s][:, None]).sum(), q)
+        logits.append(out.detach())
+        grads.append(grad)
+    return torch.cat(logits), torch.cat(grads)
 
 
 # ---------------------------------------------------------------------------
@@ -303,14 +330,12 @@ def fool(
             return (logits.argmax(1) == y) & (logits.gather(1, y[:, None])[:, 0] - runner >= margin)
 
         for k in tqdm(range(max_steps + 1), desc="Fooling", disable=not show):
-            q = p.detach().requires_grad_(True)
-            logits = f(q)
-            done = reached(logits.detach())
+            logits, g = _score_grad(f, p, y)
+            done = reached(logits)
             steps[done & (steps < 0)] = k
             active = steps < 0
             if not bool(active.any()) or k == max_steps:
                 break
-            (g,) = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), q)
             norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             update = lr * g / norm * active.view(-1, 1, 1, 1)
             p = (p + update).clamp(0, 1).detach()
@@ -357,6 +382,8 @@ def robust_accuracy(
     """
     labels = torch.as_tensor(labels)
     method = _attack(attack)
+    if attack == "pgd":
+        options.setdefault("progress", False)
     parts = [
         method(model, x[a : a + batch_size], labels[a : a + batch_size], eps=eps, **options)
         for a in range(0, x.shape[0], batch_size)
@@ -408,6 +435,8 @@ def eps_sweep(
         clean = model(x)
     labels = clean.argmax(1) if labels is None else torch.as_tensor(_targets(model, labels, clean))
     method = _attack(attack)
+    if attack == "pgd":
+        options.setdefault("progress", False)
     show = config.show_progress() if progress is None else progress
     accs, confs, preds = [], [], []
     for e in tqdm(list(eps), desc=f"{attack} sweep", disable=not show):

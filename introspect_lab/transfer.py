@@ -681,10 +681,9 @@ def pretrained_vs_scratch(
                 net = small_cnn(task.classes, width=width, kernel=kernel, size=info.input_size, seed=seed)
                 if kind == "pretrained":
                     net.features.load_state_dict(pretrained.features.state_dict())
-                x = task.batch(net, tr)
-                h = train(net, x, y[tr], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                          x_val=task.batch(net, te), labels_val=y[te], progress=False)  # fmt: skip
-                acc[kind] += h.final / len(seeds)
+                train(net, task.batch(net, tr), y[tr], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                      progress=False)  # fmt: skip
+                acc[kind] += _accuracy(net, task.batch(net, te), torch.as_tensor(y[te])) / len(seeds)
         rows["pretrained"].append(acc["pretrained"])
         rows["scratch"].append(acc["scratch"])
     return rows
