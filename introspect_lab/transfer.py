@@ -8,10 +8,11 @@ pre-trained model", "Pretraining on artificial data"):
   linear head on its features (:func:`feature_extraction`). The frozen part
   runs in eval mode, so BatchNorm uses its stored ImageNet statistics;
 * **fine-tuning** starts from that head and also retrains the last block(s) or
-  everything (:func:`fine_tune`). The retrained blocks run in train mode, so
-  their BatchNorm layers re-estimate statistics on the new data (``bn="train"``,
-  the default) — or keep the stored ones with ``bn="frozen"``; the frozen blocks
-  always keep theirs;
+  everything (:func:`fine_tune`). By default (``bn="frozen"``) BatchNorm keeps
+  its stored ImageNet statistics in the retrained blocks too (only its scale
+  and shift learn): with a few dozen labelled images, statistics re-estimated
+  from mini-batches are noisy. ``bn="train"`` re-estimates them on the new
+  data; the frozen blocks always keep theirs;
 * **linear probes** on each stage (:func:`layer_probes`) show which depth
   transfers best, the "linear classifier from different stages" of the 2×2
   table in seed 001.
@@ -510,10 +511,10 @@ def fine_tune(
     layers: str | Sequence[str] = "last",
     layer: str | None = None,
     epochs: int = 10,
-    lr: float = 1e-3,
+    lr: float = 3e-4,
     head_epochs: int = 30,
     batch_size: int = 32,
-    bn: str = "train",
+    bn: str = "frozen",
     x_val: torch.Tensor | None = None,
     labels_val=None,
     seed: int = 0,
@@ -523,11 +524,12 @@ def fine_tune(
 
     ``layers``: ``"last"`` (the last two stages, :func:`stage_layers`; for the
     bundled model ``blocks.15`` and ``head``), ``"all"``, or a list of names.
-    BatchNorm in the retrained layers: ``bn="train"`` re-estimates its statistics
-    on the new data (train mode), ``bn="frozen"`` keeps the ImageNet ones; the
-    frozen layers always keep theirs. The model passed in is not changed
+    BatchNorm in the retrained layers: ``bn="frozen"`` (default) keeps the ImageNet
+    statistics and learns only the scale and shift; ``bn="train"`` re-estimates
+    the statistics on the new data (train mode). The frozen layers always keep theirs. The model passed in is not changed
     (training runs on a copy). Returns the fine-tuned :class:`TransferModel` and
-    the learning curves of the fine-tuning epochs (epoch 0 = head only).
+    the learning curves of the fine-tuning epochs, numbered after the ``head_epochs``
+    of head-only training (its first point is the head alone).
     """
     if bn not in ("train", "frozen"):
         raise ValueError(f"bn must be 'train' (re-estimate statistics) or 'frozen', got {bn!r}.")
@@ -540,8 +542,9 @@ def fine_tune(
     hist = train(tm, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, x_val=x_val,
                  labels_val=labels_val, desc=f"fine-tuning ({what})", label=f"fine-tuning ({what})",
                  progress=progress)  # fmt: skip
+    hist.epoch = [head_epochs + e for e in hist.epoch]  # the curve continues where the head's ended
     if head_hist.val_acc:
-        hist.epoch.insert(0, 0)
+        hist.epoch.insert(0, head_epochs)
         hist.train_loss.insert(0, head_hist.train_loss[-1])
         hist.train_acc.insert(0, head_hist.train_acc[-1])
         hist.val_acc.insert(0, head_hist.val_acc[-1])

@@ -35,6 +35,6 @@ def test_pretraining_on_rendered_shapes_beats_scratch_with_few_labels():
     hist = T.train(pre, shapes.batch(pre), shapes.labels, epochs=8, lr=3e-3)
     assert hist.train_acc[-1] > 0.8
     rows = T.pretrained_vs_scratch(pre, T.digits(16), [2], seeds=(0, 1, 2), epochs=30)
-    # measured (3 seeds): 2/class pretrained PRE2 vs scratch SCR2
+    # measured (3 seeds, 2 labelled digits per class): pretrained 0.577 vs scratch 0.442
     gain = np.array(rows["pretrained"]) - np.array(rows["scratch"])
     assert gain[0] > 0.08, rows

@@ -55,7 +55,7 @@ def test_feature_extraction_and_fine_tuning_beat_chance_widely(lite0, digits48, 
     # measured (48 px, 10 per class, chance 0.10): feature extraction FE_ACC, fine-tuning FT_ACC
     assert h_fe.final > 0.5 and h_ft.final > 0.5, (h_fe.final, h_ft.final)
     assert ft.trainable == ["blocks.15", "head"]
-    assert len(h_ft.epoch) == 5 and h_ft.val_acc[0] == pytest.approx(h_fe.final)
+    assert h_ft.epoch == [30, 31, 32, 33, 34] and h_ft.val_acc[0] == pytest.approx(h_fe.final)
     # the returned models predict what their curves say
     with torch.no_grad():
         assert (fe(x[te]).argmax(1).numpy() == y[te]).mean() == pytest.approx(h_fe.final)
@@ -67,7 +67,7 @@ def test_faces_transfer_beats_chance_widely(lite0):
     tr, te = T.per_class_split(y, 10, seed=0)
     _, h = T.feature_extraction(lite0, task.batch(lite0, tr), y[tr], task.classes, epochs=30,
                                 x_val=task.batch(lite0, te), labels_val=y[te])  # fmt: skip
-    # measured (48 px, 10 per class, chance 0.5): FACES_ACC
+    # measured (48 px, 10 per class, chance 0.5): 0.99
     assert h.final > 0.75
 
 
