@@ -52,7 +52,7 @@ def test_feature_extraction_and_fine_tuning_beat_chance_widely(lite0, digits48, 
                            labels_val=y[te])  # fmt: skip
     check()
     assert count_hooks(lite0) == 0
-    # measured (48 px, 10 per class, chance 0.10): feature extraction FE_ACC, fine-tuning FT_ACC
+    # measured (48 px, 10 per class, chance 0.10): feature extraction 0.80, fine-tuning 0.74
     assert h_fe.final > 0.5 and h_ft.final > 0.5, (h_fe.final, h_ft.final)
     assert ft.trainable == ["blocks.15", "head"]
     assert h_ft.epoch == [30, 31, 32, 33, 34] and h_ft.val_acc[0] == pytest.approx(h_fe.final)
