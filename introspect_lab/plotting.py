@@ -6,6 +6,9 @@ with ``;`` and tests can inspect it. Sections are grouped by lecture.
 
 from __future__ import annotations
 
+from .features import filters_for_display, receptive_field
+from .images import to_display
+
 # ---------------------------------------------------------------------------
 # General (notebook 00 and everywhere)
 # ---------------------------------------------------------------------------
@@ -20,8 +23,6 @@ def plot_predictions(images, predictions, titles=None, *, model=None, size: floa
     import matplotlib.pyplot as plt
     import numpy as np
     import torch
-
-    from .images import to_display
 
     if isinstance(images, torch.Tensor) and images.dim() == 4:
         images = list(images.unbind(0))
@@ -63,8 +64,6 @@ def plot_filters(weight, *, title: str | None = None, ncols: int = 16, size: flo
     Tiles are drawn with nearest-neighbour interpolation so a 3×3 filter stays 9 pixels.
     """
     import matplotlib.pyplot as plt
-
-    from .features import filters_for_display
 
     tiles = filters_for_display(weight)
     nrows, ncols = _grid(len(tiles), ncols)
@@ -185,8 +184,6 @@ def map_extent(model, layer: str, input_hw: tuple[int, int], map_hw: tuple[int, 
     Cell centres are at ``start + i·jump`` (:func:`introspect_lab.features.receptive_field`),
     so the map is drawn from ``start − jump/2`` to ``start + (H−1)·jump + jump/2``.
     """
-    from .features import receptive_field
-
     rf = receptive_field(model, layer, tuple(input_hw))
     (sy, sx), (jy, jx) = rf.start, rf.jump
     # imshow puts input pixel (r, c) at coordinates (c, r), so cell (i, j) spans ±jump/2 around its centre
@@ -203,8 +200,6 @@ def plot_activation_overlay(x, act_map, *, model=None, layer: str | None = None,
     """
     import matplotlib.pyplot as plt
     import torch
-
-    from .images import to_display
 
     img = to_display(x, model)
     m = torch.as_tensor(act_map).detach().float().cpu().numpy()
@@ -392,8 +387,6 @@ def overlay(
     import matplotlib.pyplot as plt
     import torch
 
-    from .images import to_display
-
     if ax is None:
         fig, ax = plt.subplots(figsize=(3, 3))
     else:
@@ -427,8 +420,6 @@ def attribution_grid(
     (:func:`pixel_attribution_image`). Returns the figure.
     """
     import matplotlib.pyplot as plt
-
-    from .images import to_display
 
     n, k = x.shape[0], len(maps)
     fig, axes = plt.subplots(n, k + 1, figsize=(size * (k + 1), size * n), squeeze=False)
@@ -512,114 +503,6 @@ def plot_deletion(results: dict, *, image: int | None = None, ax=None):
         ax.plot(res.fractions, y, marker=".", label=f"{name} (AUC {auc:.3f})")
     ax.set_xlabel("fraction of pixels deleted (most salient first)")
     ax.set_ylabel("class probability")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-# ---------------------------------------------------------------------------
-# Adversarial examples and transfer learning (notebooks 09–10)
-# ---------------------------------------------------------------------------
-
-
-def plot_fooling(x, x_adv, *, model=None, magnify: float = 10.0, titles=None, size: float = 2.6):
-    """Seed 001's four panels per image: original, fooled, difference, difference × ``magnify``.
-
-    The difference is shown around mid-grey (0.5 + δ), so zero change is grey.
-    Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    from .images import to_display
-
-    a, b = to_display(x, model), to_display(x_adv, model)
-    if a.ndim == 3:
-        a, b = a[None], b[None]
-    n = a.shape[0]
-    fig, axes = plt.subplots(n, 4, figsize=(4 * size, n * size), squeeze=False)
-    for i in range(n):
-        d = b[i] - a[i]
-        panels = [a[i], b[i], (0.5 + d).clip(0, 1), (0.5 + magnify * d).clip(0, 1)]
-        names = (titles[i] if titles is not None else ("original", "fooled")) + (
-            "difference",
-            f"{magnify:g}× difference",
-        )
-        for ax, img, name in zip(axes[i], panels, names):
-            ax.imshow(img)
-            ax.set_title(name, fontsize=9)
-            ax.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-def plot_eps_sweeps(sweeps: dict, *, ax=None):
-    """Accuracy (solid) and mean probability of the true class (dashed) against ε in grey levels.
-
-    ``sweeps`` maps a label to an :class:`~introspect_lab.adversarial.EpsSweep`.
-    The x axis is symmetric-log so ε = 0 and sub-grey-level budgets show. Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-    else:
-        fig = ax.figure
-    for k, (name, s) in enumerate(sweeps.items()):
-        levels = [e * 255 for e in s.eps]
-        color = f"C{k}"
-        ax.plot(levels, s.accuracy, "o-", color=color, label=f"{name}: accuracy")
-        ax.plot(levels, s.confidence, "s--", color=color, alpha=0.7, label=f"{name}: p(true class)")
-    ax.set_xscale("symlog", linthresh=0.1)
-    ax.set_xlabel("ε (grey levels out of 255)")
-    ax.set_ylim(-0.03, 1.03)
-    ax.axvline(1, color="grey", lw=0.6, ls=":")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_learning_curves(histories, *, ax=None, title: str | None = None):
-    """Validation accuracy per epoch for each :class:`~introspect_lab.transfer.History`. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    else:
-        fig = ax.figure
-    for h in histories:
-        ax.plot(h.epoch, h.val_acc, "o-", ms=3, label=h.label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1.02)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_layer_probes(probes: dict, *, ax=None, title: str | None = None):
-    """Linear-probe accuracy per layer, one line per (task, labelled examples) in ``probes``.
-
-    ``probes`` maps a label to ``{layer: accuracy}``; the best layer of each line is ringed.
-    Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-    else:
-        fig = ax.figure
-    for k, (name, accs) in enumerate(probes.items()):
-        layers, vals = list(accs), list(accs.values())
-        ax.plot(range(len(layers)), vals, "o-", color=f"C{k}", label=name)
-        best = max(range(len(vals)), key=vals.__getitem__)
-        ax.plot([best], [vals[best]], "o", ms=12, mfc="none", color=f"C{k}")
-    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("linear-probe test accuracy")
-    ax.set_ylim(0, 1.02)
-    if title:
-        ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,26 +1,4 @@
-"""Adversarial examples: fooling images, FGSM, PGD, and robust (adversarial) training.
-
-Every attack has the call shape ``attack(model, x, target, **options)``:
-
-* ``x`` is a batch ``[B, 3, H, W]`` in the model's *normalised* space
-  (:func:`~introspect_lab.images.load_image`), and so is the result;
-* ``target`` is a class index, a class name, or one per image
-  (:func:`~introspect_lab.models.class_indices`); for untargeted attacks it is
-  the true class (default: the model's own prediction);
-* budgets (``eps``, ``step``) are in **pixel units of [0, 1]** (``2/255`` is
-  two grey levels); the attack works on ``denormalize(x)`` and clamps the
-  result to valid pixels, so what you get is an image a camera could store
-  (up to 8-bit rounding).
-
-The model is left exactly as it was: eval mode for the attack, parameters
-that need no gradient, everything restored on exit (:func:`~introspect_lab.hooks.frozen`).
-
-Sources: seed 004 (CSE 891, "Adversarial examples: recipe", FGSM); seed 001
-(HKUST, "Fooling images", "Adversarial robust training"); Szegedy et al. 2014,
-"Intriguing properties of neural networks"; Goodfellow, Shlens & Szegedy 2015,
-"Explaining and harnessing adversarial examples"; Madry et al. 2018, "Towards
-deep learning models resistant to adversarial attacks".
-"""
+"""Attacks: fooling images, FGSM and PGD, with budgets in pixel units of [0, 1] (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -33,26 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import config
-from .hooks import frozen
-from .images import denormalize, normalize
-from .models import class_indices, model_info
-
-__all__ = [
-    "fgsm",
-    "pgd",
-    "fool",
-    "FoolingResult",
-    "linf_pixels",
-    "accuracy",
-    "eps_sweep",
-    "EpsSweep",
-    "robust_accuracy",
-    "adversarial_training",
-]
+from .. import config
+from ..hooks import frozen
+from ..images import check_batch, denormalize, normalize
+from ..models import class_indices, model_info
 
 Target = int | str | Sequence[int | str] | torch.Tensor | None
-
 
 # ---------------------------------------------------------------------------
 # Checks shared by the attacks
@@ -60,31 +24,8 @@ Target = int | str | Sequence[int | str] | torch.Tensor | None
 
 
 def _check_x(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A float batch ``[B, C, H, W]`` with finite values (NaN/inf named), 3-D promoted to 4-D."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"x must be a normalised image tensor [B,3,H,W], got {type(x).__name__}. "
-            "Use load_image(path_or_photo, model) to make one."
-        )
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    channels = len(model_info(model).mean)
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(
-            f"x must have shape [B,{channels},H,W] (a batch of images), got {tuple(x.shape)}. "
-            "Use load_image(...) for one photo, torch.cat([...]) for a batch."
-        )
-    if not x.is_floating_point():
-        raise TypeError(
-            f"x must be a float tensor, got {x.dtype}. Use load_image(...) or normalize(x / 255)."
-        )
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        raise ValueError(
-            f"x holds {int(bad.sum())} NaN or infinite values; an attack needs a valid image. "
-            "Check how it was made (e.g. a division by zero), or reload it with load_image(...)."
-        )
-    return x
+    """The package's one validator (:func:`~introspect_lab.images.check_batch`): float ``[B,3,H,W]``, finite."""
+    return check_batch(x, "x", model)
 
 
 def _check_eps(eps, name: str = "eps") -> float:
@@ -347,166 +288,3 @@ def fool(
 def linf_pixels(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """L∞ distance per image in grey levels: ``255 · max |denorm(x_adv) − denorm(x)|`` → ``[B]``."""
     return (_to_pixels(model, x_adv) - _to_pixels(model, x)).abs().flatten(1).amax(1) * 255
-
-
-# ---------------------------------------------------------------------------
-# Measuring robustness
-# ---------------------------------------------------------------------------
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> float:
-    """Fraction of ``x`` (normalised) that the model classifies as ``labels`` (eval mode, no grad)."""
-    labels = torch.as_tensor(labels)
-    correct = 0
-    with frozen(model), torch.no_grad():
-        for a in range(0, x.shape[0], batch_size):
-            correct += int((model(x[a : a + batch_size]).argmax(1) == labels[a : a + batch_size]).sum())
-    return correct / max(x.shape[0], 1)
-
-
-def robust_accuracy(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels,
-    *,
-    eps: float,
-    attack: str = "pgd",
-    batch_size: int = 256,
-    **options,
-) -> float:
-    """Accuracy on adversarial versions of ``x`` made against ``model`` itself (white box).
-
-    ``attack`` is ``"fgsm"`` or ``"pgd"`` (``options`` go to it). The standard
-    measure of Madry et al. (2018): accuracy under the worst perturbation found
-    in the ε-ball.
-    """
-    labels = torch.as_tensor(labels)
-    method = _attack(attack)
-    if attack == "pgd":
-        options.setdefault("progress", False)
-    parts = [
-        method(model, x[a : a + batch_size], labels[a : a + batch_size], eps=eps, **options)
-        for a in range(0, x.shape[0], batch_size)
-    ]
-    return accuracy(model, torch.cat(parts), labels, batch_size=batch_size)
-
-
-def _attack(name: str):
-    attacks = {"fgsm": fgsm, "pgd": pgd}
-    if name not in attacks:
-        raise ValueError(f"attack must be 'fgsm' or 'pgd', got {name!r}.")
-    return attacks[name]
-
-
-@dataclass
-class EpsSweep:
-    """Accuracy and mean true-class confidence at each ε (what :func:`eps_sweep` returns)."""
-
-    eps: list[float]
-    accuracy: list[float]
-    confidence: list[float]
-    predictions: list[list[int]]
-    attack: str = "fgsm"
-
-    def first_flip(self) -> float | None:
-        """The smallest ε at which accuracy drops below its clean value (``None`` if it never does)."""
-        for e, a in zip(self.eps, self.accuracy):
-            if a < self.accuracy[0]:
-                return e
-        return None
-
-
-def eps_sweep(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels=None,
-    eps: Sequence[float] = (0, 0.25 / 255, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255),
-    *,
-    attack: str = "fgsm",
-    progress: bool | None = None,
-    **options,
-) -> EpsSweep:
-    """Untargeted attacks at each ε: accuracy against ``labels`` and softmax probability of the label.
-
-    ``labels`` default to the model's clean predictions (so clean accuracy is 1).
-    """
-    x = _check_x(model, x)
-    with frozen(model), torch.no_grad():
-        clean = model(x)
-    labels = clean.argmax(1) if labels is None else torch.as_tensor(_targets(model, labels, clean))
-    method = _attack(attack)
-    if attack == "pgd":
-        options.setdefault("progress", False)
-    show = config.show_progress() if progress is None else progress
-    accs, confs, preds = [], [], []
-    for e in tqdm(list(eps), desc=f"{attack} sweep", disable=not show):
-        adv = x if e == 0 else method(model, x, labels, eps=e, **options)
-        with frozen(model), torch.no_grad():
-            probs = torch.softmax(model(adv), 1)
-        accs.append(float((probs.argmax(1) == labels).float().mean()))
-        confs.append(float(probs.gather(1, labels[:, None]).mean()))
-        preds.append(probs.argmax(1).tolist())
-    return EpsSweep([float(e) for e in eps], accs, confs, preds, attack)
-
-
-# ---------------------------------------------------------------------------
-# Robust training (Madry et al. 2018)
-# ---------------------------------------------------------------------------
-
-
-def adversarial_training(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels,
-    *,
-    eps: float,
-    epochs: int = 10,
-    steps: int = 5,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    seed: int = 0,
-    warmup: int = 0,
-    x_val: torch.Tensor | None = None,
-    labels_val=None,
-    progress: bool | None = None,
-):
-    """Train ``model`` in place on the min–max objective of Madry et al. (2018), seed 001:
-
-    ``min_θ  Σ_i  max_{‖δ_i‖_∞ ≤ ε}  CE(f_θ(x_i + δ_i), y_i)``
-
-    The inner max is approximated by :func:`pgd` (``steps`` steps, random
-    start) against the current weights for every mini-batch; the outer min by
-    Adam. ``eps=0`` is standard training. With ``warmup=k`` the budget grows
-    linearly over the first ``k`` epochs (ε·epoch/k), which keeps a network
-    trained from scratch from stalling at chance (a common schedule, e.g.
-    Gowal et al. 2018). Training is what is asked for here,
-    so the model's weights change; its train/eval mode is restored.
-    Returns the :class:`~introspect_lab.transfer.History` of the run.
-    """
-    from .transfer import train
-
-    eps = _check_eps(eps)
-
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a number of epochs ≥ 0, got {warmup!r}.")
-
-    def perturb(net, xb, yb, epoch):
-        e = eps * min(1.0, epoch / warmup) if warmup else eps
-        if e == 0:
-            return xb
-        return pgd(net, xb, yb, eps=e, steps=steps, random_start=True, seed=seed + epoch, progress=False)
-
-    return train(
-        model,
-        x,
-        labels,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        x_val=x_val,
-        labels_val=labels_val,
-        perturb=perturb,
-        desc="adversarial training" if eps > 0 else "standard training",
-        progress=progress,
-    )
