@@ -76,13 +76,13 @@ def _to_model(model: nn.Module, p: torch.Tensor) -> torch.Tensor:
 
 
 def _chunks(p: torch.Tensor) -> list[slice]:
-    """Slices of the batch with at most about four 224 px images' worth of pixels each.
+    """Slices of the batch with at most about two 224 px images' worth of pixels each.
 
     Backpropagating to the input keeps every activation of the forward pass;
     for EfficientNet-Lite0 that is about 150 MB per 224 px image, so large
     batches are differentiated a few images at a time (memory stays flat).
     """
-    per = max(1, (4 * 224 * 224) // max(1, p.shape[-1] * p.shape[-2]))
+    per = max(1, (2 * 224 * 224) // max(1, p.shape[-1] * p.shape[-2]))
     return [slice(a, a + per) for a in range(0, p.shape[0], per)]
 
 
