@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
+from . import adversarial
 from . import attribution as A
 from .features import activation_maps, channel_maxima, top_patches
-from .images import load_image, sample_image, sample_names, to_pil
+from .images import load_image, sample_image, sample_names, to_display, to_pil
 from .models import class_index, list_layers, model_info, predict
-from .plotting import attribution_grid, plot_activation_grid, plot_activation_overlay, plot_patches
+from .plotting import (
+    attribution_grid,
+    plot_activation_grid,
+    plot_activation_overlay,
+    plot_patches,
+    plot_predictions,
+)
 
 
 def _not_reentrant(fn: Callable) -> Callable:
@@ -410,3 +417,55 @@ class LiveOptimization:
         except Exception as exc:  # shown in the widget; the kernel keeps going
             self.error = exc
             self.status.value = f"error: {exc}"
+
+
+# ---------------------------------------------------------------------------
+# Adversarial ε slider (notebook 09)
+# ---------------------------------------------------------------------------
+
+
+def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str = "fgsm", k: int = 5):
+    """An ε slider (in grey levels) over one photo: the attacked image, 10× difference and top-``k`` update live.
+
+    ``attack`` is ``"fgsm"`` or ``"pgd"`` (:mod:`introspect_lab.adversarial`),
+    untargeted against ``target`` (default the model's prediction) or, with the
+    "targeted" box, towards the class typed in. Returns the widget box.
+    """
+    import ipywidgets as widgets
+
+    x = x[:1]
+    eps_w = widgets.FloatSlider(value=1.0, min=0.0, max=float(eps_max), step=0.25, description="ε (/255)",
+                                continuous_update=False)  # fmt: skip
+    attack_w = widgets.Dropdown(options=["fgsm", "pgd"], value=attack, description="attack")
+    goal_w = widgets.Text(value="", placeholder="class name: targeted", description="target")
+    out = widgets.Output()
+    state: dict = {}
+
+    @_not_reentrant
+    def draw(*_):
+        try:
+            eps = eps_w.value / 255
+            goal = goal_w.value.strip()
+            targeted = bool(goal)
+            tgt = class_index(model, goal) if targeted else target
+            fn = adversarial.fgsm if attack_w.value == "fgsm" else adversarial.pgd
+            adv = x if eps == 0 else fn(model, x, tgt, eps=eps, targeted=targeted)
+            state["adv"] = adv
+            preds = predict(model, x, k) + predict(model, adv, k)
+            mag = (0.5 + 10 * (to_display(adv, model) - to_display(x, model))).clip(0, 1)
+            title = f"{attack_w.value}, ε = {eps_w.value:g}/255" + (f" → {goal}" if targeted else "")
+            fig = plot_predictions([x[0], adv[0], mag], preds + preds[1:], model=model,
+                                   titles=["original", title, "10× difference"])  # fmt: skip
+            fig.axes[5].set_visible(False)  # the difference has no top-k of its own
+            _show_figure(out, fig)
+        except Exception as exc:  # shown in the widget; the kernel keeps going
+            with out:
+                out.clear_output(wait=True)
+                print(exc)
+
+    for w in (eps_w, attack_w, goal_w):
+        w.observe(draw, names="value")
+    draw()
+    box = widgets.VBox([widgets.HBox([eps_w, attack_w, goal_w]), out])
+    box.state = state
+    return box

@@ -1,0 +1,290 @@
+"""Attacks: fooling images, FGSM and PGD, with budgets in pixel units of [0, 1] (see the package docstring)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import config
+from ..hooks import frozen
+from ..images import check_batch, denormalize, normalize
+from ..models import class_indices, model_info
+
+Target = int | str | Sequence[int | str] | torch.Tensor | None
+
+# ---------------------------------------------------------------------------
+# Checks shared by the attacks
+# ---------------------------------------------------------------------------
+
+
+def _check_x(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The package's one validator (:func:`~introspect_lab.images.check_batch`): float ``[B,3,H,W]``, finite."""
+    return check_batch(x, "x", model)
+
+
+def _check_eps(eps, name: str = "eps") -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
+        raise TypeError(f"{name} must be a number in pixel units of [0, 1] (e.g. 2/255), got {eps!r}.")
+    if eps < 0:
+        raise ValueError(f"{name} must be ≥ 0 (a budget in pixel units of [0, 1], e.g. 2/255); got {eps}.")
+    if eps > 1:
+        raise ValueError(
+            f"{name}={eps} is more than the whole pixel range [0, 1]; budgets are in [0, 1] units: "
+            f"for {eps:g} grey levels pass {eps:g}/255."
+        )
+    return float(eps)
+
+
+def _targets(model: nn.Module, target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """Class indices ``[B]``; ``None`` means the model's prediction."""
+    batch, n_classes = logits.shape
+    if target is None:
+        return logits.detach().argmax(1)
+    if hasattr(target, "tolist") and not isinstance(target, torch.Tensor):  # numpy arrays and scalars
+        target = target.tolist()
+    cats = model_info(model).categories
+    if len(cats) != n_classes:
+        cats = [str(i) for i in range(n_classes)]
+    idx = class_indices(cats, target, batch)
+    return torch.tensor(idx, device=logits.device)
+
+
+def _pixel_fn(model: nn.Module):
+    """``f(p) = model(normalize(p))``: the model as a function of pixels in [0, 1]."""
+    info = model_info(model)
+
+    def f(p: torch.Tensor) -> torch.Tensor:
+        return model(normalize(p, mean=info.mean, std=info.std))
+
+    return f
+
+
+def _to_pixels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    info = model_info(model)
+    return denormalize(x, mean=info.mean, std=info.std).clamp(0, 1)
+
+
+def _to_model(model: nn.Module, p: torch.Tensor) -> torch.Tensor:
+    info = model_info(model)
+    return normalize(p, mean=info.mean, std=info.std)
+
+
+def _chunks(p: torch.Tensor) -> list[slice]:
+    """Slices of the batch with at most about two 224 px images' worth of pixels each.
+
+    Backpropagating to the input keeps every activation of the forward pass;
+    for EfficientNet-Lite0 that is about 150 MB per 224 px image, so large
+    batches are differentiated a few images at a time (memory stays flat).
+    """
+    per = max(1, (2 * 224 * 224) // max(1, p.shape[-1] * p.shape[-2]))
+    return [slice(a, a + per) for a in range(0, p.shape[0], per)]
+
+
+def _loss_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image cross-entropy at ``p`` and its gradient with respect to ``p``."""
+    losses, grads = [], []
+    for s in _chunks(p):
+        q = p[s].detach().requires_grad_(True)
+        loss = F.cross_entropy(f(q), y[s], reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), q)
+        losses.append(loss.detach())
+        grads.append(grad)
+    return torch.cat(losses), torch.cat(grads)
+
+
+def _score_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at ``p`` and the gradient of each image's score ``s_y`` with respect to ``p``."""
+    logits, grads = [], []
+    for s in _chunks(p):
+        q = p[s].detach().requires_grad_(True)
+        out = f(q)
+        (grad,) = torch.autograd.grad(out.gather(1, y[s][:, None]).sum(), q)
+        logits.append(out.detach())
+        grads.append(grad)
+    return torch.cat(logits), torch.cat(grads)
+
+
+# ---------------------------------------------------------------------------
+# FGSM and PGD
+# ---------------------------------------------------------------------------
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, target: Target = None, *, eps: float, targeted: bool = False):
+    """Fast gradient sign method (Goodfellow et al. 2015; seed 004, "fast gradient sign method").
+
+    In pixel space ``p = denormalize(x)`` with ``J = CE(f(p), y)``:
+
+    * untargeted (``y`` = true class, default the model's prediction):
+      ``p' = clamp(p + ε · sign(∇_p J), 0, 1)`` — push the true class down;
+    * targeted (``y`` = the class you want):
+      ``p' = clamp(p − ε · sign(∇_p J), 0, 1)`` — pull the target class up.
+
+    ``eps`` is the L∞ budget in pixel units of [0, 1] (``2/255`` = two grey
+    levels). Returns the adversarial batch in the model's normalised space.
+    """
+    x = _check_x(model, x)
+    eps = _check_eps(eps)
+    with frozen(model):
+        f = _pixel_fn(model)
+        p = _to_pixels(model, x)
+        with torch.no_grad():
+            y = _targets(model, target, f(p))
+        _, grad = _loss_grad(f, p, y)
+        sign = -1.0 if targeted else 1.0
+        adv = (p + sign * eps * grad.sign()).clamp(0, 1)
+    return _to_model(model, adv).detach()
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    *,
+    eps: float,
+    step: float | None = None,
+    steps: int = 10,
+    targeted: bool = False,
+    random_start: bool = True,
+    seed: int | None = 0,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """Projected gradient descent in the L∞ ball (Madry et al. 2018; the inner max of seed 001).
+
+    Repeat ``steps`` times, in pixel space, from ``p₀`` (the image, or a
+    uniform random point of the ball when ``random_start``):
+
+    ``p ← Π_{B∞(p₀, ε) ∩ [0,1]} ( p ± step · sign(∇_p CE(f(p), y)) )``
+
+    (``+`` untargeted, ``−`` targeted), where ``Π`` clips each pixel to
+    ``[p₀ − ε, p₀ + ε]`` and to ``[0, 1]``: the budget is exact. Each image
+    keeps the iterate with the best loss seen, and FGSM's single step of size
+    ``ε`` is one of the candidates, so PGD is never weaker than :func:`fgsm`.
+
+    ``step`` defaults to ``min(ε, 2.5 · ε / steps)`` (Madry et al.) and may not exceed ``ε``.
+    """
+    x = _check_x(model, x)
+    eps = _check_eps(eps)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    step = min(eps, 2.5 * eps / steps) if step is None else step
+    step = _check_eps(step, "step")
+    if step > eps:
+        raise ValueError(
+            f"step={step:g} is larger than eps={eps:g}: one step would leave the ε-ball. "
+            f"Use step ≤ eps, e.g. the default step=min(eps, 2.5*eps/steps)={min(eps, 2.5 * eps / steps):g}."
+        )
+    sign = -1.0 if targeted else 1.0
+    show = config.show_progress() if progress is None else progress
+    with frozen(model):
+        f = _pixel_fn(model)
+        p0 = _to_pixels(model, x)
+        with torch.no_grad():
+            y = _targets(model, target, f(p0))
+        lo, hi = (p0 - eps).clamp(min=0), (p0 + eps).clamp(max=1)
+        # FGSM as the first candidate
+        loss0, grad = _loss_grad(f, p0, y)
+        best = (p0 + sign * eps * grad.sign()).clamp(0, 1)
+        with torch.no_grad():
+            best_score = sign * F.cross_entropy(f(best), y, reduction="none")
+        p = p0.clone()
+        if random_start and eps > 0:
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            noise = torch.rand(p0.shape, generator=gen).to(p0) * 2 - 1
+            p = torch.min(torch.max(p0 + eps * noise, lo), hi)
+        for _ in tqdm(range(steps), desc="PGD", disable=not show):
+            loss, grad = _loss_grad(f, p, y)
+            p = torch.min(torch.max(p + sign * step * grad.sign(), lo), hi).detach()
+            with torch.no_grad():
+                score = sign * F.cross_entropy(f(p), y, reduction="none")
+            better = score > best_score
+            best[better] = p[better]
+            best_score = torch.where(better, score, best_score)
+    return _to_model(model, best).detach()
+
+
+# ---------------------------------------------------------------------------
+# Fooling images (gradient ascent on a class score)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FoolingResult:
+    """What :func:`fool` returns.
+
+    ``x``: the fooled batch (normalised); ``steps[i]``: steps image ``i``
+    needed (``-1`` if it was not fooled within the budget); ``fooled[i]``:
+    whether the model now predicts the target; ``target``: the class indices;
+    ``linf``: the perturbation's L∞ size in grey levels (0–255).
+    """
+
+    x: torch.Tensor
+    target: list[int]
+    steps: list[int]
+    fooled: list[bool]
+    linf: list[float] = field(default_factory=list)
+
+
+def fool(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target,
+    *,
+    lr: float = 0.5,
+    max_steps: int = 100,
+    margin: float = 0.0,
+    progress: bool | None = None,
+) -> FoolingResult:
+    """Fooling image: ascend the target class score until the model predicts it (seeds 001 and 004).
+
+    The recipe of Szegedy et al. (2014) as taught in cs231n: in pixel space,
+
+    ``p ← clamp(p + lr · g / ‖g‖₂, 0, 1)``,   ``g = ∇_p s_target(p)``
+
+    (``s`` the unnormalised class score), stopping each image as soon as its
+    top-1 class is the target (and, with ``margin > 0``, leads the runner-up
+    by that many logits). ``lr`` is the L2 length of one step in [0, 1] pixel
+    units (0.5 ≈ a change of 0.5/√(3·H·W) per pixel on average).
+    """
+    x = _check_x(model, x)
+    if not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a positive number (the L2 step in [0, 1] pixel units), got {lr!r}.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
+    show = config.show_progress() if progress is None else progress
+    with frozen(model):
+        f = _pixel_fn(model)
+        p0 = _to_pixels(model, x)
+        with torch.no_grad():
+            y = _targets(model, target, f(p0))
+        p = p0.clone()
+        steps = torch.full((p.shape[0],), -1, dtype=torch.long)
+
+        def reached(logits: torch.Tensor) -> torch.Tensor:
+            top2 = logits.topk(2, dim=1)
+            runner = torch.where(top2.indices[:, 0] == y, top2.values[:, 1], top2.values[:, 0])
+            return (logits.argmax(1) == y) & (logits.gather(1, y[:, None])[:, 0] - runner >= margin)
+
+        for k in tqdm(range(max_steps + 1), desc="Fooling", disable=not show):
+            logits, g = _score_grad(f, p, y)
+            done = reached(logits)
+            steps[done & (steps < 0)] = k
+            active = steps < 0
+            if not bool(active.any()) or k == max_steps:
+                break
+            norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            update = lr * g / norm * active.view(-1, 1, 1, 1)
+            p = (p + update).clamp(0, 1).detach()
+    adv = _to_model(model, p).detach()
+    linf = ((p - p0).abs().flatten(1).amax(1) * 255).tolist()
+    return FoolingResult(adv, y.tolist(), steps.tolist(), [s >= 0 for s in steps.tolist()], linf)
+
+
+def linf_pixels(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L∞ distance per image in grey levels: ``255 · max |denorm(x_adv) − denorm(x)|`` → ``[B]``."""
+    return (_to_pixels(model, x_adv) - _to_pixels(model, x)).abs().flatten(1).amax(1) * 255

@@ -1,0 +1,57 @@
+"""Figures of notebook 09: seed 001's fooling panels and accuracy/confidence against ε."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from ..images import to_display
+
+
+def plot_fooling(x, x_adv, *, model=None, magnify: float = 10.0, titles=None, size: float = 2.6):
+    """Seed 001's four panels per image: original, fooled, difference, difference × ``magnify``.
+
+    The difference is shown around mid-grey (0.5 + δ), so zero change is grey.
+    Returns the figure.
+    """
+    a, b = to_display(x, model), to_display(x_adv, model)
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    n = a.shape[0]
+    fig, axes = plt.subplots(n, 4, figsize=(4 * size, n * size), squeeze=False)
+    for i in range(n):
+        d = b[i] - a[i]
+        panels = [a[i], b[i], (0.5 + d).clip(0, 1), (0.5 + magnify * d).clip(0, 1)]
+        names = (titles[i] if titles is not None else ("original", "fooled")) + (
+            "difference",
+            f"{magnify:g}× difference",
+        )
+        for ax, img, name in zip(axes[i], panels, names):
+            ax.imshow(img)
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_eps_sweeps(sweeps: dict, *, ax=None):
+    """Accuracy (solid) and mean probability of the true class (dashed) against ε in grey levels.
+
+    ``sweeps`` maps a label to an :class:`~introspect_lab.adversarial.EpsSweep`.
+    The x axis is symmetric-log so ε = 0 and sub-grey-level budgets show. Returns the figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+    else:
+        fig = ax.figure
+    for k, (name, s) in enumerate(sweeps.items()):
+        levels = [e * 255 for e in s.eps]
+        color = f"C{k}"
+        ax.plot(levels, s.accuracy, "o-", color=color, label=f"{name}: accuracy")
+        ax.plot(levels, s.confidence, "s--", color=color, alpha=0.7, label=f"{name}: p(true class)")
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlabel("ε (grey levels out of 255)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.axvline(1, color="grey", lw=0.6, ls=":")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

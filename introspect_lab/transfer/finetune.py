@@ -1,0 +1,374 @@
+"""Feature extraction, fine-tuning, per-layer linear probes, and their figures (notebook 10)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import config
+from ..features import extract_features, penultimate_layer
+from ..hooks import capture, frozen
+from ..models import ModelInfo, get_layer, list_layers, model_info
+from .tasks import Task, per_class_split
+from .training import History, _accuracy, small_cnn, train
+
+# ---------------------------------------------------------------------------
+# Feature extraction and fine-tuning of a pretrained model
+# ---------------------------------------------------------------------------
+
+
+def stage_layers(model: nn.Module) -> list[str]:
+    """The network's stages in forward order: layers with parameters and a C×H×W output.
+
+    Top-level layers, with long sequences (more than 4 children) opened up:
+    ``stem``, ``blocks.0`` … ``blocks.15``, ``head`` for the bundled model;
+    ``conv1``, ``layer1`` … ``layer4`` for ResNet; ``features.N`` for the others.
+    """
+    shapes = {r.name: r.shape for r in list_layers(model, depth=2) if len(r.shape) == 3 and r.shape[1] > 1}
+    names = []
+    for name, module in model.named_children():
+        children = [f"{name}.{c}" for c, _ in module.named_children()]
+        names += children if isinstance(module, nn.Sequential) and len(children) > 4 else [name]
+    return [n for n in names if n in shapes and any(True for _ in get_layer(model, n).parameters())]
+
+
+class TransferModel(nn.Module):
+    """A pretrained backbone read at ``layer`` (spatially averaged if C×H×W) plus a new linear ``head``.
+
+    Layers named in ``trainable`` (and the head) learn; the rest of the
+    backbone is frozen and stays in eval mode even when the model is put in
+    train mode, so its BatchNorm layers keep their ImageNet statistics.
+    """
+
+    def __init__(self, backbone: nn.Module, layer: str, head: nn.Linear, classes: Sequence[str],
+                 trainable: Sequence[str] = (), bn: str = "train") -> None:  # fmt: skip
+        super().__init__()
+        self.backbone = backbone
+        self.layer = layer
+        self.head = head
+        self.trainable = list(trainable)
+        self.bn = bn
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        for name in self.trainable:
+            for p in get_layer(self.backbone, name).parameters():
+                p.requires_grad_(True)
+        info = model_info(backbone)
+        self.lab_info = ModelInfo(name=f"{info.name}+head", source=f"{info.name} features at {layer}",
+                                  input_size=info.input_size, mean=info.mean, std=info.std,
+                                  categories=tuple(classes))  # fmt: skip
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()
+        if mode:
+            for name in self.trainable:
+                get_layer(self.backbone, name).train()
+                if self.bn == "frozen":
+                    for m in get_layer(self.backbone, name).modules():
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                            m.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        with capture(self.backbone, self.layer, detach=False, stop=True) as cap:
+            cap.run(x)
+        f = cap.activations[self.layer]
+        return f.flatten(2).mean(2) if f.dim() == 4 else f.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _resolve_trainable(model: nn.Module, layers) -> list[str]:
+    if layers == "all":
+        return [n for n, _ in model.named_children()]
+    if layers == "last":
+        return stage_layers(model)[-2:]
+    if isinstance(layers, str):
+        layers = [layers]
+    for name in layers:
+        get_layer(model, name)
+    return list(layers)
+
+
+def feature_extraction(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels,
+    classes: Sequence[str],
+    *,
+    layer: str | None = None,
+    epochs: int = 30,
+    lr: float = 1e-2,
+    batch_size: int = 32,
+    x_val: torch.Tensor | None = None,
+    labels_val=None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[TransferModel, History]:
+    """Frozen pretrained backbone + a new linear head trained on its features (seed 001/003).
+
+    The features of ``layer`` (default the penultimate layer,
+    :func:`~introspect_lab.features.penultimate_layer`) are computed once with
+    the backbone in eval mode — BatchNorm uses its frozen ImageNet statistics —
+    and the head ``W·φ(x) + b`` is trained on them with Adam. Returns a
+    :class:`TransferModel` (on a copy of ``model``) and its learning curves.
+    """
+    layer = layer or penultimate_layer(model)
+    show = config.show_progress() if progress is None else progress
+    feats = _pooled(extract_features(model, x, layer, batch_size=64, progress=show))
+    val = (
+        None
+        if x_val is None
+        else _pooled(extract_features(model, x_val, layer, batch_size=64, progress=show))
+    )
+    torch.manual_seed(seed)
+    head = nn.Linear(feats.shape[1], len(classes))
+    hist = train(head, feats, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, x_val=val,
+                 labels_val=labels_val, desc="feature extraction (head only)", label="feature extraction",
+                 progress=progress)  # fmt: skip
+    tm = TransferModel(copy.deepcopy(model), layer, head, classes).eval()
+    return tm, hist
+
+
+def _pooled(f: torch.Tensor) -> torch.Tensor:
+    return f.flatten(2).mean(2) if f.dim() == 4 else f.flatten(1)
+
+
+def fine_tune(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels,
+    classes: Sequence[str],
+    *,
+    layers: str | Sequence[str] = "last",
+    layer: str | None = None,
+    epochs: int = 10,
+    lr: float = 3e-4,
+    head_epochs: int = 30,
+    batch_size: int = 32,
+    bn: str = "frozen",
+    x_val: torch.Tensor | None = None,
+    labels_val=None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[TransferModel, History]:
+    """Fine-tuning (seed 003): train the head on frozen features first, then also retrain ``layers``.
+
+    ``layers``: ``"last"`` (the last two stages, :func:`stage_layers`; for the
+    bundled model ``blocks.15`` and ``head``), ``"all"``, or a list of names.
+    BatchNorm in the retrained layers: ``bn="frozen"`` (default) keeps the ImageNet
+    statistics and learns only the scale and shift; ``bn="train"`` re-estimates
+    the statistics on the new data (train mode). The frozen layers always keep theirs. The model passed in is not changed
+    (training runs on a copy). Returns the fine-tuned :class:`TransferModel` and
+    the learning curves of the fine-tuning epochs, numbered after the ``head_epochs``
+    of head-only training (its first point is the head alone).
+    """
+    if bn not in ("train", "frozen"):
+        raise ValueError(f"bn must be 'train' (re-estimate statistics) or 'frozen', got {bn!r}.")
+    tm, head_hist = feature_extraction(model, x, labels, classes, layer=layer, epochs=head_epochs,
+                                       batch_size=batch_size, x_val=x_val, labels_val=labels_val, seed=seed,
+                                       progress=progress)  # fmt: skip
+    trainable = _resolve_trainable(tm.backbone, layers)
+    tm = TransferModel(tm.backbone, tm.layer, tm.head, classes, trainable, bn)
+    what = "everything" if layers == "all" else ", ".join(trainable)
+    hist = train(tm, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, x_val=x_val,
+                 labels_val=labels_val, desc=f"fine-tuning ({what})", label=f"fine-tuning ({what})",
+                 progress=progress)  # fmt: skip
+    hist.epoch = [head_epochs + e for e in hist.epoch]  # the curve continues where the head's ended
+    if head_hist.val_acc:
+        hist.epoch.insert(0, head_epochs)
+        hist.train_loss.insert(0, head_hist.train_loss[-1])
+        hist.train_acc.insert(0, head_hist.train_acc[-1])
+        hist.val_acc.insert(0, head_hist.val_acc[-1])
+    for p in tm.parameters():
+        p.requires_grad_(False)
+    return tm.eval(), hist
+
+
+# ---------------------------------------------------------------------------
+# Linear probes per layer, accuracy against labelled examples
+# ---------------------------------------------------------------------------
+
+
+def linear_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
+    """Test accuracy of a logistic-regression classifier on standardised features (scikit-learn)."""
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    clf.fit(np.asarray(f_train), np.asarray(y_train))
+    return float(clf.score(np.asarray(f_test), np.asarray(y_test)))
+
+
+def _stage_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
+                    progress: bool | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Spatially averaged activations of several layers in one forward pass per batch."""
+    show = config.show_progress() if progress is None else progress
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with frozen(model), torch.no_grad(), capture(model, list(layers), stop=True) as cap:
+        for a in tqdm(range(0, x.shape[0], batch_size), desc="features per stage", disable=not show):
+            cap.run(x[a : a + batch_size])
+            for name in layers:
+                out[name].append(_pooled(cap.activations[name]))
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def layer_probes(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels,
+    n_per_class: int | Sequence[int],
+    *,
+    layers: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0,),
+    test_size: int | None = None,
+    progress: bool | None = None,
+) -> dict[int, dict[str, float]]:
+    """Linear-probe accuracy of each stage, for each number of labelled examples per class.
+
+    Features are the spatial averages of each layer's output (one forward pass
+    for all layers); for each ``n`` in ``n_per_class`` and each seed, a
+    :func:`linear_probe` is trained on ``n`` examples per class and tested on
+    the rest. Returns ``{n: {layer: mean accuracy}}``.
+    """
+    layers = list(layers or stage_layers(model))
+    feats = _stage_features(model, x, layers, progress=progress)
+    y = np.asarray(labels)
+    ns = [n_per_class] if isinstance(n_per_class, int) else list(n_per_class)
+    result: dict[int, dict[str, float]] = {}
+    for n in ns:
+        acc = {name: 0.0 for name in layers}
+        for seed in seeds:
+            tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
+            for name in layers:
+                f = feats[name].numpy()
+                acc[name] += linear_probe(f[tr], y[tr], f[te], y[te]) / len(seeds)
+        result[n] = acc
+    return result
+
+
+def examples_per_class(
+    model: nn.Module,
+    task: Task,
+    ns: Sequence[int],
+    *,
+    layers: str | Sequence[str] = "last",
+    epochs: int = 8,
+    head_epochs: int = 30,
+    test_size: int | None = 300,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> dict[str, list[float]]:
+    """Test accuracy of feature extraction and of fine-tuning for each number of labelled examples per class.
+
+    Returns ``{"n": [...], "feature extraction": [...], "fine-tuning": [...]}``
+    (the same split per ``n`` for both methods; fine-tuning retrains ``layers``).
+    """
+    y = task.labels.numpy()
+    rows: dict[str, list[float]] = {"n": [], "feature extraction": [], "fine-tuning": []}
+    x_all = task.batch(model)
+    for n in ns:
+        tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
+        y_te = torch.as_tensor(y[te])
+        fe, _ = feature_extraction(model, x_all[tr], y[tr], task.classes, epochs=head_epochs, seed=seed,
+                                   progress=progress)  # fmt: skip
+        ft, _ = fine_tune(model, x_all[tr], y[tr], task.classes, layers=layers, epochs=epochs,
+                          head_epochs=head_epochs, seed=seed, progress=progress)  # fmt: skip
+        rows["n"].append(n)
+        rows["feature extraction"].append(_accuracy(fe, x_all[te], y_te))
+        rows["fine-tuning"].append(_accuracy(ft, x_all[te], y_te))
+    return rows
+
+
+def pretrained_vs_scratch(
+    pretrained: nn.Module,
+    task: Task,
+    ns: Sequence[int],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int = 30,
+    lr: float = 3e-3,
+    batch_size: int = 16,
+    test_size: int | None = 500,
+    progress: bool | None = None,
+) -> dict[str, list[float]]:
+    """Fine-tune a pretrained :func:`small_cnn` on ``task`` against the same network from scratch.
+
+    For each ``n`` in ``ns`` and each seed, both networks see the same ``n``
+    labelled examples per class and the same schedule (Adam, ``epochs``); only
+    the starting weights of ``features`` differ (copied from ``pretrained``, or
+    random). The classifier is new in both. Returns ``{"n": ns, "pretrained":
+    [mean test accuracy], "scratch": [...]}`` (seed 003, "Pretraining on
+    artificial data").
+    """
+    info = model_info(pretrained)
+    width = pretrained.features[0].out_channels
+    kernel = pretrained.features[0].kernel_size[0]
+    y = task.labels.numpy()
+    rows: dict[str, list[float]] = {"n": list(ns), "pretrained": [], "scratch": []}
+    show = config.show_progress() if progress is None else progress
+    for n in tqdm(list(ns), desc="pretrained vs scratch", disable=not show):
+        acc = {"pretrained": 0.0, "scratch": 0.0}
+        for seed in seeds:
+            tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
+            for kind in acc:
+                net = small_cnn(task.classes, width=width, kernel=kernel, size=info.input_size, seed=seed)
+                if kind == "pretrained":
+                    net.features.load_state_dict(pretrained.features.state_dict())
+                train(net, task.batch(net, tr), y[tr], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                      progress=False)  # fmt: skip
+                acc[kind] += _accuracy(net, task.batch(net, te), torch.as_tensor(y[te])) / len(seeds)
+        rows["pretrained"].append(acc["pretrained"])
+        rows["scratch"].append(acc["scratch"])
+    return rows
+
+
+def plot_learning_curves(histories, *, ax=None, title: str | None = None):
+    """Validation accuracy per epoch for each :class:`~introspect_lab.transfer.History`. Returns the figure."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    else:
+        fig = ax.figure
+    for h in histories:
+        ax.plot(h.epoch, h.val_acc, "o-", ms=3, label=h.label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_probes(probes: dict, *, ax=None, title: str | None = None):
+    """Linear-probe accuracy per layer, one line per (task, labelled examples) in ``probes``.
+
+    ``probes`` maps a label to ``{layer: accuracy}``; the best layer of each line is ringed.
+    Returns the figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+    else:
+        fig = ax.figure
+    for k, (name, accs) in enumerate(probes.items()):
+        layers, vals = list(accs), list(accs.values())
+        ax.plot(range(len(layers)), vals, "o-", color=f"C{k}", label=name)
+        best = max(range(len(vals)), key=vals.__getitem__)
+        ax.plot([best], [vals[best]], "o", ms=12, mfc="none", color=f"C{k}")
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("linear-probe test accuracy")
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
