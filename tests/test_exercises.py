@@ -230,3 +230,12 @@ def test_a_planted_mistake_gets_partial_marks_and_a_useful_message(course):
     text = "".join(o.get("text", "") for o in cell.outputs)
     assert f"✗ {WRONG_TASK}: relative error" in text and "4 N² M²" in text, text
     assert any(o.get("ename") == "AssertionError" for o in cell.outputs)
+
+
+@pytest.mark.parametrize("lecture", LECTURES, ids=lambda p: p.stem)
+def test_lecture_notebook_ends_with_questions_and_its_exercise_set(lecture):
+    last = nbformat.read(lecture, as_version=4).cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Questions and exercises")
+    target = f"exercises/ex{lecture.name[:2]}_{lecture.stem[3:]}.ipynb"
+    assert f"]({target})" in last.source
+    assert (lecture.parent / target).exists()
