@@ -116,3 +116,54 @@ def test_make_lab_starts_jupyterlab_on_the_welcome_notebook(tmp_path):
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
+
+
+def _recipe(target: str) -> list[str]:
+    dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return dry.replace("\\\n", " ").splitlines()
+
+
+def test_make_fetch_and_exercises_call_the_cli():
+    assert any(line.endswith("introspect-lab fetch --all") for line in _recipe("fetch"))
+    assert any(line.endswith("introspect-lab exercises") for line in _recipe("exercises"))
+    assert any(
+        "tests/browser" in line and "INTROSPECT_LAB_BROWSER=1" in line for line in _recipe("test-browser")
+    )
+
+
+def test_fetch_all_offline_reports_every_name_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    from introspect_lab import datasets, models
+    from introspect_lab.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("INTROSPECT_LAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("INTROSPECT_LAB_OFFLINE", "1")
+    assert main(["fetch", "--all"]) == 1
+    err = capsys.readouterr().err
+    for name in [n for n, s in models.MODELS.items() if not s.bundled] + list(datasets.DATASETS):
+        assert f"{name}: FAILED" in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert main(["info", "--verify"]) == 0
+
+
+def test_bench_notebooks_reports_wall_time_and_peak_rss(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("bench_notebooks", ROOT / "bench" / "notebooks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results.json")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = bytearray(50 * 2**20)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    assert bench.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny.ipynb" in out and "MB peak RSS" in out
+    import json
+
+    result = json.loads((tmp_path / "results.json").read_text())["tiny.ipynb"]
+    assert result["ok"] and result["peak_rss_mb"] >= 50

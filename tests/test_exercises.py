@@ -190,6 +190,9 @@ def course(tmp_path_factory):
     assert text.count(json.dumps(WRONG_LINE[0])[1:-1]) == 1
     (wrong / f"{WRONG_SET}.ipynb").write_text(text.replace(WRONG_LINE[0], WRONG_LINE[1]))
     _run_nbgrader(root, "autograde", "--assignment=*", "--force")
+    # the guide's last steps: grades.csv and the feedback a student reads
+    _run_nbgrader(root, "export")
+    _run_nbgrader(root, "generate_feedback", f"--assignment={WRONG_SET}", "--student=wrong", "--force")
     return root, sets
 
 
@@ -230,6 +233,18 @@ def test_a_planted_mistake_gets_partial_marks_and_a_useful_message(course):
     text = "".join(o.get("text", "") for o in cell.outputs)
     assert f"✗ {WRONG_TASK}: relative error" in text and "4 N² M²" in text, text
     assert any(o.get("ename") == "AssertionError" for o in cell.outputs)
+    feedback = (root / "feedback" / "wrong" / WRONG_SET / f"{WRONG_SET}.html").read_text()
+    assert f"✗ {WRONG_TASK}: relative error" in feedback
+
+
+def test_grades_export(course):
+    import csv
+
+    root, sets = course
+    rows = list(csv.DictReader((root / "grades.csv").open()))
+    assert len(rows) == 2 * len(sets) + 1
+    wrong = next(r for r in rows if r["student_id"] == "wrong")
+    assert 0 < float(wrong["score"]) < float(wrong["max_score"])
 
 
 @pytest.mark.parametrize("lecture", LECTURES, ids=lambda p: p.stem)
