@@ -142,6 +142,88 @@ def content_loss(features, target):
     return 0.5 * (features - target).pow(2).sum()
 
 
+def fgsm_step(p, grad, eps):
+    return (p + eps * grad.sign()).clamp(0, 1)
+
+
+def project_linf(p, p0, eps):
+    return torch.min(torch.max(p, p0 - eps), p0 + eps).clamp(0, 1)
+
+
+def fooling_step(p, grad, lr):
+    return (p + lr * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def cross_entropy(logits, y):
+    log_p = logits - logits.logsumexp(1, keepdim=True)
+    return -log_p[torch.arange(len(y)), y].mean()
+
+
+def class_mean_probe(train_f, train_y, test_f, classes):
+    means = torch.stack([train_f[train_y == k].mean(0) for k in range(classes)])
+    return ((test_f[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+
+
+def accuracy(logits, y):
+    return (logits.argmax(1) == y).double().mean()
+
+
+def ordinal_rank(logits, target):
+    own = logits[torch.arange(len(target)), target]
+    return 1 + (logits > own[:, None]).sum(1)
+
+
+def top_k_accuracy(logits, target, k):
+    return (ordinal_rank(logits, target) <= k).double().mean()
+
+
+def auroc(y, scores):
+    ranks = scores.argsort().argsort().double() + 1
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def msp_score(logits):
+    return 1 - logits.softmax(1).amax(1)
+
+
+def standardize(train, test):
+    return (test - train.mean(0)) / train.std(0, unbiased=False)
+
+
+def window_masks(h, w, k):
+    masks = []
+    for top in range(0, h - k + 1, k):
+        for left in range(0, w - k + 1, k):
+            m = torch.zeros(1, h, w)
+            m[0, top : top + k, left : left + k] = 1
+            masks.append(m)
+    return torch.stack(masks)
+
+
+def relu_code(act):
+    return (act > 0).float()
+
+
+def mean_cosine(desc):
+    f = torch.nn.functional.normalize(desc.flatten(1), dim=1)
+    sim = f @ f.T
+    n = len(f)
+    return (sim.sum() - sim.trace()) / (n * (n - 1))
+
+
+def instance_norm(x):
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = x.var(dim=(2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / (var + 1e-5).sqrt()
+
+
+def conditional_instance_norm(x, gammas, betas, weights):
+    gamma, beta = weights @ gammas, weights @ betas
+    return gamma[:, :, None, None] * instance_norm(x) + beta[:, :, None, None]
+
+
 CORRECT = {name: getattr(sys.modules[__name__], name) for name in TASKS}
 
 # --- a typical mistake for each ----------------------------------------------------------------
@@ -180,6 +262,26 @@ WRONG = {
     "gram": lambda f: f.flatten(2).transpose(1, 2) @ f.flatten(2),  # positions × positions
     "gram_loss": lambda f, t: (gram(f) - t).pow(2).sum() / (4 * f.shape[1] ** 2),  # M missing
     "content_loss": lambda f, p: (f - p).pow(2).sum(),  # ½ missing
+    "fgsm_step": lambda p, g, eps: (p + eps * g).clamp(0, 1),  # the gradient, not its sign
+    "project_linf": lambda p, p0, eps: p.clamp(0, 1),  # no ε-ball
+    "fooling_step": lambda p, g, lr: (p + lr * g / g.norm()).clamp(0, 1),  # whole-batch norm
+    "cross_entropy": lambda s, y: -s.softmax(1)[torch.arange(len(y)), y].log().sum(),  # sum, not mean
+    "class_mean_probe": lambda f, y, q, c: torch.cdist(q, f).argmin(1) % c,  # nearest item's index, not class
+    "accuracy": lambda s, y: (s.argmax(1) == y).sum(),  # a count
+    "ordinal_rank": lambda s, t: (s > s[torch.arange(len(t)), t][:, None]).sum(1),  # 0-based
+    "top_k_accuracy": lambda s, t, k: (s.topk(k, 1).indices[:, 0] == t).double().mean(),  # top-1 always
+    "auroc": lambda y, sc: ((sc > 0) == (y == 1)).double().mean(),  # accuracy at 0
+    "msp_score": lambda s: s.softmax(1).amax(1),  # confidence, not novelty
+    "standardize": lambda train, test: (test - test.mean(0)) / test.std(0),  # test statistics
+    "window_masks": lambda h, w, k: torch.ones(1, 1, h, w),
+    "relu_code": lambda a: torch.relu(a),  # the activations, not the code
+    "mean_cosine": lambda d: (d.flatten(1) @ d.flatten(1).T).mean(),  # not normalised, diagonal in
+    "instance_norm": lambda x: (
+        (x - x.mean((0, 2, 3), keepdim=True)) / x.std((0, 2, 3), keepdim=True)
+    ),  # batch norm
+    "conditional_instance_norm": lambda x, g, b, w: (
+        g[0][:, None, None] * instance_norm(x) + b[0][:, None, None]
+    ),
 }
 
 

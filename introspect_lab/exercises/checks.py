@@ -101,13 +101,18 @@ def disabled(names: Sequence[str], fn: Callable | None = None) -> Iterator[None]
     Replaced by identity wherever they are visible: the modules of
     ``introspect_lab``, the module that defines each name, and the globals
     of the student's function ``fn`` (``from introspect_lab... import x``
-    in a notebook). Everything is restored on exit.
+    in a notebook). Names that cannot be imported are skipped. Everything
+    is restored on exit.
     """
     targets: dict[int, str] = {}
     spaces: list[dict] = []
     for dotted in names:
-        module, attr = _resolve(dotted)
-        targets[id(getattr(module, attr))] = dotted
+        try:
+            module, attr = _resolve(dotted)
+            obj = getattr(module, attr)
+        except (ImportError, AttributeError):  # a module this installation does not have
+            continue
+        targets[id(obj)] = dotted
         spaces.append(vars(module))
     spaces += [vars(m) for n, m in list(sys.modules.items()) if n.split(".")[0] == "introspect_lab" and m]
     if fn is not None and hasattr(fn, "__globals__"):
