@@ -29,8 +29,9 @@ from introspect_lab import load_image, load_model, sample_image
 from introspect_lab import objectives as O
 from introspect_lab import regularizers as R
 from introspect_lab.hooks import capture, frozen
+from introspect_lab.models import settings
 from introspect_lab.style import style_targets
-from introspect_lab.synthesis import defaults, layer_features, synthesize
+from introspect_lab.synthesis import layer_features, synthesize
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "synthesis.json"
@@ -44,8 +45,8 @@ NOTEBOOKS = [
 
 def reference_style_loop(model, content, style, cfg, steps: int) -> float:
     """cs231n-style: each step runs the whole network, keeps every layer's features, then the losses."""
-    layers = list(cfg["style_layers"])
-    c_layer = cfg["content_layer"]
+    layers = list(cfg.style_layers)
+    c_layer = cfg.content_layer
     every_layer = ["stem"] + [f"blocks.{i}" for i in range(16)] + ["head"]
     with frozen(model), torch.no_grad(), capture(model, every_layer) as cap:
         model(style)
@@ -53,39 +54,39 @@ def reference_style_loop(model, content, style, cfg, steps: int) -> float:
         model(content)
         p = cap.activations[c_layer].clone()
     x = content.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=cfg["lr"])
+    opt = torch.optim.Adam([x], lr=cfg.lr)
     with frozen(model), capture(model, every_layer, detach=False) as cap:
         start = time.perf_counter()
         for _ in range(steps):
             opt.zero_grad()
             model(x)
             feats = dict(cap.activations)  # all features computed, then losses
-            loss = cfg["content_weight"] * 0.5 * (feats[c_layer] - p).pow(2).sum()
-            for n, w in zip(layers, cfg["style_weights"]):
+            loss = cfg.content_weight * 0.5 * (feats[c_layer] - p).pow(2).sum()
+            for n, w in zip(layers, cfg.style_weights):
                 a = feats[n]
                 g = O.gram(a)
                 loss = loss + w * (g - targets[n]).pow(2).sum() / (
                     4.0 * a.shape[1] ** 2 * (a.shape[2] * a.shape[3]) ** 2
                 )
-            loss = loss + cfg["tv"] * R.total_variation(x)
+            loss = loss + cfg.tv_weight * R.total_variation(x)
             loss.backward()
             opt.step()
         return (time.perf_counter() - start) / steps
 
 
 def engine_style_loop(model, content, style, cfg, steps: int) -> float:
-    layers = list(cfg["style_layers"])
-    c_layer = cfg["content_layer"]
+    layers = list(cfg.style_layers)
+    c_layer = cfg.content_layer
     targets = style_targets(model, style, layers)
     p = layer_features(model, content, c_layer)[c_layer]
-    loss = cfg["content_weight"] * O.content_loss(c_layer, p) + O.style_loss(targets, cfg["style_weights"])
-    loss = loss + cfg["tv"] * R.tv()
-    res = synthesize(model, -loss, init=content, steps=steps, lr=cfg["lr"], progress=False, seed=0)
+    loss = cfg.content_weight * O.content_loss(c_layer, p) + O.style_loss(targets, cfg.style_weights)
+    loss = loss + cfg.tv_weight * R.tv()
+    res = synthesize(model, -loss, init=content, steps=steps, lr=cfg.lr, progress=False, seed=0)
     return res.seconds / steps
 
 
 def bench_style(model, size: int = 128, steps: int = 20, repeats: int = 5) -> dict:
-    cfg = defaults(model, "style")
+    cfg = settings(model).style
     content = load_image(sample_image("chelsea"), model, size)
     style = load_image(sample_image("gravel"), model, size)
     engine_style_loop(model, content, style, cfg, 3)  # warm-up
@@ -95,7 +96,7 @@ def bench_style(model, size: int = 128, steps: int = 20, repeats: int = 5) -> di
         ref.append(reference_style_loop(model, content, style, cfg, steps))
         eng.append(engine_style_loop(model, content, style, cfg, steps))
     r, e = median(ref), median(eng)
-    return {"size": size, "layers": list(cfg["style_layers"]), "content_layer": cfg["content_layer"],
+    return {"size": size, "layers": list(cfg.style_layers), "content_layer": cfg.content_layer,
             "reference_ms_per_step": round(1000 * r, 1), "engine_ms_per_step": round(1000 * e, 1),
             "ratio": round(e / r, 3), "goal": "≤ 0.7"}  # fmt: skip
 

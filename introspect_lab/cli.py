@@ -12,8 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import config
+from . import __version__, config, datasets, models
 from .download import DownloadError
+from .exercises.assignments import generate
 
 __all__ = ["main"]
 
@@ -30,8 +31,6 @@ def _fetch_one(name: str, fetch, failures: list[str]) -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from . import datasets, models
-
     model_names = args.models if args.models is not None else DEFAULT_FETCH_MODELS
     if args.all:
         model_names = list(models.MODELS)
@@ -61,8 +60,6 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import datasets, models
-
     print(f"introspect-lab {_version()}")
     print(f"fast mode (INTROSPECT_LAB_FAST): {'on' if config.is_fast() else 'off'}")
     print(f"offline (INTROSPECT_LAB_OFFLINE): {'on' if config.is_offline() else 'off'}")
@@ -88,8 +85,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_exercises(args: argparse.Namespace) -> int:
-    from .exercises.assignments import generate
-
     stale = generate(args.course, args.out, check_only=args.check)
     if args.check:
         if stale:
@@ -105,8 +100,6 @@ def _cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__
 
 

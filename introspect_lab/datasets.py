@@ -39,6 +39,8 @@ import torch
 
 from . import config
 from .download import PREFETCH_HINT, DownloadError, fetch_file, file_digest, hash_matches
+from .images import normalize, sample_image, to_rgb
+from .names import unknown_name_error
 
 __all__ = [
     "DATASETS",
@@ -165,8 +167,6 @@ _MARKER = ".complete"
 
 def _spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        from .models import unknown_name_error
-
         raise unknown_name_error("dataset", name, list(DATASETS))
     return DATASETS[name]
 
@@ -299,8 +299,6 @@ class ImagePool:
 
     def batch(self, model=None, indices=None) -> torch.Tensor:
         """The images as a normalised model input (the model's mean/std, default ImageNet)."""
-        from .images import normalize
-
         return normalize(self.float01(indices), model)
 
     def thumbnails(self, indices=None) -> np.ndarray:
@@ -333,8 +331,6 @@ def imagenette_pool(
     cached and cannot be fetched.
     """
     from PIL import Image
-
-    from .images import to_rgb
 
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}.")
@@ -383,8 +379,6 @@ def _build_offline_pool(per_class: int, size: int, seed: int) -> dict[str, np.nd
     """Deterministic recipe: random square tiles of each photo, plus upscaled digits."""
     from PIL import Image
     from sklearn.datasets import load_digits
-
-    from .images import sample_image
 
     rng = np.random.default_rng(seed)
     images, labels, sources = [], [], []
@@ -499,8 +493,6 @@ def image_pool(
     the bundled pool. ``per_class`` defaults to 20 (Imagenette) and 12 (offline).
     """
     if name not in ("auto", *_POOLS):
-        from .models import unknown_name_error
-
         raise unknown_name_error("image pool", name, ["auto", *_POOLS])
     reason = ""
     if name == "auto":

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import config
 
-__all__ = ["DownloadError", "fetch_file", "file_digest", "sha256sum", "hash_matches"]
+__all__ = ["DownloadError", "fetch_file", "file_digest", "hash_matches"]
 
 CHUNK = 1 << 20
 TIMEOUT_S = 20.0
@@ -56,11 +56,6 @@ def file_digest(path: str | os.PathLike, algo: str = "sha256") -> str:
         for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def sha256sum(path: str | os.PathLike) -> str:
-    """Hex SHA-256 digest of a file."""
-    return file_digest(path, "sha256")
 
 
 def hash_matches(path: str | os.PathLike, expected: str | None) -> bool:

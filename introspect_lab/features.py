@@ -34,8 +34,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import config
+from .datasets import ImagePool
 from .hooks import capture, frozen
-from .models import get_layer, model_info
+from .images import check_batch, to_display
+from .models import MODELS, WeightsUnavailableError, get_layer, is_cached, load_model, model_info
+from .names import unknown_name_error
+from .receptive import ReceptiveField, measure_receptive_field, receptive_field
 
 __all__ = [
     "first_conv",
@@ -125,15 +129,11 @@ def first_layer_filters(
     no other download is tried (no network means none will work). Skipped models are
     printed with the reason, never dropped silently. The bundled model is always there.
     """
-    from .models import MODELS, WeightsUnavailableError, is_cached, load_model
-
     out: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     network_failed = False
     for name in names:
         if name not in MODELS:
-            from .models import unknown_name_error
-
             raise unknown_name_error("model", name, list(MODELS))
         if not is_cached(name):
             if config.is_offline():
@@ -190,22 +190,10 @@ def penultimate_layer(model: nn.Module) -> str:
     return PENULTIMATE[name]
 
 
-def _check_batch(x: torch.Tensor, what: str = "images") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"{what} must be a tensor [N, 3, H, W] (e.g. load_image(...) or pool.batch(model)) "
-            f"or an ImagePool, got {type(x).__name__}."
-        )
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"{what} must have shape [N, 3, H, W]; got {tuple(x.shape)}.")
-
-
 def _batches(
     model: nn.Module, images, layer: str, batch_size: int, progress: bool | None, desc: str
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start index, activations of layer)`` per mini-batch, forward truncated at ``layer``."""
-    from .datasets import ImagePool
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if isinstance(images, ImagePool):
@@ -214,7 +202,7 @@ def _batches(
         def get(a: int, b: int) -> torch.Tensor:
             return images.batch(model, slice(a, b))
     else:
-        _check_batch(images)
+        check_batch(images, "images", single=False)
         n = images.shape[0]
 
         def get(a: int, b: int) -> torch.Tensor:
@@ -287,7 +275,7 @@ def activation_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tens
     ``x`` is a normalised ``[1, 3, H, W]`` image. E.g. AlexNet conv5 gives 128×13×13 in the
     lecture; the bundled model's ``blocks.4`` gives 40×(H/8)×(W/8).
     """
-    _check_batch(x, "x")
+    check_batch(x, "x", single=False)
     if x.shape[0] != 1:
         raise ValueError(f"activation_maps() takes one image [1, 3, H, W]; got a batch of {x.shape[0]}.")
     act = extract_features(model, x, layer, progress=False)[0]
@@ -391,176 +379,6 @@ def embed(
 
 
 # ---------------------------------------------------------------------------
-# Receptive fields
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReceptiveField:
-    """Receptive field of one unit of a layer, per axis ``(height, width)``.
-
-    ``size`` r, ``jump`` j (input pixels between neighbouring units) and ``start`` (input
-    coordinate of the centre of unit 0) follow the recursion of Araujo, Norris & Sim,
-    "Computing Receptive Fields of Convolutional Neural Networks" (Distill 2019)::
-
-        r_l = r_{l−1} + (k_l − 1)·j_{l−1}
-        j_l = j_{l−1}·s_l
-        start_l = start_{l−1} + ((k_l − 1)/2 − p_l)·j_{l−1}
-
-    with ``k`` the effective kernel ``d(k − 1) + 1`` for dilation ``d``. Unit ``(i, j)``
-    sees the input box centred at ``start + (i, j)·jump`` of side ``size``.
-    ``global_`` is True after a global pooling or a linear layer (the whole image).
-    """
-
-    layer: str
-    size: tuple[int, int]
-    jump: tuple[int, int]
-    start: tuple[float, float]
-    input_size: tuple[int, int]
-    output_size: tuple[int, int]
-    global_: bool = False
-
-    def box(self, i: int, j: int) -> tuple[int, int, int, int]:
-        """Input box ``(top, left, bottom, right)`` of unit ``(i, j)``, end-exclusive, clipped to the image."""
-        if self.global_:
-            return (0, 0, self.input_size[0], self.input_size[1])
-        out = []
-        for axis, pos in enumerate((i, j)):
-            centre = self.start[axis] + pos * self.jump[axis]
-            lo = int(np.ceil(centre - (self.size[axis] - 1) / 2))
-            hi = int(np.floor(centre + (self.size[axis] - 1) / 2)) + 1
-            out.append((max(lo, 0), min(hi, self.input_size[axis])))
-        (top, bottom), (left, right) = out
-        return (top, left, bottom, right)
-
-
-class _Stop(Exception):
-    pass
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-_SKIP_BRANCHES = ("downsample", "shortcut")
-
-
-def receptive_field(
-    model: nn.Module, layer: str, input_size: int | tuple[int, int] | None = None
-) -> ReceptiveField:
-    """Receptive field of ``layer`` from the layer arithmetic (kernel, stride, padding, dilation).
-
-    The convolutions and poolings that run before ``layer``'s output, in call order, are
-    composed with the recursion in :class:`ReceptiveField`. Parallel branches are handled
-    for the architectures of this package: identity skips (EfficientNet, ResNet) add
-    nothing, stride-1 branches of equal output (SqueezeNet's fire modules) give the larger
-    kernel, and ResNet's 1×1 ``downsample`` shortcuts are skipped (their field is inside
-    the main path's). Check any other architecture with :func:`measure_receptive_field`.
-    """
-    size = input_size or model_info(model).input_size
-    hw = _pair(size)
-    target = get_layer(model, layer)
-    calls: list[tuple[str, nn.Module]] = []
-    out_shape: list[tuple[int, ...]] = []
-    handles = []
-
-    def record(name):
-        def hook(module, inputs, output):
-            calls.append((name, module))
-
-        return hook
-
-    def stop_hook(module, inputs, output):
-        out = output[0] if isinstance(output, (tuple, list)) else output
-        out_shape.append(tuple(out.shape))
-        raise _Stop
-
-    device = next(model.parameters()).device
-    try:
-        for name, module in model.named_modules():
-            if len(list(module.children())) == 0:
-                handles.append(module.register_forward_hook(record(name)))
-        handles.append(target.register_forward_hook(stop_hook))
-        with frozen(model), torch.no_grad():
-            try:
-                model(torch.zeros(1, 3, *hw, device=device))
-            except _Stop:
-                pass
-    finally:
-        for h in handles:
-            h.remove()
-    if not out_shape:
-        raise ValueError(f"Layer {layer!r} did not run in the forward pass.")
-    r, j, start, glob = [1, 1], [1, 1], [0.0, 0.0], False
-    for name, module in calls:
-        if any(part in _SKIP_BRANCHES for part in name.split(".")):
-            continue
-        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k, s = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
-            d = _pair(getattr(module, "dilation", 1))
-            pad = module.padding
-            if isinstance(pad, str):
-                pad = tuple((d[a] * (k[a] - 1)) // 2 if pad == "same" else 0 for a in range(2))
-            p = _pair(pad)
-            for a in range(2):
-                keff = d[a] * (k[a] - 1) + 1
-                start[a] += ((keff - 1) / 2 - p[a]) * j[a]
-                r[a] += (keff - 1) * j[a]
-                j[a] *= s[a]
-        elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear)):
-            glob = True
-    shape = out_shape[0]
-    out_hw = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
-    if len(shape) != 4:
-        glob = True
-    return ReceptiveField(layer, (r[0], r[1]), (j[0], j[1]), (start[0], start[1]), hw, out_hw, glob)
-
-
-def measure_receptive_field(
-    model: nn.Module,
-    layer: str,
-    position: tuple[int, int] | None = None,
-    *,
-    input_size: int | tuple[int, int] | None = None,
-    channel: int | None = None,
-    x: torch.Tensor | None = None,
-    seed: int = 0,
-) -> tuple[tuple[int, int, int, int], torch.Tensor]:
-    """Receptive field measured with gradients: the box of pixels with ``∂h/∂x ≠ 0``.
-
-    ``h`` is the activation of ``layer`` at ``position`` (default: the centre unit),
-    summed over channels (or one ``channel``), for input ``x`` (default: standard normal
-    noise, seeded). Returns ``((top, left, bottom, right), mask)`` with ``mask[H, W]`` True
-    where some colour channel of the gradient is non-zero. Dead or saturated units can
-    only shrink the measured box, so on a random input it matches :func:`receptive_field`.
-    """
-    hw = _pair(input_size or model_info(model).input_size)
-    device = next(model.parameters()).device
-    if x is None:
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(1, 3, *hw, generator=gen)
-    _check_batch(x, "x")
-    x = x[:1].detach().clone().to(device).requires_grad_(True)
-    with frozen(model), capture(model, layer, detach=False, stop=True) as cap:
-        cap.run(x)
-        act = cap.activations[layer]
-        if act.dim() != 4:
-            raise ValueError(f"Layer {layer!r} outputs shape {tuple(act.shape)}; pick a conv layer.")
-        i, j = position if position is not None else (act.shape[2] // 2, act.shape[3] // 2)
-        if not (0 <= i < act.shape[2] and 0 <= j < act.shape[3]):
-            raise ValueError(
-                f"position {(i, j)} is outside the {act.shape[2]}×{act.shape[3]} map of {layer!r}."
-            )
-        h = act[0, :, i, j].sum() if channel is None else act[0, channel, i, j]
-        (grad,) = torch.autograd.grad(h, x)
-    mask = (grad[0] != 0).any(0).cpu()
-    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
-    if len(rows) == 0:
-        return (0, 0, 0, 0), mask
-    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1), mask
-
-
-# ---------------------------------------------------------------------------
 # Maximally activating patches
 # ---------------------------------------------------------------------------
 
@@ -642,8 +460,6 @@ def top_patches(
     :func:`channel_maxima` pass over the same images and layer. Returns a list of
     :class:`Patch` for an int ``channels``, else ``{channel: [Patch, ...]}``.
     """
-    from .datasets import ImagePool
-
     single = isinstance(channels, (int, np.integer)) and not isinstance(channels, bool)
     chans = [int(channels)] if single else [int(c) for c in channels]
     if not chans:
@@ -671,8 +487,6 @@ def top_patches(
         size = (images.shape[2], images.shape[3])
 
         def crop(idx: int, box) -> np.ndarray:
-            from .images import to_display
-
             t, left, b, r = box
             return to_display(images[idx : idx + 1, :, t:b, left:r], model)
 

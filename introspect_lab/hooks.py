@@ -9,7 +9,10 @@ when the body raises:
   ``ReLU(inplace=True)``) off for the duration, so captured tensors are not
   overwritten and backward hooks work;
 * :func:`frozen` puts a model in eval mode with parameters that need no
-  gradient, and restores every flag afterwards.
+  gradient, and restores every flag afterwards;
+* :func:`forward_hooks` places any forward hooks (by layer name or module)
+  and removes them on exit: every hook in the package is placed here.
+  A hook that ends a pass early raises :class:`StopForward`.
 
 The design follows pytorch-grad-cam's ``ActivationsAndGradients``: hooks
 live in one object whose lifetime is a ``with`` block.
@@ -24,7 +27,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["Capture", "capture", "no_inplace", "frozen", "count_hooks"]
+from .names import get_layer
+
+__all__ = ["Capture", "capture", "forward_hooks", "StopForward", "no_inplace", "frozen", "count_hooks"]
 
 
 @contextmanager
@@ -77,8 +82,46 @@ def count_hooks(model: nn.Module) -> int:
     return total
 
 
-class _StopForward(Exception):
-    """Raised inside a forward hook to skip the layers no one needs."""
+class StopForward(Exception):
+    """Raised inside a forward hook to skip the layers no one needs.
+
+    :meth:`Capture.run` and every caller in the package catch it; it reaches
+    you only when a model is called directly inside a ``capture(..., stop=True)``
+    block.
+    """
+
+    def __init__(self, message: str = ""):
+        super().__init__(
+            message
+            or "The forward pass was stopped early by capture(..., stop=True): inside that block, "
+            "run the model with cap.run(x), not model(x)."
+        )
+
+
+@contextmanager
+def forward_hooks(model: nn.Module, hooks, *, inplace_off: bool = True) -> Iterator[nn.Module]:
+    """Place forward hooks for the ``with`` block; all are removed on exit, whatever happens.
+
+    ``hooks`` maps a layer name (or a module of ``model``) to
+    ``fn(module, inputs, output)`` as in ``register_forward_hook``; a hook
+    may return a replacement output or raise :class:`StopForward`. Unknown
+    names raise before any hook is placed. In-place activations are off in
+    the block (``inplace_off=True``), see :func:`no_inplace`. A list of
+    ``(name, fn)`` pairs places several hooks on one layer.
+    """
+    pairs = hooks.items() if isinstance(hooks, dict) else hooks
+    modules = [(get_layer(model, key), fn) for key, fn in pairs]
+    handles = []
+    with ExitStack() as stack:
+        if inplace_off:
+            stack.enter_context(no_inplace(model))
+        try:
+            for module, fn in modules:
+                handles.append(module.register_forward_hook(fn))
+            yield model
+        finally:
+            for h in handles:
+                h.remove()
 
 
 @dataclass
@@ -108,7 +151,7 @@ class Capture:
         self.activations.clear()
         try:
             return self.model(x)
-        except _StopForward:
+        except StopForward:
             return None
 
 
@@ -156,14 +199,12 @@ def capture(
     ...     model(x)
     >>> cap.activations["head"].shape                        # doctest: +SKIP
     """
-    from .models import get_layer
-
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
         raise ValueError("capture() needs at least one layer name.")
-    modules = {name: get_layer(model, name) for name in names}
+    for name in names:
+        get_layer(model, name)
     cap = Capture(model, names, detach=detach, stop=stop)
-    handles = []
 
     def make_hook(name: str):
         def hook(module, inputs, output):
@@ -176,16 +217,9 @@ def capture(
 
                 out.register_hook(store_grad)
             if stop and len(cap.activations) == len(names):
-                raise _StopForward
+                raise StopForward
 
         return hook
 
-    with ExitStack() as stack:
-        stack.enter_context(no_inplace(model))
-        try:
-            for name, module in modules.items():
-                handles.append(module.register_forward_hook(make_hook(name)))
-            yield cap
-        finally:
-            for h in handles:
-                h.remove()
+    with forward_hooks(model, {name: make_hook(name) for name in names}):
+        yield cap

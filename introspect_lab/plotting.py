@@ -6,6 +6,9 @@ with ``;`` and tests can inspect it. Sections are grouped by lecture.
 
 from __future__ import annotations
 
+from .features import filters_for_display, receptive_field
+from .images import to_display
+
 # ---------------------------------------------------------------------------
 # General (notebook 00 and everywhere)
 # ---------------------------------------------------------------------------
@@ -20,8 +23,6 @@ def plot_predictions(images, predictions, titles=None, *, model=None, size: floa
     import matplotlib.pyplot as plt
     import numpy as np
     import torch
-
-    from .images import to_display
 
     if isinstance(images, torch.Tensor) and images.dim() == 4:
         images = list(images.unbind(0))
@@ -63,8 +64,6 @@ def plot_filters(weight, *, title: str | None = None, ncols: int = 16, size: flo
     Tiles are drawn with nearest-neighbour interpolation so a 3×3 filter stays 9 pixels.
     """
     import matplotlib.pyplot as plt
-
-    from .features import filters_for_display
 
     tiles = filters_for_display(weight)
     nrows, ncols = _grid(len(tiles), ncols)
@@ -185,8 +184,6 @@ def map_extent(model, layer: str, input_hw: tuple[int, int], map_hw: tuple[int, 
     Cell centres are at ``start + i·jump`` (:func:`introspect_lab.features.receptive_field`),
     so the map is drawn from ``start − jump/2`` to ``start + (H−1)·jump + jump/2``.
     """
-    from .features import receptive_field
-
     rf = receptive_field(model, layer, tuple(input_hw))
     (sy, sx), (jy, jx) = rf.start, rf.jump
     # imshow puts input pixel (r, c) at coordinates (c, r), so cell (i, j) spans ±jump/2 around its centre
@@ -203,8 +200,6 @@ def plot_activation_overlay(x, act_map, *, model=None, layer: str | None = None,
     """
     import matplotlib.pyplot as plt
     import torch
-
-    from .images import to_display
 
     img = to_display(x, model)
     m = torch.as_tensor(act_map).detach().float().cpu().numpy()
@@ -392,8 +387,6 @@ def overlay(
     import matplotlib.pyplot as plt
     import torch
 
-    from .images import to_display
-
     if ax is None:
         fig, ax = plt.subplots(figsize=(3, 3))
     else:
@@ -427,8 +420,6 @@ def attribution_grid(
     (:func:`pixel_attribution_image`). Returns the figure.
     """
     import matplotlib.pyplot as plt
-
-    from .images import to_display
 
     n, k = x.shape[0], len(maps)
     fig, axes = plt.subplots(n, k + 1, figsize=(size * (k + 1), size * n), squeeze=False)

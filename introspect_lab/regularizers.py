@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 from .objectives import INPUT, Objective
 
@@ -98,25 +99,20 @@ def tv(beta: float = 2.0, eps: float | None = None) -> Objective:
 # ---------------------------------------------------------------------------
 
 
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a ``[B, C, H, W]`` batch, reflect-padded (same size out)."""
+    """Gaussian blur of a ``[B, C, H, W]`` batch with std ``sigma`` px, same size out.
+
+    torchvision's ``gaussian_blur`` (reflect padding) with the kernel cut at
+    ``±⌈3σ⌉``: ``k(t) ∝ exp(−t²/2σ²)``, ``t = −r … r``; images smaller than the
+    radius are replicate-padded first.
+    """
     if sigma <= 0:
         return x
-    k = _gaussian_kernel(sigma).to(x)
-    r = k.numel() // 2
-    c = x.shape[1]
-    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    y = F.pad(x, (r, r, 0, 0), mode=mode)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode=mode)
-    return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    r = max(1, int(math.ceil(3 * sigma)))
+    if min(x.shape[-2:]) <= r:
+        x = F.pad(x, (r, r, r, r), mode="replicate")
+        return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [sigma, sigma])[..., r:-r, r:-r]
+    return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [sigma, sigma])
 
 
 class StepOp:

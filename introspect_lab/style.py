@@ -6,6 +6,11 @@
 * :func:`style_transfer`: minimise ``α L_content + β L_style + γ R_{V^β}``
   with ``L_content = ½ Σ (F^l − P^l)²`` (Gatys, Ecker & Bethge 2016).
 
+Both take the style layers and their weights under the same names
+(``style_layers``, ``style_weights``) and default to the registry's
+``models.settings(model).style`` (:class:`~introspect_lab.settings.StyleSettings`).
+The Gram loss ``E_l`` is :func:`introspect_lab.objectives.gram_error`.
+
 Targets (the exemplar's Grams, the content features) are computed once
 with a truncated forward pass; each step runs the model only up to the
 deepest style/content layer.
@@ -21,7 +26,10 @@ from torch import nn
 
 from . import objectives as O
 from . import regularizers as R
-from .synthesis import SynthesisResult, _as_batch, _lr_drop, _merge, _size, layer_features, synthesize
+from .images import check_batch
+from .models import settings as model_settings
+from .settings import StyleSettings, override
+from .synthesis import SynthesisResult, image_size, layer_features, synthesize
 
 __all__ = ["gram_matrix", "style_targets", "style_losses", "texture_synthesis", "style_transfer"]
 
@@ -43,7 +51,7 @@ def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 def style_targets(model: nn.Module, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """The exemplar's Gram matrices ``A^l`` at ``layers`` (one truncated forward pass, no gradient)."""
-    feats = layer_features(model, _as_batch(image).float(), list(layers))
+    feats = layer_features(model, check_batch(image, "image", model).float(), list(layers))
     return {n: gram_matrix(f) for n, f in feats.items()}
 
 
@@ -51,62 +59,49 @@ def style_losses(
     model: nn.Module, image: torch.Tensor, style: Mapping[str, torch.Tensor]
 ) -> dict[str, float]:
     """Each layer's ``E_l`` for ``image`` against Gram targets ``style`` (for reports and tests)."""
-    feats = layer_features(model, _as_batch(image).float(), list(style))
-    out = {}
-    for n, a in feats.items():
-        nl, ml = a.shape[1], a.shape[2] * a.shape[3]
-        out[n] = float((gram_matrix(a) - style[n]).pow(2).sum() / (4.0 * nl**2 * ml**2))
-    return out
-
-
-def _weights(layers: Sequence[str], weights) -> dict[str, float]:
-    if weights is None:
-        return dict.fromkeys(layers, 1.0)
-    if isinstance(weights, Mapping):
-        unknown = set(weights) - set(layers)
-        if unknown:
-            raise ValueError(
-                f"Weights for layers {sorted(unknown)} that are not style layers {list(layers)}."
-            )
-        return {n: float(weights.get(n, 0.0)) for n in layers}
-    weights = list(weights)
-    if len(weights) != len(layers):
-        raise ValueError(f"Got {len(weights)} style weights for {len(layers)} style layers {list(layers)}.")
-    return {n: float(w) for n, w in zip(layers, weights)}
+    feats = layer_features(model, check_batch(image, "image", model).float(), list(style))
+    return {n: float(O.gram_error(a, style[n]).sum()) for n, a in feats.items()}
 
 
 def texture_synthesis(
     model: nn.Module,
     texture: torch.Tensor,
-    layers: Sequence[str] | None = None,
-    weights: Mapping[str, float] | Sequence[float] | None = None,
+    style_layers: Sequence[str] | None = None,
+    style_weights: Mapping[str, float] | Sequence[float] | None = None,
     *,
+    settings: StyleSettings | None = None,
     size: int | tuple[int, int] | None = None,
     steps: int | None = None,
     lr: float | None = None,
-    tv: float = 0.0,
+    tv_weight: float = 0.0,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
 ) -> SynthesisResult:
-    """Gatys texture synthesis: from noise, minimise ``Σ_l w_l E_l`` (seed 001, "Neural Texture Synthesis").
+    """Gatys texture synthesis: from noise, minimise ``Σ_l w_l E_l + λ_TV R_{V^2}`` (seed 001).
 
-    Lower ``layers`` reproduce fine colour statistics; adding higher layers
+    Seed 001's "Neural Texture Synthesis" (Gatys, Ecker & Bethge 2015).
+    ``w_l`` are ``style_weights`` (1 each when ``style_layers`` is given,
+    else the registry's), ``λ_TV`` is ``tv_weight`` (0 by default). Lower
+    ``style_layers`` reproduce fine colour statistics; adding higher layers
     recovers larger structures. ``result.extra`` holds the Gram loss of the
     starting noise (``loss_start``) and of the result (``loss_end``).
     """
-    cfg = _merge(model, "style", dict(size=size, steps=steps, lr=lr))
-    layers = list(layers or cfg["style_layers"])
-    w = _weights(layers, weights)
-    hw = _size(cfg["size"])
-    texture = _resize(_as_batch(texture).float(), hw)
+    cfg = override(settings or model_settings(model).style, size=size, steps=steps, lr=lr)
+    if style_layers is None:
+        style_layers = cfg.style_layers
+        style_weights = cfg.style_weights if style_weights is None else style_weights
+    layers = list(style_layers)
+    w = O.layer_weights(layers, style_weights)
+    hw = image_size(cfg.size)
+    texture = _resize(check_batch(texture, "texture", model).float(), hw)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
-    if tv:
-        loss = loss + float(tv) * R.tv()
+    if tv_weight:
+        loss = loss + float(tv_weight) * R.tv()
     res = synthesize(
-        model, -loss, size=hw, init="uniform", steps=cfg["steps"], optimizer="adam", lr=cfg["lr"],
+        model, -loss, size=hw, init="uniform", steps=cfg.steps, optimizer="adam", lr=cfg.lr,
         seed=seed, callback=callback, every=every, progress=progress, desc="texture synthesis",
     )  # fmt: skip
     res.extra["loss_start"] = -res.history[0]
@@ -121,11 +116,12 @@ def style_transfer(
     content: torch.Tensor,
     style: torch.Tensor,
     *,
+    settings: StyleSettings | None = None,
     content_layer: str | None = None,
     style_layers: Sequence[str] | None = None,
     style_weights: Mapping[str, float] | Sequence[float] | None = None,
     content_weight: float | None = None,
-    tv: float | None = None,
+    tv_weight: float | None = None,
     size: int | tuple[int, int] | None = None,
     steps: int | None = None,
     lr: float | None = None,
@@ -135,35 +131,39 @@ def style_transfer(
     every: int = 10,
     progress: bool | None = None,
 ) -> SynthesisResult:
-    """Neural style transfer: ``min_I α L_content + Σ_l w_l E_l + γ R_{V^β}`` (seed 001; Gatys et al. 2016).
+    """Neural style transfer: ``min_I α L_content + Σ_l w_l E_l + λ_TV R_{V^2}`` (seed 001; Gatys et al. 2016).
 
     ``L_content = ½ Σ (F^l − P^l)²`` at ``content_layer`` against the content
-    photo, ``E_l`` the Gram loss against the style image at each style layer
-    (per-layer ``style_weights``), ``R_{V^β}`` total variation (β = 2).
-    Starts from the content photo (``init="content"``) or noise.
-    ``result.extra`` has the content and style losses at the start and end.
+    photo (``α`` is ``content_weight``); ``E_l`` the Gram loss against the
+    style image at each of ``style_layers`` (weights ``w_l``:
+    ``style_weights``, 1 each when only ``style_layers`` is given);
+    ``R_{V^2}`` total variation (``tv_weight``). Starts from the content
+    photo (``init="content"``) or noise. Unset parameters come from
+    ``models.settings(model).style``. ``result.extra`` has the content and
+    style losses at the start and end.
     """
-    cfg = _merge(model, "style", dict(content_layer=content_layer, style_layers=style_layers,
-                                      style_weights=style_weights, content_weight=content_weight, tv=tv,
-                                      size=size, steps=steps, lr=lr))  # fmt: skip
-    hw = _size(cfg["size"])
-    content = _resize(_as_batch(content).float(), hw)
-    style = _resize(_as_batch(style).float(), hw)
-    layers = list(cfg["style_layers"])
-    w = _weights(layers, cfg["style_weights"])
+    base = settings or model_settings(model).style
+    layers = list(base.style_layers if style_layers is None else style_layers)
+    if style_weights is None:
+        style_weights = base.style_weights if style_layers is None else (1.0,) * len(layers)
+    w = O.layer_weights(layers, style_weights)
+    cfg = override(base, content_layer=content_layer, style_layers=tuple(layers), style_weights=tuple(w.values()),
+                   content_weight=content_weight, tv_weight=tv_weight, size=size, steps=steps, lr=lr)  # fmt: skip
+    hw = image_size(cfg.size)
+    content = _resize(check_batch(content, "content", model).float(), hw)
+    style = _resize(check_batch(style, "style", model).float(), hw)
     targets = style_targets(model, style, layers)
-    c_layer = cfg["content_layer"]
+    c_layer = cfg.content_layer
     p_target = layer_features(model, content, c_layer)[c_layer]
     c_loss = O.content_loss(c_layer, p_target)
-    loss = float(cfg["content_weight"]) * c_loss + O.style_loss(targets, w)
-    if cfg["tv"]:
-        loss = loss + float(cfg["tv"]) * R.tv()
+    loss = float(cfg.content_weight) * c_loss + O.style_loss(targets, w)
+    if cfg.tv_weight:
+        loss = loss + float(cfg.tv_weight) * R.tv()
     start = content if isinstance(init, str) and init == "content" else init
-    clamp = tuple(cfg["clamp_range"]) if cfg.get("clamp_range") else True
+    clamp = tuple(cfg.clamp_range) if cfg.clamp_range else True
     res = synthesize(
-        model, -loss, size=hw, init=start, steps=cfg["steps"], optimizer="adam", lr=cfg["lr"],
-        lr_schedule=_lr_drop(cfg), clamp=clamp, seed=seed, callback=callback, every=every, progress=progress,
-        desc="style transfer",
+        model, -loss, size=hw, init=start, steps=cfg.steps, optimizer="adam", lr=cfg.lr, lr_drop=cfg.lr_drop,
+        clamp=clamp, seed=seed, callback=callback, every=every, progress=progress, desc="style transfer",
     )  # fmt: skip
 
     def losses(img):

@@ -10,6 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
+from . import attribution as A
+from .features import activation_maps, channel_maxima, top_patches
+from .images import load_image, sample_image, sample_names, to_pil
+from .models import class_index, list_layers, model_info, predict
+from .plotting import attribution_grid, plot_activation_grid, plot_activation_overlay, plot_patches
+
 
 def _not_reentrant(fn: Callable) -> Callable:
     """Ignore calls made while ``fn`` is running.
@@ -58,8 +64,6 @@ def default_layers(model) -> list[str]:
     """
     from torch import nn
 
-    from .models import list_layers
-
     # feature maps only: C×H×W with more than one position (global pools are left out)
     shapes = {r.name: r.shape for r in list_layers(model, depth=2) if len(r.shape) == 3 and r.shape[1] > 1}
     names = []
@@ -84,10 +88,6 @@ def activation_explorer(
     Returns the widget box (display it, or make it the cell's last expression).
     """
     import ipywidgets as widgets
-
-    from .features import activation_maps
-    from .images import load_image, sample_image, sample_names
-    from .plotting import plot_activation_grid, plot_activation_overlay
 
     photos = list(photos) if photos is not None else sample_names()
     layers = list(layers) if layers is not None else default_layers(model)
@@ -135,9 +135,6 @@ def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 16
     """
     import ipywidgets as widgets
 
-    from .features import channel_maxima, top_patches
-    from .plotting import plot_patches
-
     layers = list(layers) if layers is not None else default_layers(model)[:8]
     if not layers:
         raise ValueError("patch_explorer needs at least one layer.")
@@ -182,18 +179,13 @@ def attribution_explorer(model, photos=None, *, layers=None, size: int | None = 
     """
     import ipywidgets as widgets
 
-    from . import attribution as A
-    from .images import load_image, sample_image
-    from .models import class_index, model_info, predict
-    from .plotting import attribution_grid
-
     photos = list(photos or ["chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower"])
     layers = list(layers or default_layers(model))
     cats = model_info(model).categories
     photo_w = widgets.Dropdown(options=photos, value=photos[0], description="photo")
     class_w = widgets.Dropdown(options=[], description="class")
     typed_w = widgets.Text(value="", placeholder="or type a class name", description="name")
-    default_layer = A.last_conv_layer(model)
+    default_layer = A.cam_layer(model)
     layer_w = widgets.Dropdown(
         options=layers, value=default_layer if default_layer in layers else layers[-1], description="layer"
     )
@@ -249,7 +241,14 @@ class LiveOptimization:
     :func:`~introspect_lab.style.style_transfer`, a ``synthesize`` call, …)
     with the model and images bound, e.g.
     ``lambda **kw: visualize_class(model, "tabby", **kw)``. ``controls`` maps
-    each keyword of ``run`` to an ipywidgets control (slider, dropdown).
+    each keyword of ``run`` to an ipywidgets control (slider, dropdown), or
+    to a *group*: a dict ``{key: control}`` whose value reaches ``run`` as
+    ``{key: value}`` (one weight per style layer:
+    ``{"style_weights": {layer: slider, ...}}`` gives
+    ``style_transfer(..., style_weights={layer: w, ...})``). Keywords are the
+    parameter names of the method, which are the field names of its registry
+    settings (:mod:`introspect_lab.settings`): a slider's value can be
+    followed by name from the widget to the loss.
 
     Changing a control stops the current run and starts again by
     *progressive refinement*: first ``preview_steps`` steps at
@@ -281,9 +280,13 @@ class LiveOptimization:
             raise TypeError(
                 "run must be a callable such as lambda **kw: visualize_class(model, 'tabby', **kw)."
             )
-        for name, c in (controls or {}).items():
-            if not hasattr(c, "observe") or not hasattr(c, "value"):
-                raise TypeError(f"Control {name!r} must be an ipywidgets control with a .value, got {c!r}.")
+        for name, group in (controls or {}).items():
+            for key, c in group.items() if isinstance(group, dict) else [(None, group)]:
+                if not hasattr(c, "observe") or not hasattr(c, "value"):
+                    label = name if key is None else f"{name}[{key!r}]"
+                    raise TypeError(
+                        f"Control {label} must be an ipywidgets control with a .value, got {c!r}."
+                    )
         self.run_fn = run
         self.controls = dict(controls or {})
         self.size, self.steps = int(size), int(steps)
@@ -294,11 +297,11 @@ class LiveOptimization:
         self.restart_button = W.Button(description="Restart", icon="refresh")
         self.stop_button.on_click(lambda _: self.stop())
         self.restart_button.on_click(lambda _: self.restart())
-        for c in self.controls.values():
+        for c in self._widgets():
             c.observe(self._on_change, names="value")
         head = [W.HTML(f"<b>{title}</b>")] if title else []
         self.widget = W.VBox(
-            head + [W.HBox([W.VBox(list(self.controls.values())), self.image]),
+            head + [W.HBox([W.VBox(self._widgets()), self.image]),
                     W.HBox([self.stop_button, self.restart_button, self.status])]
         )  # fmt: skip
         self.previews = 0
@@ -316,8 +319,18 @@ class LiveOptimization:
     # --- public -------------------------------------------------------
     @property
     def params(self) -> dict:
-        """The current control values, as keyword arguments of ``run``."""
-        return {k: c.value for k, c in self.controls.items()}
+        """The current control values, as keyword arguments of ``run`` (a group gives a dict)."""
+        return {
+            k: {key: c.value for key, c in g.items()} if isinstance(g, dict) else g.value
+            for k, g in self.controls.items()
+        }
+
+    def _widgets(self) -> list:
+        """Every control, groups opened, in order."""
+        out = []
+        for g in self.controls.values():
+            out += list(g.values()) if isinstance(g, dict) else [g]
+        return out
 
     @property
     def running(self) -> bool:
@@ -363,8 +376,6 @@ class LiveOptimization:
     def _show(self, x) -> None:
         import io
         import time
-
-        from .images import to_pil
 
         buf = io.BytesIO()
         to_pil(x[:1]).resize((256, 256)).save(buf, format="png")

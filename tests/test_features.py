@@ -141,7 +141,7 @@ def test_bad_inputs_fail_clearly_and_leave_no_hooks(lite0, chelsea, unchanged):
         F.extract_features(lite0, chelsea, "head", batch_size=0)
     with pytest.raises(ValueError, match="reduce"):
         F.extract_features(lite0, chelsea, "head", reduce="sum")
-    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+    with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
         F.extract_features(lite0, chelsea[0], "head")
     with pytest.raises(TypeError, match="tensor"):
         F.extract_features(lite0, [chelsea], "head")

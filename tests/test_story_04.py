@@ -58,4 +58,7 @@ def test_guided_backprop_is_not_class_specific(lite0):
     rho_grad = A.spearman(A.saliency(lite0, x, "tabby"), A.saliency(lite0, x, "espresso"))
     assert rho_guided > 0.9
     assert rho_grad < rho_guided - 0.2
-    assert torch.is_tensor(A.gradient(lite0, x, "tabby"))
+    grad = A.gradient(lite0, x, "tabby")
+    assert grad.shape == x.shape  # signed, per input value: the output-shape rule
+    assert (grad < 0).any() and (grad > 0).any()
+    assert torch.allclose(grad.abs().amax(1), A.saliency(lite0, x, "tabby"))  # saliency = max_c |gradient|

@@ -29,11 +29,12 @@ def test_slider_change_updates_preview_and_cleans_up(lite0, unchanged):
     jitter = W.IntSlider(value=4, min=0, max=16, description="jitter")
     live = LiveOptimization(
         lambda **kw: visualize_class(lite0, "tabby", seed=0, **kw),
-        {"l2": l2, "jitter": jitter},
+        {"l2_weight": l2, "jitter": jitter},
         size=64, steps=40, preview_size=32, preview_steps=6, every=3,
     )  # fmt: skip
     try:
         _drive(live, jitter)
+        _slider_reaches_the_objective(live, l2)
     finally:
         live.stop()
     assert not live.running
@@ -53,8 +54,21 @@ def _drive(live, jitter):
     jitter.value = 12  # as if the student dragged the slider
     assert live.last_change is not None
     assert _wait_for(lambda: live.previews > n and live.first_preview_after_change is not None)
-    assert live.params == {"l2": 1e-3, "jitter": 12}
+    assert live.params == {"l2_weight": 1e-3, "jitter": 12}
     assert bytes(live.image.value) != first
+
+
+def _l2_weight_in_the_loss(result) -> float:
+    """The weight the objective gave ‖I‖² at step 0: terms["l2"][0] = −λ‖I₀‖² with I₀ the stored init."""
+    return -result.terms["l2"][0] / float(result.extra["init"].pow(2).sum())
+
+
+def _slider_reaches_the_objective(live, l2):
+    assert live.wait(120) and live.result is not None
+    assert _l2_weight_in_the_loss(live.result) == pytest.approx(1e-3, rel=1e-4)
+    l2.value = 1e-2  # the student drags the λ slider
+    assert live.wait(120) and live.error is None
+    assert _l2_weight_in_the_loss(live.result) == pytest.approx(1e-2, rel=1e-4)
 
 
 def test_runs_to_completion_and_reports_errors(lite0):
@@ -72,5 +86,5 @@ def test_runs_to_completion_and_reports_errors(lite0):
     assert bad.wait(60)
     assert "tabby" in str(bad.error) and bad.status.value.startswith("error")
     with pytest.raises(TypeError, match="ipywidgets control"):
-        LiveOptimization(lambda **kw: None, {"l2": 0.1}, autostart=False)
+        LiveOptimization(lambda **kw: None, {"l2_weight": 0.1}, autostart=False)
     assert count_hooks(lite0) == 0

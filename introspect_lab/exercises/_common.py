@@ -1,4 +1,10 @@
-"""Shared pieces of the exercise tasks: random inputs in float64, a tiny CNN, an objective context."""
+"""Shared pieces of the exercise tasks: random inputs in float64, a tiny CNN, an objective context.
+
+Inputs are small and in float64, so that two correct implementations agree
+to ~1e-12 and any real mistake shows as a relative error far above the
+tolerance. Models are tiny CNNs with fresh random weights: a function that
+only works on one network does not pass.
+"""
 
 from __future__ import annotations
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .. import attribution as A
 from .. import features as Fe
 from .. import hooks as H
 from .. import images as I  # noqa: E741
+from ..attribution import backprop as AB
 from ._common import LAYER, _image, _randint, _randn, tiny_cnn
 from .checks import Task, register
 
@@ -209,7 +211,7 @@ register(
     Task(
         "cam",
         cases=_cam_cases,
-        reference=lambda f, w, c, model, x: A.cam(model, x, c, raw=True),
+        reference=lambda f, w, c, model, x: A.cam(model, x, c, raw=True, relu=False),
         arity=3,
         blocked=("introspect_lab.attribution.cam",),
         hint="M_c(h, w) = Σ_k w[c, k] · f[:, k, h, w]: weight each feature map by the class's row of fc.weight.",
@@ -254,8 +256,10 @@ def _relu_rule_cases(g, more):
 
 def _relu_rule_reference(rule):
     def ref(z, grad_out):
+        relu = nn.ReLU()
         zz = z.detach().clone().requires_grad_(True)
-        y = A._RuleReLU.apply(zz, 0.0, None, rule)
+        with AB.modified_relus(relu, rule):  # the library's rule, on a lone ReLU
+            y = relu(zz)
         (grad_in,) = torch.autograd.grad(y, zz, grad_out)
         return grad_in
 
@@ -265,7 +269,8 @@ def _relu_rule_reference(rule):
 _RULES_BLOCKED = (
     "introspect_lab.attribution.guided_backprop",
     "introspect_lab.attribution.deconvnet",
-    "introspect_lab.attribution._RuleReLU",
+    "introspect_lab.attribution.backprop._RuleReLU",
+    "introspect_lab.attribution.backprop.modified_relus",
 )
 register(
     Task(
@@ -280,7 +285,7 @@ register(
     Task(
         "deconv_relu",
         cases=_relu_rule_cases,
-        reference=_relu_rule_reference("deconv"),
+        reference=_relu_rule_reference("deconvnet"),
         blocked=_RULES_BLOCKED,
         hint="Deconvnet ignores the forward input z: it sends back max(y', 0).",
     )

@@ -1,0 +1,51 @@
+"""What a model expects and predicts: input size, normalisation and class names.
+
+:func:`model_info` reads the :class:`ModelInfo` that
+:func:`introspect_lab.models.load_model` attaches; any other network is
+taken to expect ImageNet-normalised 224 px input. Kept apart from
+:mod:`introspect_lab.models` so that :mod:`introspect_lab.images` can use it
+without importing the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from torch import nn
+from torchvision.models import SqueezeNet1_1_Weights
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "model_info", "imagenet_categories"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@lru_cache(maxsize=1)
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in torchvision's order (no download needed)."""
+    return tuple(SqueezeNet1_1_Weights.DEFAULT.meta["categories"])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model expects and predicts: name, preprocessing and class names."""
+
+    name: str
+    source: str
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    categories: tuple[str, ...] = field(default_factory=imagenet_categories, repr=False)
+
+
+def model_info(model: nn.Module) -> ModelInfo:
+    """The :class:`ModelInfo` attached by :func:`load_model`.
+
+    Any other module (a hand-built test model, a student's own network) is
+    assumed to take ImageNet-normalised 224 px input.
+    """
+    info = getattr(model, "lab_info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    return ModelInfo(name=type(model).__name__, source="user model")

@@ -1,0 +1,265 @@
+"""The synthesis methods of the lectures, each an objective plus :func:`~.engine.synthesize`.
+
+:func:`visualize_class`, :func:`visualize_channel`, :func:`deepdream` and
+:func:`invert` (texture and style are in :mod:`introspect_lab.style`). Their
+settings come from the model registry (``models.settings(model).class_vis``
+etc., typed frozen dataclasses of :mod:`introspect_lab.settings`); every
+keyword argument that is not ``None`` overrides the field of the same name
+(:func:`~introspect_lab.settings.override`), and ``settings=`` replaces the
+registry's entry (needed for models outside the registry).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import objectives as O
+from .. import regularizers as R
+from ..images import check_batch
+from ..models import get_layer
+from ..models import settings as model_settings
+from ..settings import ClassVisSettings, DreamSettings, InversionSettings, override
+from .engine import SynthesisResult, layer_features, synthesize
+from .parameterisation import image_size
+
+__all__ = ["visualize_class", "visualize_channel", "deepdream", "invert", "relative_error", "yosinski_priors"]
+
+
+def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
+    """``(transforms, image_ops)`` for ``cfg``: jitter, periodic blur, small-pixel/gradient clipping.
+
+    Yosinski et al. (2015) as in seed 001's "better regularizer"; a zero
+    field switches its piece off.
+    """
+    ops: list[R.StepOp] = []
+    if cfg.blur_every and cfg.blur_sigma:
+        ops.append(R.GaussianBlur(every=int(cfg.blur_every), sigma=float(cfg.blur_sigma)))
+    if cfg.clip_pixels:
+        ops.append(R.ClipSmallPixels(float(cfg.clip_pixels)))
+    if cfg.clip_grads:
+        ops.append(R.ClipSmallGradients(float(cfg.clip_grads)))
+    transforms = [R.Jitter(int(cfg.jitter))] if cfg.jitter else []
+    return transforms, ops
+
+
+def visualize_class(
+    model: nn.Module,
+    target: int | str | Sequence[int | str],
+    *,
+    settings: ClassVisSettings | None = None,
+    size: int | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    l2_weight: float | None = None,
+    blur_every: int | None = None,
+    blur_sigma: float | None = None,
+    jitter: int | None = None,
+    clip_pixels: float | None = None,
+    clip_grads: float | None = None,
+    optimizer: str | None = None,
+    init_scale: float | None = None,
+    seed: int | None = None,
+    callback=None,
+    every: int = 10,
+    progress: bool | None = None,
+) -> SynthesisResult:
+    """Class visualisation: ``argmax_I S_c(I) − λ‖I‖²`` by gradient ascent (seed 001; Simonyan et al. 2014).
+
+    ``λ`` is ``l2_weight``. With the lecture's "better regularizer": periodic
+    Gaussian blur, small pixel/gradient clipping (Yosinski et al. 2015) and
+    random jitter. ``target`` is a class (index or name) or one per image;
+    pass ``l2_weight=0, blur_every=0, jitter=0`` for the unregularised (noisy)
+    version. Unset parameters come from ``models.settings(model).class_vis``.
+    """
+    cfg = override(settings or model_settings(model).class_vis, size=size, steps=steps, lr=lr,
+                   l2_weight=l2_weight, blur_every=blur_every, blur_sigma=blur_sigma, jitter=jitter,
+                   clip_pixels=clip_pixels, clip_grads=clip_grads, optimizer=optimizer, init_scale=init_scale)  # fmt: skip
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
+    if cfg.l2_weight:
+        obj = obj - float(cfg.l2_weight) * R.l2()
+    transforms, ops = yosinski_priors(cfg)
+    return synthesize(
+        model, obj, size=cfg.size, batch=len(targets), init="noise", init_scale=cfg.init_scale,
+        steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, transforms=transforms, image_ops=ops,
+        seed=seed, callback=callback, every=every, progress=progress, desc="class visualisation",
+    )  # fmt: skip
+
+
+def visualize_channel(
+    model: nn.Module,
+    layer: str,
+    channel: int | Sequence[int],
+    *,
+    settings: ClassVisSettings | None = None,
+    size: int | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    l2_weight: float | None = None,
+    blur_every: int | None = None,
+    blur_sigma: float | None = None,
+    jitter: int | None = None,
+    optimizer: str | None = None,
+    seed: int | None = None,
+    callback=None,
+    every: int = 10,
+    progress: bool | None = None,
+) -> SynthesisResult:
+    """Per-channel feature visualisation: maximise the mean of channel ``c`` of ``layer`` (seed 003).
+
+    ``argmax_I (1/HW) Σ_{h,w} A_c(I)_{h,w} − λ‖I‖²``. Several channels give a
+    batch, one image per channel, in one run (the forward pass stops at
+    ``layer``). Early layers give colours and edges, deeper layers textures
+    and parts. Unset parameters come from ``models.settings(model).channel_vis``.
+    """
+    chans = list(channel) if isinstance(channel, (list, tuple)) else [channel]
+    cfg = override(settings or model_settings(model).channel_vis, size=size, steps=steps, lr=lr,
+                   l2_weight=l2_weight, blur_every=blur_every, blur_sigma=blur_sigma, jitter=jitter,
+                   optimizer=optimizer)  # fmt: skip
+    get_layer(model, layer)
+
+    def fn(ctx):
+        a = ctx[layer]
+        if a.dim() < 2 or max(chans) >= a.shape[1] or min(chans) < 0:
+            raise ValueError(f"Channels {chans} out of range: layer {layer!r} has {a.shape[1]} channels.")
+        idx = torch.tensor(chans)
+        sel = a[torch.arange(len(chans)), idx] if a.shape[0] == len(chans) else a[:, idx[0]]
+        return sel.reshape(sel.shape[0], -1).mean(1).sum()
+
+    obj = O.Objective.term(f"channel[{layer}:{chans}]", fn, [layer])
+    if cfg.l2_weight:
+        obj = obj - float(cfg.l2_weight) * R.l2()
+    transforms, ops = yosinski_priors(cfg)
+    return synthesize(
+        model, obj, size=cfg.size, batch=len(chans), init="noise", init_scale=cfg.init_scale,
+        steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, transforms=transforms, image_ops=ops,
+        seed=seed, callback=callback, every=every, progress=progress, desc=f"channels of {layer}",
+    )  # fmt: skip
+
+
+def deepdream(
+    model: nn.Module,
+    image: torch.Tensor,
+    layer: str | None = None,
+    *,
+    settings: DreamSettings | None = None,
+    octaves: int | None = None,
+    octave_scale: float | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    jitter: int | None = None,
+    strength: float = 1.0,
+    size: int | tuple[int, int] | None = None,
+    seed: int | None = None,
+    callback=None,
+    every: int = 10,
+    progress: bool | None = None,
+) -> SynthesisResult:
+    """DeepDream: amplify whatever ``layer`` sees, ``argmax_I Σ_i f_i(I)²`` (seed 001; Mordvintsev et al. 2015).
+
+    Runs ``steps`` normalised ascent steps (``lr·g/mean|g|``) per octave,
+    from the smallest octave (``image`` shrunk by ``octave_scale^(octaves−1)``)
+    to full size; at each octave the *detail* added so far is upsampled onto
+    the photo resized to that octave. ``strength`` scales the learning rate;
+    ``size`` resizes the photo first; ``callback`` sees every octave's steps.
+    Unset parameters come from ``models.settings(model).deepdream``.
+    """
+    cfg = override(settings or model_settings(model).deepdream, layer=layer, octaves=octaves,
+                   octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter)  # fmt: skip
+    image = check_batch(image, "image", model).float()
+    if size is not None:
+        image = F.interpolate(
+            image, size=image_size(size), mode="bilinear", align_corners=False, antialias=True
+        )
+    if not strength > 0:
+        raise ValueError(f"strength must be > 0, got {strength}.")
+    n_oct, scale = int(cfg.octaves), float(cfg.octave_scale)
+    if n_oct < 1 or scale <= 1:
+        raise ValueError("octaves must be ≥ 1 and octave_scale > 1.")
+    h, w = image.shape[-2:]
+    sizes = [(max(16, round(h / scale**k)), max(16, round(w / scale**k))) for k in reversed(range(n_oct))]
+    obj = O.dream(cfg.layer)
+    detail = torch.zeros_like(image)
+    start = time.perf_counter()
+    histories: list[float] = []
+    res = None
+    for i, hw in enumerate(sizes):
+        base = F.interpolate(image, size=hw, mode="bilinear", align_corners=False) if hw != (h, w) else image
+        d = F.interpolate(detail, size=hw, mode="bilinear", align_corners=False)
+        res = synthesize(
+            model, obj, size=hw, init=base + d, steps=cfg.steps, optimizer="dream", lr=cfg.lr * strength,
+            transforms=[R.Jitter(int(cfg.jitter))] if cfg.jitter else [], seed=None if seed is None else seed + i,
+            callback=callback, every=every, progress=progress, desc=f"octave {i + 1}/{n_oct}",
+        )  # fmt: skip
+        histories += res.history
+        detail = res.image - base
+        if res.interrupted or res.note.startswith("Stopped by the callback"):
+            break
+    res.history = histories
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def invert(
+    model: nn.Module,
+    image: torch.Tensor,
+    layer: str,
+    *,
+    settings: InversionSettings | None = None,
+    size: int | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    tv_weight: float | None = None,
+    tv_beta: float | None = None,
+    alpha_weight: float | None = None,
+    alpha: float | None = None,
+    init: str | torch.Tensor = "zeros",
+    seed: int | None = None,
+    callback=None,
+    every: int = 10,
+    progress: bool | None = None,
+) -> SynthesisResult:
+    """Feature inversion (Mahendran & Vedaldi 2015; seed 001, seed 002 Eq. 1).
+
+    ``Î = argmin_I ‖Φ(I) − Φ₀‖²/‖Φ₀‖² + λ_α ‖I‖_α^α + λ_TV R_{V^β}(I)`` with
+    ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``; ``λ_α`` is
+    ``alpha_weight``, ``α`` ``alpha``, ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta``.
+    The result's ``extra`` holds ``feature_error`` (the normalised loss,
+    Eq. 1) and ``relative_error`` ``‖I₀ − Î‖/‖I₀‖`` (seed 002, Table 1), in
+    normalised space. Unset parameters come from ``models.settings(model).inversion``.
+    """
+    cfg = override(settings or model_settings(model).inversion, size=size, steps=steps, lr=lr,
+                   tv_weight=tv_weight, tv_beta=tv_beta, alpha_weight=alpha_weight, alpha=alpha)  # fmt: skip
+    image = check_batch(image, "image", model).float()
+    hw = image_size(cfg.size)
+    if tuple(image.shape[-2:]) != hw:
+        image = F.interpolate(image, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    phi0 = layer_features(model, image, layer)[layer]
+    loss = O.feature_match(layer, phi0)
+    if cfg.tv_weight:
+        loss = loss + float(cfg.tv_weight) * R.tv(float(cfg.tv_beta))
+    if cfg.alpha_weight:
+        loss = loss + float(cfg.alpha_weight) * R.alpha_norm(float(cfg.alpha))
+    res = synthesize(
+        model, -loss, size=hw, batch=image.shape[0], init=init, steps=cfg.steps, optimizer=cfg.optimizer,
+        lr=cfg.lr, lr_drop=cfg.lr_drop, seed=seed, callback=callback, every=every, progress=progress,
+        desc=f"inverting {layer}",
+    )  # fmt: skip
+    with torch.no_grad():
+        feats = layer_features(model, res.image, layer)[layer]
+        res.extra["feature_error"] = float(((feats - phi0).pow(2).sum() / phi0.pow(2).sum()).item())
+        res.extra["relative_error"] = relative_error(image, res.image)
+    res.extra["target"] = image
+    return res
+
+
+def relative_error(reference: torch.Tensor, estimate: torch.Tensor) -> float:
+    """Relative L2 distance ``‖I₀ − Î‖₂ / ‖I₀‖₂`` (seed 002, Table 1)."""
+    if reference.shape != estimate.shape:
+        raise ValueError(f"Shapes differ: {tuple(reference.shape)} vs {tuple(estimate.shape)}.")
+    return float((reference - estimate).norm() / reference.norm().clamp_min(1e-12))
