@@ -40,6 +40,7 @@ __all__ = [
     "gram",
     "gram_loss",
     "gram_error",
+    "batch_sum",
     "layer_weights",
     "style_loss",
 ]
@@ -324,14 +325,30 @@ def feature_match(layer: str, target: torch.Tensor) -> Objective:
     return Objective.term(f"feature_match[{layer}]", fn, [layer])
 
 
-def content_loss(layer: str, target: torch.Tensor) -> Objective:
-    """Gatys' content loss ``½ Σ_ij (F^l_ij − P^l_ij)²`` (seed 001, "Combined loss"). A loss: subtract it."""
+def batch_sum(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum per-image values ``[B]`` over the batch, each times its ``weight`` (``[B]``) when given."""
+    if weight is None:
+        return values.sum()
+    if weight.shape != values.shape:
+        raise ValueError(
+            f"Got per-image weights of shape {tuple(weight.shape)} for {values.shape[0]} images."
+        )
+    return (values * weight.to(values)).sum()
+
+
+def content_loss(layer: str, target: torch.Tensor, weight: torch.Tensor | None = None) -> Objective:
+    """Gatys' content loss ``½ Σ_ij (F^l_ij − P^l_ij)²`` (seed 001, "Combined loss"). A loss: subtract it.
+
+    ``weight`` (``[B]``, optional) multiplies each image's loss before the batch sum, so
+    one batch can hold several optimisations with their own weights.
+    """
     layer = _check_layer(layer)
     t = _target(target, "content_loss")
 
     def fn(ctx: Context) -> torch.Tensor:
         a = ctx[layer]
-        return 0.5 * (a - _match_shape(a, t, layer)).pow(2).sum()
+        per_image = 0.5 * (a - _match_shape(a, t, layer)).pow(2).reshape(a.shape[0], -1).sum(1)
+        return batch_sum(per_image, weight)
 
     return Objective.term(f"content[{layer}]", fn, [layer])
 
@@ -364,16 +381,17 @@ def gram_error(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tenso
     return (g - t).pow(2).sum(dim=(1, 2)) / (4.0 * n**2 * m**2)
 
 
-def gram_loss(layer: str, target_gram: torch.Tensor) -> Objective:
+def gram_loss(layer: str, target_gram: torch.Tensor, weight: torch.Tensor | None = None) -> Objective:
     """The Gram loss ``E_l`` (:func:`gram_error`) of ``layer`` as an objective term, summed over the batch.
 
-    ``target_gram`` is ``A^l``, the unnormalised Gram of the exemplar. A loss: subtract it.
+    ``target_gram`` is ``A^l``, the unnormalised Gram of the exemplar. ``weight``
+    (``[B]``, optional) multiplies each image's ``E_l`` before the batch sum. A loss: subtract it.
     """
     layer = _check_layer(layer)
     t = _target(target_gram, "gram_loss")
 
     def fn(ctx: Context) -> torch.Tensor:
-        return gram_error(ctx[layer], t).sum()
+        return batch_sum(gram_error(ctx[layer], t), weight)
 
     return Objective.term(f"gram[{layer}]", fn, [layer])
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from .objectives import INPUT, Objective
+from .objectives import INPUT, Objective, batch_sum
 
 __all__ = [
     "l2",
@@ -65,13 +65,16 @@ def alpha_norm(alpha: float = 6.0) -> Objective:
     return Objective.term(f"alpha_norm[{alpha:g}]", lambda ctx: ctx[INPUT].abs().pow(alpha).sum(), [INPUT])
 
 
-def total_variation(x: torch.Tensor, beta: float = 2.0, eps: float | None = None) -> torch.Tensor:
+def total_variation(
+    x: torch.Tensor, beta: float = 2.0, eps: float | None = None, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """``R_{V^β}(x) = Σ_{i,j} ((x_{i,j+1} − x_{ij})² + (x_{i+1,j} − x_{ij})²)^{β/2}`` (seed 001).
 
     Summed over channels and the batch, for the ``(H−1)×(W−1)`` positions
     where both differences exist (Mahendran & Vedaldi 2015). For ``β < 2``
     the gradient at a flat patch is infinite, so ``eps`` (default 1e-8 when
-    ``β < 2``, else 0) is added inside the power.
+    ``β < 2``, else 0) is added inside the power. ``weight`` (``[B]``, optional)
+    multiplies each image's value before the batch sum.
     """
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta}.")
@@ -82,16 +85,23 @@ def total_variation(x: torch.Tensor, beta: float = 2.0, eps: float | None = None
     dx = x[..., :-1, 1:] - x[..., :-1, :-1]
     dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     s = dx.pow(2) + dy.pow(2)
-    if beta == 2 and eps == 0:
+    if not (beta == 2 and eps == 0):
+        s = (s + eps).pow(beta / 2)
+    if weight is None:
         return s.sum()
-    return (s + eps).pow(beta / 2).sum()
+    return batch_sum(s.reshape(s.shape[0], -1).sum(1), weight)
 
 
-def tv(beta: float = 2.0, eps: float | None = None) -> Objective:
-    """TV^β penalty term (see :func:`total_variation`; seed 001). Subtract it, times λ."""
+def tv(beta: float = 2.0, eps: float | None = None, weight: torch.Tensor | None = None) -> Objective:
+    """TV^β penalty term (see :func:`total_variation`; seed 001). Subtract it, times λ.
+
+    ``weight`` (``[B]``, optional): one strength per image of the batch.
+    """
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta}.")
-    return Objective.term(f"tv[{beta:g}]", lambda ctx: total_variation(ctx[INPUT], beta, eps), [INPUT])
+    return Objective.term(
+        f"tv[{beta:g}]", lambda ctx: total_variation(ctx[INPUT], beta, eps, weight), [INPUT]
+    )
 
 
 # ---------------------------------------------------------------------------

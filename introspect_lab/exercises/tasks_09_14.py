@@ -1,13 +1,15 @@
 """Tasks of exercise sets 09–14: adversarial examples, transfer, ordinal rank, novelty, pathways, fast style.
 
-The modules behind these lectures are newer than the checks: each reference is the formula written out
-here (naming the library function it mirrors), and the functions to switch off are skipped when absent.
+The ordinal rank is checked against ``experiments.style_shift.ordinal_rank``. For the lectures whose
+modules arrive separately, each reference is the formula written out here (naming the library function it
+mirrors), and functions to switch off that this installation does not have are skipped.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..experiments import style_shift as SS
 from ._common import _randint, _randn
 from .checks import Task, register
 
@@ -144,8 +146,7 @@ def _rank_cases(g, more):
 
 
 def _ordinal_rank_reference(logits, target):
-    own = logits.gather(1, target.view(-1, 1))
-    return 1 + (logits > own).sum(1)
+    return SS.ordinal_rank(logits, target)
 
 
 register(
