@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install lab test lint format fetch bench exercises clean
+.PHONY: install lab test lint format fetch bench exercises clean test-browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,9 +51,15 @@ bench: install
 	@set -e; for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
 	$(BIN)/python bench/notebooks.py
 
-## Regenerate the student notebooks (notebooks/exercises) from notebooks/solutions.
+## Regenerate the student notebooks (notebooks/exercises) from the nbgrader sources (docs/course/source).
 exercises: install
 	$(BIN)/introspect-lab exercises
+
+## A real browser (not part of `make test`): JupyterLab in headless Chromium runs a widget notebook
+## and moves a slider. Needs Debian's chromium (`apt-get install -y chromium`; .ci/run installs it).
+test-browser: install
+	INTROSPECT_LAB_BROWSER=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 OMP_NUM_THREADS=1 \
+	  $(BIN)/python -m pytest -p no:cacheprovider -v tests/browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/results

@@ -5,6 +5,8 @@
 Each notebook runs in a fresh kernel through nbclient, one at a time; the
 peak RSS is the kernel process's maximum resident set size. Results are
 printed and written to ``bench/results/notebooks.json`` (merged by name).
+A notebook whose peak RSS reaches Binder's 2 GB (where the kernel restarts)
+fails the run (exit status 1), like a notebook that raises.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import psutil
 from nbclient import NotebookClient
 
 RESULTS = Path(__file__).parent / "results" / "notebooks.json"
+BINDER_LIMIT_MB = 2048  # mybinder.org restarts the kernel above 2 GB
 
 
 def run(path: Path, timeout: int = 900) -> dict:
@@ -75,6 +78,9 @@ def main(argv: list[str]) -> int:
         results[r["notebook"]] = r
         failed += not r["ok"]
         flag = "" if r["wall_s"] < 180 and r["peak_rss_mb"] < 1536 else "  (over the 3 min / 1.5 GB goal)"
+        if r["peak_rss_mb"] >= BINDER_LIMIT_MB:
+            flag = f"  FAILED: over Binder's {BINDER_LIMIT_MB} MB, the kernel would restart"
+            failed += 1
         print(f"{r['notebook']:<45} {r['wall_s']:>7.1f} s  {r['peak_rss_mb']:>6} MB peak RSS{flag}")
     RESULTS.write_text(json.dumps(results, indent=2))
     return 1 if failed else 0

@@ -3,7 +3,7 @@
 ``fetch`` downloads the classic models' weights and the datasets ahead of
 time (for Binder images and offline labs); ``info`` shows what is cached,
 where, and what a notebook would use offline; ``exercises`` writes the
-student notebooks from the solution notebooks.
+student notebooks from the nbgrader source notebooks (``docs/course``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from . import __version__, config, datasets, models
 from .download import DownloadError
-from .exercises import generate
+from .exercises.assignments import generate
 
 __all__ = ["main"]
 
@@ -91,10 +91,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_exercises(args: argparse.Namespace) -> int:
-    stale = generate(args.solutions, args.out, check_only=args.check)
+    stale = generate(args.course, args.out, check_only=args.check)
     if args.check:
         if stale:
-            print("Student notebooks out of date with their solutions (run `introspect-lab exercises`):")
+            print("Student notebooks differ from their nbgrader sources (run `introspect-lab exercises`):")
             for path in stale:
                 print(f"  {path}")
             return 1
@@ -131,8 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="accepted for old scripts: every cached file's hash is checked"
     )
     info.set_defaults(func=_cmd_info)
-    ex = sub.add_parser("exercises", help="generate student notebooks from the solution notebooks")
-    ex.add_argument("--solutions", default="notebooks/solutions", help="folder of solution notebooks")
+    ex = sub.add_parser(
+        "exercises", help="generate the student notebooks from the nbgrader source notebooks (needs nbgrader)"
+    )
+    ex.add_argument(
+        "--course", default="docs/course", help="nbgrader course folder holding source/ASSIGNMENT/*.ipynb"
+    )
     ex.add_argument("--out", default="notebooks/exercises", help="folder for the student versions")
     ex.add_argument("--check", action="store_true", help="only compare; exit 1 when anything differs")
     ex.set_defaults(func=_cmd_exercises)
@@ -145,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, DownloadError, FileNotFoundError) as exc:
+    except (ValueError, DownloadError, FileNotFoundError, ImportError) as exc:
         print(f"introspect-lab: {exc}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,9 @@ import torch
 os.environ.setdefault("INTROSPECT_LAB_PROGRESS", "0")
 os.environ.setdefault("INTROSPECT_LAB_OFFLINE", "1")
 
+# The real-browser suite (tests/browser) needs Chromium and runs only with `make test-browser`.
+collect_ignore = [] if os.environ.get("INTROSPECT_LAB_BROWSER") else ["browser"]
+
 from introspect_lab import load_image, load_model, sample_image  # noqa: E402
 from introspect_lab.hooks import count_hooks  # noqa: E402
 

@@ -1,0 +1,71 @@
+"""Binder: a launch link per notebook, a build that bakes in the weights and drops instructor material, a 2 GB check."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BINDER_URL = "https://mybinder.org/v2/gh/introspect-lab/introspect-lab/HEAD?urlpath=lab/tree/notebooks/{}"
+
+
+def _readme_rows() -> dict[str, str]:
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        m = re.match(r"^\| \[`(\d\d_\w+\.ipynb)`\]\(notebooks/\1\)", line)
+        if m:
+            rows[m.group(1)] = line
+    return rows
+
+
+def test_every_notebook_row_of_the_readme_has_its_binder_link():
+    rows = _readme_rows()
+    assert len(rows) >= 9
+    for name in sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")):
+        assert name in rows, f"{name} has no row in the README's notebook table"
+    for name, line in rows.items():
+        assert (ROOT / "notebooks" / name).exists(), f"README row for a missing notebook {name}"
+        assert f"]({BINDER_URL.format(name)})" in line, (
+            f"the README row of {name} lacks its Binder launch link"
+        )
+
+
+def test_postbuild_prefetches_weights_and_removes_instructor_material():
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert post.startswith("#!/bin/bash") and "set -euo pipefail" in post
+    fetch = next(line for line in post.splitlines() if line.startswith("introspect-lab fetch"))
+    for model in ("squeezenet1_1", "resnet18", "alexnet"):  # every classic model a notebook loads by name
+        assert model in fetch
+    used = set()
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        used |= set(re.findall(r'load_model\(\\"(\w+)\\"', nb.read_text()))
+    assert used - {"efficientnet_lite0"} <= set(fetch.split()), used
+    assert re.search(r"^rm -rf docs/course$", post, re.M), "the nbgrader sources (solutions) must not ship"
+
+
+def test_solutions_are_not_in_the_student_tree():
+    for nb in (ROOT / "notebooks").rglob("*.ipynb"):
+        text = nb.read_text()
+        assert "### BEGIN SOLUTION" not in text and "### BEGIN HIDDEN TESTS" not in text, nb
+    assert not (ROOT / "notebooks" / "solutions").exists()
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_notebooks", ROOT / "bench" / "notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_fails_a_notebook_over_binders_2gb(tmp_path, monkeypatch, capsys):
+    bench = _bench()
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "notebooks.json")
+    fake = {"a.ipynb": 900, "b.ipynb": 2100}
+    monkeypatch.setattr(
+        bench, "run", lambda p: {"notebook": p.name, "ok": True, "wall_s": 10.0, "peak_rss_mb": fake[p.name]}
+    )
+    assert bench.main(["a.ipynb"]) == 0
+    assert bench.main(["a.ipynb", "b.ipynb"]) == 1
+    out = capsys.readouterr().out
+    assert "b.ipynb" in out and "over Binder's 2048 MB" in out
