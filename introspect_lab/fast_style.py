@@ -307,7 +307,7 @@ def train_style_net(
     contents01: torch.Tensor,
     *,
     cfg: StyleSettings | None = None,
-    content_weight: float = 1.0,
+    content_weight: float = 200.0,
     norm: str = "instance",
     size: int = 64,
     batch: int = 4,
@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="efficientnet_lite0", help="the loss network")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--content-weight", type=float, default=200.0, help="α of the style network")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -474,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         f"texture_{norm}": train_texture_net(model, texture, norm=norm, **common)
         for norm in ("instance", "batch")
     }
-    nets["styles"] = train_style_net(model, styles, content_images(model), **common)
+    nets["styles"] = train_style_net(
+        model, styles, content_images(model), content_weight=args.content_weight, **common
+    )
     meta = {
         "command": "python -m introspect_lab.fast_style "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
@@ -484,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         "contents": "every bundled photo except " + ", ".join((HELD_OUT, TEXTURE, *STYLES)),
         "style_settings": repr(cfg),
         "steps": args.steps,
+        "content_weight": args.content_weight,
         "size": args.size,
         "version": __version__,
         "created": time.strftime("%Y-%m-%d"),
