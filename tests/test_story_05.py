@@ -1,8 +1,17 @@
 """Story of notebook 05: priors turn noisy class visualisations into smooth ones the model still recognises."""
 
+import pytest
+import torch
+
 from introspect_lab import regularizers as R
+from introspect_lab.digits import digits_tensors, maximize_digit, train_digits_cnn
 from introspect_lab.models import predict
 from introspect_lab.synthesis import visualize_class
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return train_digits_cnn(progress=False)
 
 
 def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
@@ -14,3 +23,20 @@ def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
     assert R.total_variation(reg.image) * 4 < R.total_variation(plain.image)
     assert predict(lite0, plain.image, 1)[0][0].index == 281
     assert predict(lite0, reg.image, 1)[0][0].index == 281
+
+
+def test_priors_make_the_class_trained_digits_readable_not_more_confident(digits):
+    # measured: correlation with the own class's average digit 0.87 with priors, 0.40 bare; p(own) ≥ 0.998 both
+    from_mean = maximize_digit(digits.model, list(range(10)))
+    bare = maximize_digit(digits.model, list(range(10)), start="noise", prior_weight=0, tv_weight=0, jitter=0)
+    x, y = digits_tensors(16)
+    means = torch.stack([x[y == d].mean(0) for d in range(10)]).flatten(1)
+
+    def corr(v):
+        a, b = v.flatten(1) - v.flatten(1).mean(1, keepdim=True), means - means.mean(1, keepdim=True)
+        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+    with torch.no_grad():
+        for v in (from_mean, bare):
+            assert digits.model(v).argmax(1).tolist() == list(range(10))
+    assert corr(from_mean).mean() > corr(bare).mean() + 0.3
