@@ -1,13 +1,20 @@
 """Story of notebook 05: priors turn noisy class visualisations into smooth ones the model still recognises."""
 
+import pytest
 import torch
 
 from introspect_lab import regularizers as R
+from introspect_lab.digits import digits_tensors, maximize_digit, train_digits_cnn
 from introspect_lab.images import denormalize
 from introspect_lab.models import predict
 from introspect_lab.settings import LUCENT
 from introspect_lab.synthesis import visualize_class
 from introspect_lab.synthesis.parameterisation import Fourier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return train_digits_cnn(progress=False)
 
 
 def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
@@ -40,3 +47,20 @@ def test_fourier_parameterisation_starts_near_grey_not_saturated():
     px = denormalize(f().detach(), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     assert ((px > 0.02) & (px < 0.98)).float().mean() > 0.99
     assert (px - 0.5).abs().max() < 0.2
+
+
+def test_priors_make_the_class_trained_digits_readable_not_more_confident(digits):
+    # measured: correlation with the own class's average digit 0.87 with priors, 0.40 bare; p(own) ≥ 0.998 both
+    from_mean = maximize_digit(digits.model, list(range(10)))
+    bare = maximize_digit(digits.model, list(range(10)), start="noise", prior_weight=0, tv_weight=0, jitter=0)
+    x, y = digits_tensors(16)
+    means = torch.stack([x[y == d].mean(0) for d in range(10)]).flatten(1)
+
+    def corr(v):
+        a, b = v.flatten(1) - v.flatten(1).mean(1, keepdim=True), means - means.mean(1, keepdim=True)
+        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+    with torch.no_grad():
+        for v in (from_mean, bare):
+            assert digits.model(v).argmax(1).tolist() == list(range(10))
+    assert corr(from_mean).mean() > corr(bare).mean() + 0.3

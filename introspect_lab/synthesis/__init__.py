@@ -19,7 +19,9 @@ and style transfer are the same loop with different objectives (seeds 001,
   range, blur and clip (seed 001);
 * :mod:`.methods`: :func:`visualize_class`, :func:`visualize_channel`,
   :func:`deepdream`, :func:`invert` (texture and style in
-  :mod:`introspect_lab.style`) build an objective and call :func:`synthesize`.
+  :mod:`introspect_lab.style`) build an objective and call :func:`synthesize`;
+* :mod:`.multifaceted`: :func:`multifaceted` starts the ascent from the mean
+  image of each cluster of a unit's most activating images (Nguyen et al. 2016).
 
 Their settings live in the model registry: ``models.settings(model).class_vis``,
 ``.channel_vis``, ``.deepdream``, ``.inversion``, ``.style`` (typed frozen
@@ -41,6 +43,7 @@ from .engine import (
     synthesize,
 )
 from .methods import deepdream, invert, relative_error, visualize_channel, visualize_class
+from .multifaceted import Facets, multifaceted, spread, unit_scores
 from .parameterisation import image_size
 
 __all__ = [
@@ -58,6 +61,10 @@ __all__ = [
     "invert",
     "relative_error",
     "image_size",
+    "Facets",
+    "multifaceted",
+    "spread",
+    "unit_scores",
 ]
 
 _TASKS = {"class": "class_vis", "channel": "channel_vis", "deepdream": "deepdream", "invert": "inversion",
