@@ -26,12 +26,12 @@ from statistics import median
 import torch
 
 from introspect_lab import load_image, load_model, sample_image
-from introspect_lab import objectives as O
-from introspect_lab import regularizers as R
 from introspect_lab.hooks import capture, frozen
 from introspect_lab.models import settings
-from introspect_lab.style import style_targets
 from introspect_lab.synthesis import layer_features, synthesize
+from introspect_lab.synthesis import objectives as O
+from introspect_lab.synthesis import priors as R
+from introspect_lab.texture.gatys import style_targets
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "synthesis.json"

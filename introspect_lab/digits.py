@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import show_progress
-from .regularizers import total_variation
+from .synthesis.priors import total_variation
 
 __all__ = ["digits_tensors", "DigitsCNN", "TrainedDigits", "train_digits_cnn", "maximize_digit"]
 

@@ -39,14 +39,14 @@ from PIL import Image
 from sklearn.decomposition import NMF
 from torch import nn
 
-from . import objectives as O
-from . import regularizers as R
 from .hooks import capture, forward_hooks, frozen
 from .images import sample_image
 from .info import model_info
 from .models import MODELS
 from .settings import PathwayLayers
 from .synthesis import layer_features, synthesize, visualize_class
+from .synthesis import objectives as O
+from .synthesis import priors as R
 
 __all__ = [
     "PathwayLayers",

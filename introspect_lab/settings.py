@@ -108,7 +108,7 @@ class StyleSettings:
     (from the content photo); the ``texture_`` ones texture synthesis's
     (from noise, where grey exemplars need the stronger colour term).
     ``colour_weight`` weights the pixel colour statistics ("layer 0",
-    :func:`~introspect_lab.objectives.colour_loss`), ``tv_weight`` the total
+    :func:`~introspect_lab.synthesis.objectives.colour_loss`), ``tv_weight`` the total
     variation (a sum over pixels). The bundled model's values were chosen by
     the look tests (tests/test_look.py): with them a grey exemplar gives a
     grey texture and each texture is matched to its own exemplar.

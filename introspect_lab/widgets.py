@@ -12,11 +12,11 @@ from functools import wraps
 
 from . import adversarial
 from . import attribution as A
+from .attribution.plots import attribution_grid
 from .features import activation_maps, channel_maxima, top_patches
 from .images import load_image, sample_image, sample_names, to_display, to_pil
 from .models import class_index, list_layers, model_info, predict
 from .plotting import (
-    attribution_grid,
     plot_activation_grid,
     plot_activation_overlay,
     plot_patches,
@@ -245,7 +245,7 @@ class LiveOptimization:
 
     ``run(size=, steps=, callback=, progress=False, **params)`` is any
     synthesis method (:func:`~introspect_lab.synthesis.visualize_class`,
-    :func:`~introspect_lab.style.style_transfer`, a ``synthesize`` call, …)
+    :func:`~introspect_lab.texture.gatys.style_transfer`, a ``synthesize`` call, …)
     with the model and images bound, e.g.
     ``lambda **kw: visualize_class(model, "tabby", **kw)``. ``controls`` maps
     each keyword of ``run`` to an ipywidgets control (slider, dropdown), or

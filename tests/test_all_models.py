@@ -24,8 +24,8 @@ from introspect_lab import features as F
 from introspect_lab import load_image, models, sample_image
 from introspect_lab.datasets import ImagePool
 from introspect_lab.settings import layer_fields
-from introspect_lab.style import style_transfer, texture_synthesis
 from introspect_lab.synthesis import deepdream, invert, visualize_channel, visualize_class
+from introspect_lab.texture.gatys import style_transfer, texture_synthesis
 
 SIZE = 64
 STEPS = 2

@@ -1,10 +1,10 @@
-"""The one attribution display rule (plotting.clip_threshold, Captum's outlier_perc)."""
+"""The one attribution display rule (attribution.plots.clip_threshold, Captum's outlier_perc)."""
 
 import numpy as np
 import pytest
 import torch
 
-from introspect_lab.plotting import OUTLIER_PERC, _heat, clip_threshold, pixel_attribution_image
+from introspect_lab.attribution.plots import OUTLIER_PERC, _heat, clip_threshold, pixel_attribution_image
 
 
 def test_clip_threshold_by_hand_is_captums_cumulative_mass_rule():

@@ -10,6 +10,7 @@ import torch
 from introspect_lab import attribution, capture
 from introspect_lab.exercises import TASKS, check, rel_error
 from introspect_lab.exercises.checks import disabled
+from introspect_lab.synthesis import objectives, priors
 
 # --- correct answers, written as a student would ------------------------------------------------
 
@@ -321,11 +322,9 @@ BORROWED = {
     "saliency": lambda model, x, c: attribution.saliency(model, x, c),
     "activation": lambda model, x, layer: _capture_activation(model, x, layer),
     "grad_cam": lambda a, g: attribution.grad_cam(None, a, layer="features"),
-    "gram": lambda f: __import__("introspect_lab.style").style.gram_matrix(f),
+    "gram": lambda f: objectives.gram(f),
     "spearman": lambda a, b: torch.tensor(attribution.spearman(a, b)),
-    "total_variation": lambda x, beta: __import__("introspect_lab.regularizers").regularizers.total_variation(
-        x, beta
-    ),
+    "total_variation": lambda x, beta: priors.total_variation(x, beta),
 }
 
 
@@ -343,10 +342,8 @@ def test_calling_the_library_instead_does_not_pass(name, capsys):
 
 
 def test_library_functions_are_restored_after_a_check():
-    from introspect_lab import objectives
-
     before = objectives.gram
-    with disabled(["introspect_lab.objectives.gram"]):
+    with disabled(["introspect_lab.synthesis.objectives.gram"]):
         with pytest.raises(Exception, match="switched off"):
             objectives.gram(torch.zeros(1, 1, 1, 1))
     assert objectives.gram is before

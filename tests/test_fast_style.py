@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from introspect_lab.fast_style import (
+from introspect_lab.models import settings
+from introspect_lab.settings import override
+from introspect_lab.texture.feedforward import (
     ConditionalInstanceNorm2d,
     StyleNet,
     range_penalty,
@@ -16,8 +18,6 @@ from introspect_lab.fast_style import (
     train_style_net,
     train_texture_net,
 )
-from introspect_lab.models import settings
-from introspect_lab.settings import override
 
 
 def test_instance_norm_normalises_each_image_and_channel_separately():

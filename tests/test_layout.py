@@ -18,10 +18,10 @@ from introspect_lab import load_image, sample_image
 from introspect_lab.features import extract_features
 from introspect_lab.images import check_batch
 from introspect_lab.models import MODELS, UnknownNameError, get_layer, load_model, predict, settings
-from introspect_lab.regularizers import gaussian_blur
 from introspect_lab.settings import ClassVisSettings, layer_fields
-from introspect_lab.style import style_transfer
 from introspect_lab.synthesis import deepdream, invert, visualize_class
+from introspect_lab.synthesis.priors import gaussian_blur
+from introspect_lab.texture.gatys import style_transfer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "introspect_lab"
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -48,10 +48,14 @@ def _own_imports(path: Path):
         for _ in range(max(node.level - 1, 0)):
             base = base.rsplit(".", 1)[0]
         mod = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
-        targets = [mod]
-        for alias in node.names:  # ``from . import models`` imports a submodule
-            if PACKAGE.parent.joinpath(*f"{mod}.{alias.name}".split(".")).with_suffix(".py").exists():
-                targets.append(f"{mod}.{alias.name}")
+        subs = [  # ``from . import models`` imports a submodule
+            f"{mod}.{alias.name}"
+            for alias in node.names
+            if PACKAGE.parent.joinpath(*f"{mod}.{alias.name}".split(".")).with_suffix(".py").exists()
+        ]
+        # ``from . import objectives`` inside a package needs only that submodule (the package is running)
+        own_package = mod == package and len(subs) == len(node.names)
+        targets = subs if own_package else [mod, *subs]
         for t in targets:
             yield t, node, id(node) in functions
 

@@ -15,8 +15,9 @@ against ≈ 4.5–4.9 px, and no result was matched to its exemplar.
 
 import pytest
 
-from introspect_lab import load_image, look, sample_image, to_display
-from introspect_lab.style import texture_synthesis
+from introspect_lab import load_image, sample_image, to_display
+from introspect_lab.texture import look
+from introspect_lab.texture.gatys import texture_synthesis
 
 TEXTURES = ["brick", "grass", "gravel"]
 

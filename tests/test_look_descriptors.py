@@ -1,9 +1,9 @@
-"""The look descriptors against hand-computed cases (introspect_lab.look)."""
+"""The look descriptors against hand-computed cases (introspect_lab.texture.look)."""
 
 import numpy as np
 import pytest
 
-from introspect_lab import look
+from introspect_lab.texture import look
 
 
 def test_colourfulness_grey_is_zero_and_pure_red_by_hand():

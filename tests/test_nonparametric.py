@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from introspect_lab.nonparametric import efros_leung
+from introspect_lab.texture.nonparametric import efros_leung
 
 
 def _periodic(period: int = 7, tiles: int = 6, seed: int = 0):

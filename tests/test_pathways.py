@@ -1,4 +1,4 @@
-"""introspect_lab.pathways and introspect_lab.patch_prior: masks, topics, insertion, the patch prior."""
+"""introspect_lab.pathways and introspect_lab.synthesis.patch_prior: masks, topics, insertion, the patch prior."""
 
 import pytest
 import torch
@@ -7,7 +7,6 @@ from torch import nn
 from introspect_lab import load_image, load_model, sample_image
 from introspect_lab.hooks import capture, count_hooks
 from introspect_lab.models import MODELS, get_layer
-from introspect_lab.patch_prior import PatchDatabase, PatchPrior, normalize_global, patch_distance
 from introspect_lab.pathways import (
     PATHWAY_LAYERS,
     dropout_masks,
@@ -19,6 +18,7 @@ from introspect_lab.pathways import (
     topic_masks,
     window_masks,
 )
+from introspect_lab.synthesis.patch_prior import PatchDatabase, PatchPrior, normalize_global, patch_distance
 
 
 class Tiny(nn.Module):
@@ -139,7 +139,7 @@ def test_patch_database_nearest_is_exact_and_the_prior_matches_its_own_patches()
     prior = PatchPrior(db, mean=mean, std=std)
     x = (imgs[:1] - 0.5) / 0.25  # an image of the database: its patches are their own nearest
     prior.match(x)
-    from introspect_lab.objectives import Context
+    from introspect_lab.synthesis.objectives import Context
 
     assert float(prior.term()(Context({}, image=x, input=x))) < 1e-8
     assert torch.allclose(prior.warped(x), normalize_global(imgs[:1]), atol=1e-5)

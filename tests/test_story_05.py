@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from introspect_lab import regularizers as R
 from introspect_lab.digits import digits_tensors, maximize_digit, train_digits_cnn
 from introspect_lab.images import denormalize
 from introspect_lab.models import predict
 from introspect_lab.settings import LUCENT
+from introspect_lab.synthesis import priors as R
 from introspect_lab.synthesis import visualize_class
 from introspect_lab.synthesis.parameterisation import Fourier
 

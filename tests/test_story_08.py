@@ -1,7 +1,8 @@
 """Story of notebook 08: Gram matching synthesises textures; higher layers carry larger-scale statistics."""
 
-from introspect_lab import load_image, look, sample_image, to_display
-from introspect_lab.style import style_losses, style_targets, style_transfer, texture_synthesis
+from introspect_lab import load_image, sample_image, to_display
+from introspect_lab.texture import look
+from introspect_lab.texture.gatys import style_losses, style_targets, style_transfer, texture_synthesis
 
 
 def test_texture_from_higher_layers_matches_larger_structure(lite0):

@@ -3,11 +3,11 @@
 import torch
 
 from introspect_lab import load_image, sample_image
-from introspect_lab import patch_prior as PP
 from introspect_lab import pathways as P
 from introspect_lab.images import normalize
 from introspect_lab.models import class_index
-from introspect_lab.objectives import Context
+from introspect_lab.synthesis import patch_prior as PP
+from introspect_lab.synthesis.objectives import Context
 
 COLOR = ["chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower"]
 

@@ -6,9 +6,16 @@ import time
 
 import torch
 
-from introspect_lab.fast_style import StyleNet, sample01, style_loss, style_target, stylize, train_texture_net
 from introspect_lab.images import normalize
-from introspect_lab.style import style_transfer
+from introspect_lab.texture.feedforward import (
+    StyleNet,
+    sample01,
+    style_loss,
+    style_target,
+    stylize,
+    train_texture_net,
+)
+from introspect_lab.texture.gatys import style_transfer
 
 
 def test_one_forward_pass_matches_the_texture_and_is_much_faster_than_optimising(lite0):

@@ -7,16 +7,17 @@ import torch
 
 from introspect_lab import load_image, sample_image
 from introspect_lab.hooks import count_hooks
-from introspect_lab.style import gram_matrix, style_losses, style_targets, style_transfer, texture_synthesis
+from introspect_lab.synthesis.objectives import gram
+from introspect_lab.texture.gatys import style_losses, style_targets, style_transfer, texture_synthesis
 
 
 def test_gram_matrix_by_hand():
     f = torch.arange(12.0).view(1, 3, 2, 2)
     flat = f.view(3, 4)
     expected = torch.stack([torch.stack([(flat[i] * flat[j]).sum() for j in range(3)]) for i in range(3)])
-    assert torch.allclose(gram_matrix(f)[0], expected)
+    assert torch.allclose(gram(f)[0], expected)
     with pytest.raises(ValueError, match=r"\[B, N, H, W\]"):
-        gram_matrix(torch.zeros(3, 4))
+        gram(torch.zeros(3, 4))
 
 
 def test_style_losses_zero_for_the_exemplar(lite0):

@@ -7,14 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from introspect_lab import objectives as O
-from introspect_lab import regularizers as R
 from introspect_lab.datasets import DATASETS, IMAGENETTE_CLASSES, IMAGEWOOF_CLASSES
 from introspect_lab.experiments import style_shift as S
 from introspect_lab.experiments import style_shift_tuning as T
 from introspect_lab.models import MODELS, get_layer, imagenet_categories, load_model
-from introspect_lab.style import gram_matrix
 from introspect_lab.synthesis import layer_features
+from introspect_lab.synthesis import objectives as O
+from introspect_lab.synthesis import priors as R
+from introspect_lab.synthesis.objectives import gram
 
 # ---------------------------------------------------------------------------
 # ordinal_rank on hand-made logits
@@ -97,8 +97,8 @@ def test_per_image_weights_equal_separate_losses():
     a, t = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     w = torch.tensor([0.5, 0.0, 2.0])
     ctx = O.Context({"l": a}, image=a[:, :3], input=a[:, :3])
-    gt = gram_matrix(t)
-    for make in (lambda y, ww: O.gram_loss("l", gram_matrix(y), weight=ww),
+    gt = gram(t)
+    for make in (lambda y, ww: O.gram_loss("l", gram(y), weight=ww),
                  lambda y, ww: O.content_loss("l", y, weight=ww)):  # fmt: skip
         batched = make(t, w)(ctx)
         parts = [make(t[i : i + 1], None)(O.Context({"l": a[i : i + 1]}, image=a, input=a)) for i in range(3)]
@@ -145,7 +145,7 @@ def test_batched_and_sequential_evaluation_agree(lite0, stand_in, unchanged):
     src = S.normalize(stand_in.images[[p.source for p in pairs]], lite0)
     _, layers = S.style_layers(lite0)
     feats = layer_features(lite0, S.normalize(stand_in.images[[p.style for p in pairs]], lite0), list(layers))
-    grams = {n: gram_matrix(f) for n, f in feats.items()}
+    grams = {n: gram(f) for n, f in feats.items()}
     many = S.f_theta(lite0, src.repeat(2, 1, 1, 1), {n: g.repeat(2, 1, 1) for n, g in grams.items()},
                      [t for t in thetas for _ in pairs])  # fmt: skip
     one = S.f_theta(lite0, src[1:2], {n: g[1:2] for n, g in grams.items()}, [thetas[1]])
@@ -243,7 +243,7 @@ def test_f_theta_runs_on_other_architectures(name):
     src = torch.randn(2, 3, 64, 64) * 0.5
     _, layers = S.style_layers(model)
     feats = layer_features(model, torch.randn(2, 3, 64, 64), list(layers))
-    out = S.f_theta(model, src, {n: gram_matrix(f) for n, f in feats.items()},
+    out = S.f_theta(model, src, {n: gram(f) for n, f in feats.items()},
                     [S.untuned_theta(name).capped(2)] * 2)  # fmt: skip
     assert out.shape == src.shape and not torch.equal(out, src)
 
@@ -280,7 +280,7 @@ def test_real_data_path_reads_a_cached_imagewoof(tmp_path, monkeypatch, lite0):
 def test_class_gram_normalised_averaging(lite0, stand_in):
     x = S.normalize(stand_in.images[stand_in.of_class(stand_in.classes[0])], lite0)
     _, layers = S.style_layers(lite0)
-    single = {n: gram_matrix(f) for n, f in layers_features(lite0, x, layers).items()}
+    single = {n: gram(f) for n, f in layers_features(lite0, x, layers).items()}
     plain = S.class_gram(lite0, x, layers, normalized=False)
     norm = S.class_gram(lite0, x, layers, normalized=True)
     for n in layers:

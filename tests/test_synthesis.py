@@ -8,19 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from introspect_lab import objectives as O
-from introspect_lab import regularizers as R
 from introspect_lab.hooks import count_hooks
 from introspect_lab.models import predict
 from introspect_lab.synthesis import (
     NonFiniteLossError,
-    defaults,
     evaluate,
     invert,
     relative_error,
     synthesize,
     visualize_class,
 )
+from introspect_lab.synthesis import objectives as O
+from introspect_lab.synthesis import priors as R
 
 # ---------------------------------------------------------------------------
 # Hand computations on tiny tensors
@@ -213,8 +212,6 @@ def test_lr_schedule_dict_and_bad_arguments(lite0):
         synthesize(lite0, O.channel("stem", 0), lr=-1)
     with pytest.raises(ValueError, match="out of range"):
         synthesize(lite0, O.channel("stem", 999), size=32, steps=1, progress=False)
-    with pytest.raises(ValueError, match="Unknown task"):
-        defaults(lite0, "dance")
     assert count_hooks(lite0) == 0
 
 

@@ -23,6 +23,11 @@ from .base import Target, logits_of, resolve_targets
 
 __all__ = ["occlusion"]
 
+#: What TorchScript tracing and torch.fx raise on a model they cannot compile
+#: (data-dependent control flow, non-tensor outputs, unsupported modules);
+#: ``torch.fx.proxy.TraceError`` is a ``ValueError``.
+_NOT_TRACEABLE = (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError)
+
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
     n = math.ceil((size - window) / stride) + 1
@@ -58,13 +63,13 @@ def _inference_copy(model: nn.Module, example: torch.Tensor) -> nn.Module:
                 net = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             if agrees(net):
                 return net
-        except Exception:  # not traceable: try the next option
+        except _NOT_TRACEABLE:  # TorchScript cannot trace this model: try torch.fx next
             pass
         try:
             net = fx_fuse(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
             if agrees(net):
                 return net
-        except Exception:
+        except _NOT_TRACEABLE:  # nor can torch.fx: the model runs as it is (same answers, slower)
             pass
     return model
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .. import objectives as O
+from ..synthesis import objectives as O
 
 __all__ = ["tiny_cnn", "LAYER"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import objectives as O
-from .. import regularizers as R
+from ..synthesis import objectives as O
+from ..synthesis import priors as R
 from ._common import LAYER, _ctx, _randint, _randn
 from .checks import Task, register
 
@@ -30,7 +30,7 @@ register(
         "class_objective",
         cases=_class_objective_cases,
         reference=_class_objective_reference,
-        blocked=("introspect_lab.objectives.class_score", "introspect_lab.regularizers.l2"),
+        blocked=("introspect_lab.synthesis.objectives.class_score", "introspect_lab.synthesis.priors.l2"),
         hint="S_c is the logit of class c (before softmax), summed over the batch; ‖I‖² sums the squares of every pixel.",
     )
 )
@@ -79,7 +79,10 @@ register(
         "channel_objective",
         cases=_channel_objective_cases,
         reference=lambda act, k: O.channel(LAYER, k)(_ctx({LAYER: act})),
-        blocked=("introspect_lab.objectives.channel", "introspect_lab.objectives.layer_activation"),
+        blocked=(
+            "introspect_lab.synthesis.objectives.channel",
+            "introspect_lab.synthesis.objectives.layer_activation",
+        ),
         hint="Average channel k over its positions for each image, then sum over the batch.",
     )
 )
@@ -94,7 +97,7 @@ register(
             + ([(_randn(g, 2, 32, 9, 9),)] if more else [])
         ),
         reference=lambda act: O.dream(LAYER, reduction="sum")(_ctx({LAYER: act})),
-        blocked=("introspect_lab.objectives.dream",),
+        blocked=("introspect_lab.synthesis.objectives.dream",),
         hint="Σ_i f_i(I)²: the sum of the squares of every activation of the layer (and over the batch).",
     )
 )
@@ -155,7 +158,7 @@ register(
         "total_variation",
         cases=_tv_cases,
         reference=lambda x, beta: R.total_variation(x, beta),
-        blocked=("introspect_lab.regularizers.total_variation", "introspect_lab.regularizers.tv"),
+        blocked=("introspect_lab.synthesis.priors.total_variation", "introspect_lab.synthesis.priors.tv"),
         hint="Both differences on the (H−1)×(W−1) grid where they exist: x[..., :-1, 1:] − x[..., :-1, :-1] and x[..., 1:, :-1] − x[..., :-1, :-1].",
     )
 )
@@ -173,7 +176,7 @@ register(
         "feature_loss",
         cases=_feature_loss_cases,
         reference=lambda phi, phi0: O.feature_match(LAYER, phi0)(_ctx({LAYER: phi})),
-        blocked=("introspect_lab.objectives.feature_match",),
+        blocked=("introspect_lab.synthesis.objectives.feature_match",),
         hint="‖Φ − Φ₀‖² / ‖Φ₀‖² for each image (norms over all its features), summed over the batch.",
     )
 )
@@ -185,14 +188,14 @@ register(
             + ([(_randn(g, 1, 3, 8, 8), 1.5)] if more else [])
         ),
         reference=lambda x, alpha: R.alpha_norm(alpha)(_ctx({}, x)),
-        blocked=("introspect_lab.regularizers.alpha_norm",),
+        blocked=("introspect_lab.synthesis.priors.alpha_norm",),
         hint="Σ |x|^α over every pixel (absolute value first, so odd and fractional α work).",
     )
 )
 
 # --- ex08: texture and style -----------------------------------------------------------------
 
-_GRAM_BLOCKED = ("introspect_lab.objectives.gram", "introspect_lab.style.gram_matrix")
+_GRAM_BLOCKED = ("introspect_lab.synthesis.objectives.gram",)
 
 
 def _gram_cases(g, more):
@@ -227,7 +230,7 @@ register(
         cases=_gram_loss_cases,
         reference=lambda f, target: O.gram_loss(LAYER, target)(_ctx({LAYER: f})),
         blocked=_GRAM_BLOCKED
-        + ("introspect_lab.objectives.gram_loss", "introspect_lab.objectives.style_loss"),
+        + ("introspect_lab.synthesis.objectives.gram_loss", "introspect_lab.synthesis.objectives.style_loss"),
         hint="E = Σ_ij (G_ij − A_ij)² / (4 N² M²) with N channels and M = H·W of the features you were given; sum over the batch.",
     )
 )
@@ -245,7 +248,7 @@ register(
         "content_loss",
         cases=_content_cases,
         reference=lambda f, p: O.content_loss(LAYER, p)(_ctx({LAYER: f})),
-        blocked=("introspect_lab.objectives.content_loss",),
+        blocked=("introspect_lab.synthesis.objectives.content_loss",),
         hint="½ Σ (F − P)² over every feature; the target P may be one image for the whole batch (broadcast).",
     )
 )

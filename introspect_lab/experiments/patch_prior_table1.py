@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from .. import __version__, load_image, load_model, sample_image
-from .. import patch_prior as PP
 from .. import pathways as P
 from ..images import normalize
+from ..synthesis import patch_prior as PP
 
 PAPER = {"[8]+rand": 0.51, "[8]+[7]": 0.45, "ours": 0.32}
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower")

@@ -48,13 +48,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import __version__, config
-from .. import objectives as O
-from .. import regularizers as R
 from ..hooks import capture, frozen
 from ..images import normalize
 from ..models import load_model, model_info, settings
-from ..style import gram_matrix
 from ..synthesis import layer_features
+from ..synthesis import objectives as O
+from ..synthesis import priors as R
+from ..texture.gatys import style_targets
 from .class_images import (
     RELATIONS,
     ClassImages,
@@ -162,7 +162,7 @@ def class_gram(model: nn.Module, images: torch.Tensor, layers: Sequence[str], no
     feats = layer_features(model, images, list(layers))
     out = {}
     for n, f in feats.items():
-        g = gram_matrix(f)
+        g = O.gram(f)
         if normalized:
             norms = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)
             out[n] = (g / norms).mean(0, keepdim=True) * norms.mean()
@@ -231,8 +231,7 @@ def _style_targets(model, data: ClassImages, pairs: Sequence[Pair], gram: str, e
     _, layers = style_layers(model)
     x = normalize(data.images[[p.style for p in pairs]], model)
     if gram == "single":
-        feats = layer_features(model, x, list(layers))
-        return {n: gram_matrix(f) for n, f in feats.items()}
+        return style_targets(model, x, layers)
     if gram not in ("mean", "normalized"):
         raise ValueError(f"gram must be 'single', 'mean' or 'normalized', got {gram!r}.")
     per_pair = []
@@ -273,8 +272,6 @@ def evaluate(
                 out[k] = next(rows)
     return out
 
-
-# ---------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------
 # Top-5 → top-1 re-ranking (seed 000, sec. 6)

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import objectives as O
-from .. import regularizers as R
 from ..config import show_progress
 from ..hooks import capture, frozen, no_inplace
 from ..images import check_batch, denormalize
 from ..models import model_info
+from . import objectives as O
+from . import priors as R
 from .parameterisation import Fourier, Pixels, image_size, initial_image, valid_range
 
 __all__ = [
@@ -174,7 +174,7 @@ _OPTIMIZERS = ("adam", "sgd", "ascent", "dream")
 
 
 def check_objective(objective) -> None:
-    """Raise a clear error unless ``objective`` is an :class:`~introspect_lab.objectives.Objective`."""
+    """Raise a clear error unless ``objective`` is an :class:`~introspect_lab.synthesis.objectives.Objective`."""
     if not isinstance(objective, O.Objective):
         raise TypeError(
             f"objective must be an Objective (e.g. objectives.class_score(model, 'tabby') - 1e-3 * l2()), "
@@ -245,7 +245,7 @@ def synthesize(
     Parameters
     ----------
     objective:
-        An :class:`~introspect_lab.objectives.Objective` to *maximise*.
+        An :class:`~introspect_lab.synthesis.objectives.Objective` to *maximise*.
     size, batch:
         Image side (int or ``(H, W)``) and number of images.
     init:
@@ -265,9 +265,9 @@ def synthesize(
         schedulers (cosine annealing, ``LambdaLR``, ``MultiStepLR``).
     transforms:
         Random differentiable transforms applied before the model each step
-        (:class:`~introspect_lab.regularizers.Jitter` etc.).
+        (:class:`~introspect_lab.synthesis.priors.Jitter` etc.).
     image_ops:
-        Step operations (:class:`~introspect_lab.regularizers.GaussianBlur`,
+        Step operations (:class:`~introspect_lab.synthesis.priors.GaussianBlur`,
         ``ClipSmallPixels``, ``ClipSmallGradients``).
     clamp:
         Keep pixels in the valid range ([0, 1] before normalisation, per

@@ -1,7 +1,7 @@
 """The synthesis methods of the lectures, each an objective plus :func:`~.engine.synthesize`.
 
 :func:`visualize_class`, :func:`visualize_channel`, :func:`deepdream` and
-:func:`invert` (texture and style are in :mod:`introspect_lab.style`). Their
+:func:`invert` (texture and style are in :mod:`introspect_lab.texture.gatys`). Their
 settings come from the model registry (``models.settings(model).class_vis``
 etc., typed frozen dataclasses of :mod:`introspect_lab.settings`); every
 keyword argument that is not ``None`` overrides the field of the same name
@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import objectives as O
-from .. import regularizers as R
 from ..images import check_batch
 from ..models import get_layer
 from ..models import settings as model_settings
 from ..settings import ClassVisSettings, DreamSettings, InversionSettings, override
+from . import objectives as O
+from . import priors as R
 from .engine import SynthesisResult, layer_features, synthesize
 from .parameterisation import image_size
 

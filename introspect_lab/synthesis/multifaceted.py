@@ -30,8 +30,6 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from .. import objectives as O
-from .. import regularizers as R
 from ..datasets import ImagePool
 from ..features import penultimate_layer
 from ..hooks import capture, frozen
@@ -39,6 +37,8 @@ from ..images import check_batch
 from ..models import class_indices, get_layer
 from ..models import settings as model_settings
 from ..settings import ClassVisSettings, override
+from . import objectives as O
+from . import priors as R
 from .engine import SynthesisResult, layer_features, synthesize
 from .methods import yosinski_priors
 

@@ -16,7 +16,7 @@ nearest normalised database patches. The optimisation alternates:
   with the term :meth:`PatchPrior.term` (``D̃_p`` held fixed), and
 * a **discrete step** — nearest-patch matching given the current image,
   :meth:`PatchPrior.after_step`, every ``every`` steps (the prior is a
-  :class:`~introspect_lab.regularizers.StepOp` of the engine).
+  :class:`~introspect_lab.synthesis.priors.StepOp` of the engine).
 
 For inversion the paper builds the database by retrieval: patches whose
 conv features resemble the target's (Long et al. 2014). :func:`retrieve`
@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..images import denormalize, normalize
+from ..info import model_info
 from . import objectives as O
-from . import regularizers as R
-from .images import denormalize, normalize
-from .info import model_info
+from . import priors as R
+from .engine import layer_features, synthesize
 from .objectives import INPUT, Objective
-from .regularizers import StepOp
-from .synthesis import layer_features, synthesize
+from .priors import StepOp
 
 __all__ = [
     "normalize_global",

@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .config import show_progress
+from ..config import show_progress
 
 __all__ = ["NonParametricResult", "efros_leung"]
 

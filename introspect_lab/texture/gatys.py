@@ -1,6 +1,7 @@
 """Gram matrices, texture synthesis and style transfer, on the synthesis engine (seed 001, Gatys et al.).
 
-* :func:`gram_matrix`: ``G^l_ij = Σ_k F^l_ik F^l_jk`` of a layer's ``N_l × M_l`` features;
+* :func:`style_targets`: the exemplar's Gram matrices ``G^l_ij = Σ_k F^l_ik F^l_jk`` of a layer's
+  ``N_l × M_l`` features (:func:`introspect_lab.synthesis.objectives.gram`);
 * :func:`texture_synthesis`: from noise, minimise ``L = Σ_l w_l E_l`` with
   ``E_l = 1/(4 N_l² M_l²) Σ_ij (G^l_ij − Ĝ^l_ij)²`` (Gatys, Ecker & Bethge 2015);
 * :func:`style_transfer`: minimise ``α L_content + β L_style + γ R_{V^β}``
@@ -9,7 +10,7 @@
 Both take the style layers and their weights under the same names
 (``style_layers``, ``style_weights``) and default to the registry's
 ``models.settings(model).style`` (:class:`~introspect_lab.settings.StyleSettings`).
-The Gram loss ``E_l`` is :func:`introspect_lab.objectives.gram_error`.
+The Gram loss ``E_l`` is :func:`introspect_lab.synthesis.objectives.gram_error`.
 
 Targets (the exemplar's Grams, the content features) are computed once
 with a truncated forward pass; each step runs the model only up to the
@@ -24,23 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import objectives as O
-from . import regularizers as R
-from .images import check_batch
-from .models import settings as model_settings
-from .settings import StyleSettings, override
-from .synthesis import SynthesisResult, image_size, layer_features, synthesize
+from ..images import check_batch
+from ..models import settings as model_settings
+from ..settings import StyleSettings, override
+from ..synthesis import SynthesisResult, image_size, layer_features, synthesize
+from ..synthesis import objectives as O
+from ..synthesis import priors as R
 
-__all__ = ["gram_matrix", "style_targets", "style_losses", "texture_synthesis", "style_transfer"]
-
-
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``G = F Fᵀ`` with ``F`` the ``[N, H·W]`` reshaped features, per image: ``[B, N, N]`` (seed 001).
-
-    Unnormalised, as in the seed; the loss :func:`~introspect_lab.objectives.gram_loss`
-    applies ``1/(4 N² M²)``.
-    """
-    return O.gram(features)
+__all__ = ["style_targets", "style_losses", "texture_synthesis", "style_transfer"]
 
 
 def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -52,7 +44,7 @@ def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 def style_targets(model: nn.Module, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """The exemplar's Gram matrices ``A^l`` at ``layers`` (one truncated forward pass, no gradient)."""
     feats = layer_features(model, check_batch(image, "image", model).float(), list(layers))
-    return {n: gram_matrix(f) for n, f in feats.items()}
+    return {n: O.gram(f) for n, f in feats.items()}
 
 
 def style_losses(
@@ -85,7 +77,7 @@ def texture_synthesis(
     Seed 001's "Neural Texture Synthesis" (Gatys, Ecker & Bethge 2015).
     ``w_l`` are ``style_weights`` (1 each when ``style_layers`` is given,
     else the registry's); ``λ_c`` is ``colour_weight`` on the pixels' colour
-    mean and covariance (:func:`~introspect_lab.objectives.colour_loss`, a
+    mean and covariance (:func:`~introspect_lab.synthesis.objectives.colour_loss`, a
     "layer 0"), ``λ_TV`` is ``tv_weight``. Unset values, including
     ``steps``/``lr``/``tv_weight``/``colour_weight`` (the settings'
     ``texture_`` fields), come
@@ -149,7 +141,7 @@ def style_transfer(
     style image at each of ``style_layers`` (weights ``w_l``:
     ``style_weights``, 1 each when only ``style_layers`` is given);
     ``R_{V^2}`` total variation (``tv_weight``); ``colour_weight`` adds the
-    style image's pixel colour statistics (:func:`~introspect_lab.objectives.colour_loss`). Starts from the content
+    style image's pixel colour statistics (:func:`~introspect_lab.synthesis.objectives.colour_loss`). Starts from the content
     photo (``init="content"``) or noise. Unset parameters come from
     ``models.settings(model).style``. ``result.extra`` has the content and
     style losses at the start and end.

@@ -25,7 +25,7 @@ from numbers import Real
 
 import torch
 
-from .models import class_indices
+from ..models import class_indices
 
 __all__ = [
     "Objective",
@@ -86,7 +86,7 @@ class Objective:
     """A weighted sum ``Σ_k w_k · term_k(I)`` that the engine maximises.
 
     Build terms with the functions of this module (and
-    :mod:`introspect_lab.regularizers`), then combine them:
+    :mod:`introspect_lab.synthesis.priors`), then combine them:
     ``a + b``, ``a - b``, ``0.5 * a``, ``-a``, ``a / 2``, ``sum([a, b])``.
     """
 
@@ -371,7 +371,7 @@ def gram_error(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tenso
     """``E_l = 1/(4 N_l² M_l²) Σ_ij (G^l_ij − A^l_ij)²`` per image, ``[B]`` (Gatys et al. 2015, seed 001).
 
     The one Gram loss of the package: :func:`gram_loss` (the objective term)
-    and :func:`introspect_lab.style.style_losses` (reports) both call it.
+    and :func:`introspect_lab.texture.gatys.style_losses` (reports) both call it.
     ``features`` is ``[B, N, H, W]`` (``N_l = N``, ``M_l = H·W`` of the
     *synthesised* image); ``target_gram`` is ``A^l`` (``[N, N]`` or ``[1|B, N, N]``).
     """

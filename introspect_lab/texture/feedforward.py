@@ -18,7 +18,7 @@ Seed 004, "Fast Neural Style Transfer" and "One Network, Many Styles":
   interpolates between them.
 
 The loss is notebook 08's: the Gram loss ``E_l`` (one formula,
-:func:`introspect_lab.objectives.gram_error`), the pixels' colour statistics and
+:func:`introspect_lab.synthesis.objectives.gram_error`), the pixels' colour statistics and
 TV, with the layers and weights of the loss network's style settings
 (``models.settings(model).style``), on a frozen loss network (any registry
 model), plus a content loss for style networks.
@@ -39,15 +39,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__
-from .config import show_progress
-from .hooks import capture, frozen
-from .images import denormalize, load_image, normalize, sample_image, sample_names
-from .models import load_model, model_info, settings
-from .objectives import colour_statistics, gram_error
-from .regularizers import total_variation
-from .settings import StyleSettings
-from .style import gram_matrix
+from .. import __version__
+from ..config import show_progress
+from ..hooks import capture, frozen
+from ..images import denormalize, load_image, normalize, sample_image, sample_names
+from ..models import load_model, model_info, settings
+from ..settings import StyleSettings
+from ..synthesis.objectives import colour_statistics, gram, gram_error
+from ..synthesis.priors import total_variation
 
 __all__ = [
     "ConditionalInstanceNorm2d",
@@ -211,7 +210,7 @@ def style_target(model: nn.Module, style01: torch.Tensor, cfg: StyleSettings | N
     with frozen(model), torch.no_grad():
         feats = _features(model, style01, cfg.style_layers)
         mean, cov = colour_statistics(normalize(style01, model))
-    return StyleTarget({n: gram_matrix(f) for n, f in feats.items()}, mean, cov)
+    return StyleTarget({n: gram(f) for n, f in feats.items()}, mean, cov)
 
 
 def _style_terms(model, images01, target: StyleTarget, cfg: StyleSettings, feats=None) -> torch.Tensor:
@@ -232,9 +231,9 @@ def style_loss(
 ) -> torch.Tensor:
     """Each image's texture loss against ``target`` (``[B]``; no gradient, model unchanged), for reports.
 
-    The Gram loss ``E_l`` is :func:`introspect_lab.objectives.gram_error` and the colour term
-    :func:`introspect_lab.objectives.colour_statistics`: the same loss as
-    :func:`introspect_lab.style.texture_synthesis`, without its TV term.
+    The Gram loss ``E_l`` is :func:`introspect_lab.synthesis.objectives.gram_error` and the colour term
+    :func:`introspect_lab.synthesis.objectives.colour_statistics`: the same loss as
+    :func:`introspect_lab.texture.gatys.texture_synthesis`, without its TV term.
     """
     cfg = cfg or settings(model).style
     images01 = _check_image01(images01, "images01")
@@ -458,7 +457,9 @@ def content_images(model: nn.Module, size: int = 96) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     """Train the notebook's networks and write them with the command that made them (see ``--help``)."""
-    parser = argparse.ArgumentParser(prog="python -m introspect_lab.fast_style", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m introspect_lab.texture.feedforward", description=main.__doc__
+    )
     parser.add_argument("--out", default="data/weights/fast_style.pt")
     parser.add_argument("--model", default="efficientnet_lite0", help="the loss network")
     parser.add_argument("--steps", type=int, default=600)
@@ -479,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         model, styles, content_images(model), content_weight=args.content_weight, **common
     )
     meta = {
-        "command": "python -m introspect_lab.fast_style "
+        "command": "python -m introspect_lab.texture.feedforward "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
         "loss_network": model_info(model).name,
         "texture": TEXTURE,

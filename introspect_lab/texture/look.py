@@ -41,7 +41,6 @@ __all__ = [
     "orientation_spectrum",
     "look_distance",
     "lineup",
-    "describe",
 ]
 
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -144,17 +143,6 @@ def look_distance(a, b) -> float:
         + 2.0 * float(np.abs(orientation_spectrum(a) - orientation_spectrum(b)).sum())
         + abs(colourfulness(a) - colourfulness(b)) / 50.0
     )
-
-
-def describe(img) -> dict[str, float]:
-    """Colourfulness, scale of structure, mean and std of the grey levels of one picture."""
-    g = grey(img)
-    return {
-        "colourfulness": colourfulness(img),
-        "scale": structure_scale(img),
-        "grey_mean": float(g.mean()),
-        "grey_std": float(g.std()),
-    }
 
 
 def lineup(results: Mapping[str, np.ndarray], exemplars: Mapping[str, np.ndarray]):
