@@ -27,6 +27,7 @@ The pretrained model passed in is never changed: training happens on a copy.
 from __future__ import annotations
 
 from .finetune import (
+    Probes,
     TransferModel,
     examples_per_class,
     feature_extraction,
@@ -39,7 +40,7 @@ from .finetune import (
     stage_layers,
 )
 from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes
-from .training import History, small_cnn, train
+from .training import History, correct, small_cnn, train
 
 __all__ = [
     "Task",
@@ -52,6 +53,8 @@ __all__ = [
     "small_cnn",
     "History",
     "train",
+    "correct",
+    "Probes",
     "TransferModel",
     "feature_extraction",
     "fine_tune",
