@@ -39,7 +39,7 @@ from .finetune import (
     pretrained_vs_scratch,
     stage_layers,
 )
-from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes
+from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes, val_test_split
 from .training import History, correct, small_cnn, train
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "synthetic_shapes",
     "SHAPES",
     "per_class_split",
+    "val_test_split",
     "small_cnn",
     "History",
     "train",

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -21,7 +20,7 @@ from ..features import extract_features, penultimate_layer
 from ..hooks import capture, frozen
 from ..intervals import Difference, paired_difference
 from ..models import ModelInfo, get_layer, list_layers, model_info
-from .tasks import Task, per_class_split
+from .tasks import Task, per_class_split, val_test_split
 from .training import History, correct, small_cnn, train
 
 # ---------------------------------------------------------------------------
@@ -286,7 +285,7 @@ def layer_probes(
         hits: dict[str, list[np.ndarray]] = {name: [] for name in layers}
         for seed in seeds:
             tr, rest = per_class_split(y, n, seed=seed, test_size=test_size)
-            va, te = train_test_split(rest, test_size=0.5, stratify=y[rest], random_state=seed)
+            va, te = val_test_split(y, rest, seed=seed)
             for name in layers:
                 f = feats[name]
                 clf = _probe(f[tr], y[tr])
