@@ -96,7 +96,9 @@ def _pgd_by_hand(model: nn.Module, p: np.ndarray, y: list[int], eps: float, step
             s = np.exp(z - z.max())
             s /= s.sum()
             s[y[i]] -= 1.0
-            q[i] = np.minimum(np.maximum(q[i] + step * np.sign((W.T @ s).reshape(p.shape[1:]) / STD), lo[i]), hi[i])
+            q[i] = np.minimum(
+                np.maximum(q[i] + step * np.sign((W.T @ s).reshape(p.shape[1:]) / STD), lo[i]), hi[i]
+            )
     return q
 
 
