@@ -27,6 +27,21 @@ def test_offline_tasks_are_images_in_the_unit_range():
     assert torch.cdist(means, means)[~torch.eye(10, dtype=bool)].min() > 0.5
 
 
+def test_val_test_split_halves_the_held_out_set_stratified():
+    y = np.repeat(np.arange(4), 20)
+    tr, rest = T.per_class_split(y, 6, seed=0)
+    va, te = T.val_test_split(y, rest, seed=0)
+    assert len(np.intersect1d(va, te)) == 0 and sorted(np.r_[va, te].tolist()) == sorted(rest.tolist())
+    assert np.bincount(y[va]).tolist() == np.bincount(y[te]).tolist() == [7, 7, 7, 7]
+
+
+def test_faces_at_a_lower_source_resolution_lose_detail():
+    full, low = T.faces(32), T.faces(32, source_size=8)
+    assert low.images.shape == full.images.shape and "8×8" in low.description
+    # an 8 px source blown up to 32 px is smoother: smaller differences between neighbouring pixels
+    assert low.images.diff(dim=-1).abs().mean() < 0.6 * full.images.diff(dim=-1).abs().mean()
+
+
 def test_per_class_split_counts_and_errors():
     y = np.repeat(np.arange(3), 10)
     tr, te = T.per_class_split(y, 4, seed=1)
@@ -99,8 +114,15 @@ def test_layer_probes_and_linear_probe(lite0, digits48):
     sub = T.per_class_split(digits48.labels.numpy(), 12, seed=0)[0]
     x, y = digits48.batch(lite0, sub), digits48.labels.numpy()[sub]
     res = T.layer_probes(lite0, x, y, [4], layers=["stem", "blocks.8", "head"])
-    assert set(res) == {4} and list(res[4]) == ["stem", "blocks.8", "head"]
-    assert all(0.1 < a <= 1 for a in res[4].values())
+    pr = res[4]
+    assert set(res) == {4} and list(pr.test) == list(pr.val) == ["stem", "blocks.8", "head"]
+    assert all(0.1 < a <= 1 for a in pr.test.values())
+    # the best layer is chosen on the validation split, not on the reported test split
+    assert pr.best == max(pr.val, key=pr.val.get)
+    assert pr.test["head"] == pytest.approx(np.mean([h.mean() for h in pr.hits["head"]]))
+    n_held_out = len(y) - 4 * 10
+    assert len(pr.hits["head"][0]) in (n_held_out // 2, n_held_out - n_held_out // 2)
+    assert pr.gap("head").mean == pytest.approx(pr.test[pr.best] - pr.test["head"])
     rng = np.random.default_rng(0)
     f = rng.normal(size=(40, 5))
     labels = (f[:, 0] > 0).astype(int)
@@ -116,3 +138,11 @@ def test_train_checks_its_input():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="nothing to train"):
         T.train(model, torch.zeros(4, 3, 16, 16), [0, 1, 2, 3])
+
+
+def test_examples_per_class_reports_the_difference_with_its_interval(lite0):
+    task = T.digits(32)
+    rows = T.examples_per_class(lite0, task, [2], epochs=1, head_epochs=3, test_size=60)
+    d = rows["difference"][0]
+    assert d.mean == pytest.approx(rows["fine-tuning"][0] - rows["feature extraction"][0])
+    assert d.low <= d.mean <= d.high and (d.a, d.b) == ("fine-tuning", "feature extraction")

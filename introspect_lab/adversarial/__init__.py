@@ -24,9 +24,18 @@ deep learning models resistant to adversarial attacks".
 
 from __future__ import annotations
 
-from .attacks import FoolingResult, fgsm, fool, linf_pixels, pgd
-from .plots import plot_eps_sweeps, plot_fooling
-from .robustness import EpsSweep, accuracy, adversarial_training, eps_sweep, robust_accuracy
+from .attacks import FoolingResult, fgsm, fool, linf_pixels, pgd, quantize, random_sign
+from .plots import plot_eps_sweeps, plot_fooling, plot_gradients
+from .robustness import (
+    EpsSweep,
+    accuracy,
+    adversarial_training,
+    correct,
+    eps_sweep,
+    neighbour_correlation,
+    robust_accuracy,
+    train_substitute,
+)
 
 __all__ = [
     "fgsm",
@@ -34,7 +43,13 @@ __all__ = [
     "fool",
     "FoolingResult",
     "linf_pixels",
+    "quantize",
+    "random_sign",
     "accuracy",
+    "correct",
+    "train_substitute",
+    "neighbour_correlation",
+    "plot_gradients",
     "eps_sweep",
     "EpsSweep",
     "robust_accuracy",

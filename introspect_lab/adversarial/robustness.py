@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from .. import config
 from ..hooks import frozen
-from ..transfer.training import train
-from .attacks import _check_eps, _check_x, _targets, fgsm, pgd
+from ..transfer.training import correct, train
+from .attacks import _check_eps, _check_x, _targets, fgsm, pgd, quantize
 
 # ---------------------------------------------------------------------------
 # Measuring robustness
@@ -21,12 +21,8 @@ from .attacks import _check_eps, _check_x, _targets, fgsm, pgd
 
 def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> float:
     """Fraction of ``x`` (normalised) that the model classifies as ``labels`` (eval mode, no grad)."""
-    labels = torch.as_tensor(labels)
-    correct = 0
-    with frozen(model), torch.no_grad():
-        for a in range(0, x.shape[0], batch_size):
-            correct += int((model(x[a : a + batch_size]).argmax(1) == labels[a : a + batch_size]).sum())
-    return correct / max(x.shape[0], 1)
+    hits = correct(model, x, labels, batch_size=batch_size)
+    return float(hits.mean()) if hits.size else 0.0
 
 
 def robust_accuracy(
@@ -65,18 +61,27 @@ def _attack(name: str):
 
 @dataclass
 class EpsSweep:
-    """Accuracy and mean true-class confidence at each ε (what :func:`eps_sweep` returns)."""
+    """Accuracy and mean true-class confidence at each ε (what :func:`eps_sweep` returns).
+
+    ``accuracy_8bit``: accuracy once each attacked image is rounded to 8 bits
+    (:func:`~introspect_lab.adversarial.quantize`), the image a file could store.
+    """
 
     eps: list[float]
     accuracy: list[float]
     confidence: list[float]
     predictions: list[list[int]]
     attack: str = "fgsm"
+    accuracy_8bit: list[float] = field(default_factory=list)
 
-    def first_flip(self) -> float | None:
-        """The smallest ε at which accuracy drops below its clean value (``None`` if it never does)."""
-        for e, a in zip(self.eps, self.accuracy):
-            if a < self.accuracy[0]:
+    def first_flip(self, eight_bit: bool = False) -> float | None:
+        """The smallest ε at which accuracy drops below its clean value (``None`` if it never does).
+
+        ``eight_bit=True`` reads the accuracy of the images rounded to 8 bits.
+        """
+        accs = self.accuracy_8bit if eight_bit else self.accuracy
+        for e, a in zip(self.eps, accs):
+            if a < accs[0]:
                 return e
         return None
 
@@ -94,6 +99,9 @@ def eps_sweep(
     """Untargeted attacks at each ε: accuracy against ``labels`` and softmax probability of the label.
 
     ``labels`` default to the model's clean predictions (so clean accuracy is 1).
+    Each attacked batch is also rounded to 8 bits and scored again
+    (``accuracy_8bit``): pass an 8-bit ``x`` (:func:`~introspect_lab.adversarial.quantize`)
+    and a budget below half a grey level leaves the stored image unchanged.
     """
     x = _check_x(model, x)
     with frozen(model), torch.no_grad():
@@ -103,15 +111,17 @@ def eps_sweep(
     if attack == "pgd":
         options.setdefault("progress", False)
     show = config.show_progress() if progress is None else progress
-    accs, confs, preds = [], [], []
+    accs, confs, preds, accs8 = [], [], [], []
     for e in tqdm(list(eps), desc=f"{attack} sweep", disable=not show):
         adv = x if e == 0 else method(model, x, labels, eps=e, **options)
         with frozen(model), torch.no_grad():
             probs = torch.softmax(model(adv), 1)
+            rounded = model(quantize(model, adv)).argmax(1)
         accs.append(float((probs.argmax(1) == labels).float().mean()))
         confs.append(float(probs.gather(1, labels[:, None]).mean()))
         preds.append(probs.argmax(1).tolist())
-    return EpsSweep([float(e) for e in eps], accs, confs, preds, attack)
+        accs8.append(float((rounded == labels).float().mean()))
+    return EpsSweep([float(e) for e in eps], accs, confs, preds, attack, accs8)
 
 
 # ---------------------------------------------------------------------------
@@ -173,3 +183,50 @@ def adversarial_training(
         desc="adversarial training" if eps > 0 else "standard training",
         progress=progress,
     )
+
+
+def neighbour_correlation(maps: torch.Tensor) -> torch.Tensor:
+    """Per map ``[B, H, W]``, the correlation of each value with its right and lower neighbours (mean of the two).
+
+    Near 1 for smooth, image-like maps, near 0 for pixel noise: a statistic of
+    how much a gradient looks like an image, which no training loss uses
+    (robust networks' gradients are the smoother ones; Tsipras et al. 2019,
+    "Robustness may be at odds with accuracy", Fig. 2).
+    """
+    if maps.dim() != 3:
+        raise ValueError(f"maps must be [B, H, W] (one map per image), got shape {tuple(maps.shape)}.")
+    m = maps - maps.mean((1, 2), keepdim=True)
+    var = m.pow(2).mean((1, 2)).clamp_min(1e-20)
+    right = (m[:, :, 1:] * m[:, :, :-1]).mean((1, 2))
+    down = (m[:, 1:, :] * m[:, :-1, :]).mean((1, 2))
+    return (right + down) / 2 / var
+
+
+# ---------------------------------------------------------------------------
+# A black-box attack through a substitute (seed 004; Papernot et al. 2017)
+# ---------------------------------------------------------------------------
+
+
+def train_substitute(
+    target: nn.Module,
+    substitute: nn.Module,
+    x_query: torch.Tensor,
+    *,
+    epochs: int = 10,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> float:
+    """Train ``substitute`` in place on the labels ``target`` predicts for ``x_query``; return their agreement.
+
+    Seed 004: "You don't need access to the original network; you can train up
+    a new network to match its predictions, and then construct adversarial
+    examples for that." The attacker only *queries* the target's top-1 labels
+    (Papernot et al. 2017, "Practical black-box attacks against machine
+    learning", without their Jacobian-based data augmentation). Returns the
+    fraction of ``x_query`` on which the trained substitute agrees with the target.
+    """
+    with frozen(target), torch.no_grad():
+        labels = target(x_query).argmax(1)
+    train(substitute, x_query, labels, epochs=epochs, lr=lr, seed=seed, desc="substitute", progress=progress)
+    return accuracy(substitute, x_query, labels)

@@ -27,6 +27,7 @@ The pretrained model passed in is never changed: training happens on a copy.
 from __future__ import annotations
 
 from .finetune import (
+    Probes,
     TransferModel,
     examples_per_class,
     feature_extraction,
@@ -38,8 +39,8 @@ from .finetune import (
     pretrained_vs_scratch,
     stage_layers,
 )
-from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes
-from .training import History, small_cnn, train
+from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes, val_test_split
+from .training import History, correct, small_cnn, train
 
 __all__ = [
     "Task",
@@ -49,9 +50,12 @@ __all__ = [
     "synthetic_shapes",
     "SHAPES",
     "per_class_split",
+    "val_test_split",
     "small_cnn",
     "History",
     "train",
+    "correct",
+    "Probes",
     "TransferModel",
     "feature_extraction",
     "fine_tune",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,9 +18,10 @@ from tqdm.auto import tqdm
 from .. import config
 from ..features import extract_features, penultimate_layer
 from ..hooks import capture, frozen
+from ..intervals import Difference, paired_difference
 from ..models import ModelInfo, get_layer, list_layers, model_info
-from .tasks import Task, per_class_split
-from .training import History, _accuracy, small_cnn, train
+from .tasks import Task, per_class_split, val_test_split
+from .training import History, correct, small_cnn, train
 
 # ---------------------------------------------------------------------------
 # Feature extraction and fine-tuning of a pretrained model
@@ -201,11 +203,19 @@ def fine_tune(
 # ---------------------------------------------------------------------------
 
 
-def linear_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
-    """Test accuracy of a logistic-regression classifier on standardised features (scikit-learn)."""
+def _probe(f_train, y_train, C: float = 1.0):
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-    clf.fit(np.asarray(f_train), np.asarray(y_train))
-    return float(clf.score(np.asarray(f_test), np.asarray(y_test)))
+    return clf.fit(np.asarray(f_train), np.asarray(y_train))
+
+
+def linear_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
+    """Test accuracy of a logistic-regression classifier on standardised features (scikit-learn).
+
+    The "linear classifier on the top layer / from different stages" of seed 001's
+    table; on ImageNet features it is the off-the-shelf baseline of Donahue et al.
+    2014 (DeCAF) and Razavian et al. 2014 (a linear SVM there).
+    """
+    return float(_probe(f_train, y_train, C).score(np.asarray(f_test), np.asarray(y_test)))
 
 
 def _stage_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
@@ -221,6 +231,29 @@ def _stage_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], ba
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 
+@dataclass
+class Probes:
+    """Linear-probe accuracy per layer for one number of labelled examples (what :func:`layer_probes` returns).
+
+    ``val``: mean accuracy on the validation split (for choosing a layer);
+    ``test``: mean accuracy on the test split (for reporting); ``hits[layer]``:
+    per seed, 0/1 correctness of each test example (for intervals).
+    """
+
+    val: dict[str, float]
+    test: dict[str, float]
+    hits: dict[str, list[np.ndarray]] = field(repr=False)
+
+    @property
+    def best(self) -> str:
+        """The layer with the best *validation* accuracy (ties: the earlier layer)."""
+        return max(self.val, key=self.val.get)
+
+    def gap(self, layer: str, **options) -> Difference:
+        """Test accuracy of :attr:`best` minus that of ``layer``, with a paired bootstrap interval over seeds and examples."""
+        return paired_difference(self.hits[self.best], self.hits[layer], (self.best, layer), **options)
+
+
 def layer_probes(
     model: nn.Module,
     x: torch.Tensor,
@@ -231,27 +264,36 @@ def layer_probes(
     seeds: Sequence[int] = (0,),
     test_size: int | None = None,
     progress: bool | None = None,
-) -> dict[int, dict[str, float]]:
+) -> dict[int, Probes]:
     """Linear-probe accuracy of each stage, for each number of labelled examples per class.
 
     Features are the spatial averages of each layer's output (one forward pass
     for all layers); for each ``n`` in ``n_per_class`` and each seed, a
-    :func:`linear_probe` is trained on ``n`` examples per class and tested on
-    the rest. Returns ``{n: {layer: mean accuracy}}``.
+    :func:`linear_probe` is trained on ``n`` examples per class; the rest is
+    split in half, stratified: a **validation** half to choose the best layer
+    and a **test** half to report it (choosing the maximum of ~10 layers on
+    the test split would flatter the winner). Returns ``{n: Probes}``.
     """
     layers = list(layers or stage_layers(model))
-    feats = _stage_features(model, x, layers, progress=progress)
+    feats = {k: v.numpy() for k, v in _stage_features(model, x, layers, progress=progress).items()}
     y = np.asarray(labels)
     ns = [n_per_class] if isinstance(n_per_class, int) else list(n_per_class)
-    result: dict[int, dict[str, float]] = {}
+    result: dict[int, Probes] = {}
     for n in ns:
-        acc = {name: 0.0 for name in layers}
+        val = {name: 0.0 for name in layers}
+        test = {name: 0.0 for name in layers}
+        hits: dict[str, list[np.ndarray]] = {name: [] for name in layers}
         for seed in seeds:
-            tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
+            tr, rest = per_class_split(y, n, seed=seed, test_size=test_size)
+            va, te = val_test_split(y, rest, seed=seed)
             for name in layers:
-                f = feats[name].numpy()
-                acc[name] += linear_probe(f[tr], y[tr], f[te], y[te]) / len(seeds)
-        result[n] = acc
+                f = feats[name]
+                clf = _probe(f[tr], y[tr])
+                val[name] += clf.score(f[va], y[va]) / len(seeds)
+                hit = (clf.predict(f[te]) == y[te]).astype(float)
+                test[name] += hit.mean() / len(seeds)
+                hits[name].append(hit)
+        result[n] = Probes(val, test, hits)
     return result
 
 
@@ -266,25 +308,30 @@ def examples_per_class(
     test_size: int | None = 300,
     seed: int = 0,
     progress: bool | None = None,
-) -> dict[str, list[float]]:
+) -> dict[str, list]:
     """Test accuracy of feature extraction and of fine-tuning for each number of labelled examples per class.
 
-    Returns ``{"n": [...], "feature extraction": [...], "fine-tuning": [...]}``
-    (the same split per ``n`` for both methods; fine-tuning retrains ``layers``).
+    Returns ``{"n": [...], "feature extraction": [...], "fine-tuning": [...],
+    "difference": [...]}`` (the same split per ``n`` for both methods;
+    fine-tuning retrains ``layers``). ``difference[i]`` is fine-tuning minus
+    feature extraction with a paired bootstrap interval over the test examples
+    (:class:`~introspect_lab.intervals.Difference`): name a winner only when it
+    excludes zero.
     """
     y = task.labels.numpy()
-    rows: dict[str, list[float]] = {"n": [], "feature extraction": [], "fine-tuning": []}
+    rows: dict[str, list] = {"n": [], "feature extraction": [], "fine-tuning": [], "difference": []}
     x_all = task.batch(model)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
-        y_te = torch.as_tensor(y[te])
         fe, _ = feature_extraction(model, x_all[tr], y[tr], task.classes, epochs=head_epochs, seed=seed,
                                    progress=progress)  # fmt: skip
         ft, _ = fine_tune(model, x_all[tr], y[tr], task.classes, layers=layers, epochs=epochs,
                           head_epochs=head_epochs, seed=seed, progress=progress)  # fmt: skip
+        hit_fe, hit_ft = correct(fe, x_all[te], y[te]), correct(ft, x_all[te], y[te])
         rows["n"].append(n)
-        rows["feature extraction"].append(_accuracy(fe, x_all[te], y_te))
-        rows["fine-tuning"].append(_accuracy(ft, x_all[te], y_te))
+        rows["feature extraction"].append(float(hit_fe.mean()))
+        rows["fine-tuning"].append(float(hit_ft.mean()))
+        rows["difference"].append(paired_difference(hit_ft, hit_fe, ("fine-tuning", "feature extraction")))
     return rows
 
 
@@ -299,40 +346,49 @@ def pretrained_vs_scratch(
     batch_size: int = 16,
     test_size: int | None = 500,
     progress: bool | None = None,
-) -> dict[str, list[float]]:
+) -> dict[str, list]:
     """Fine-tune a pretrained :func:`small_cnn` on ``task`` against the same network from scratch.
 
     For each ``n`` in ``ns`` and each seed, both networks see the same ``n``
     labelled examples per class and the same schedule (Adam, ``epochs``); only
     the starting weights of ``features`` differ (copied from ``pretrained``, or
     random). The classifier is new in both. Returns ``{"n": ns, "pretrained":
-    [mean test accuracy], "scratch": [...]}`` (seed 003, "Pretraining on
-    artificial data").
+    [mean test accuracy], "scratch": [...], "gain": [...]}`` (seed 003,
+    "Pretraining on artificial data"); ``gain[i]`` is pretrained minus scratch
+    with a bootstrap interval over seeds and, within each, test examples.
     """
     info = model_info(pretrained)
     width = pretrained.features[0].out_channels
     kernel = pretrained.features[0].kernel_size[0]
     y = task.labels.numpy()
-    rows: dict[str, list[float]] = {"n": list(ns), "pretrained": [], "scratch": []}
+    rows: dict[str, list] = {"n": list(ns), "pretrained": [], "scratch": [], "gain": []}
     show = config.show_progress() if progress is None else progress
     for n in tqdm(list(ns), desc="pretrained vs scratch", disable=not show):
-        acc = {"pretrained": 0.0, "scratch": 0.0}
+        hits: dict[str, list[np.ndarray]] = {"pretrained": [], "scratch": []}
         for seed in seeds:
             tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
-            for kind in acc:
+            for kind in hits:
                 net = small_cnn(task.classes, width=width, kernel=kernel, size=info.input_size, seed=seed)
                 if kind == "pretrained":
                     net.features.load_state_dict(pretrained.features.state_dict())
                 train(net, task.batch(net, tr), y[tr], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                       progress=False)  # fmt: skip
-                acc[kind] += _accuracy(net, task.batch(net, te), torch.as_tensor(y[te])) / len(seeds)
-        rows["pretrained"].append(acc["pretrained"])
-        rows["scratch"].append(acc["scratch"])
+                hits[kind].append(correct(net, task.batch(net, te), y[te]))
+        for kind in hits:
+            rows[kind].append(float(np.mean([h.mean() for h in hits[kind]])))
+        rows["gain"].append(paired_difference(hits["pretrained"], hits["scratch"], ("pretrained", "scratch"),
+                                              unit="seeds and test examples"))  # fmt: skip
     return rows
 
 
-def plot_learning_curves(histories, *, ax=None, title: str | None = None):
-    """Validation accuracy per epoch for each :class:`~introspect_lab.transfer.History`. Returns the figure."""
+def plot_learning_curves(
+    histories, *, ax=None, title: str | None = None, ylabel: str = "validation accuracy"
+):
+    """Accuracy per epoch on the held-out data each :class:`~introspect_lab.transfer.History` was given.
+
+    ``ylabel`` says which split that was (``History.val_acc`` holds whatever
+    ``x_val`` was passed to :func:`train`). Returns the figure.
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
     else:
@@ -340,7 +396,7 @@ def plot_learning_curves(histories, *, ax=None, title: str | None = None):
     for h in histories:
         ax.plot(h.epoch, h.val_acc, "o-", ms=3, label=h.label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     if title:
         ax.set_title(title, fontsize=10)
@@ -350,25 +406,28 @@ def plot_learning_curves(histories, *, ax=None, title: str | None = None):
 
 
 def plot_layer_probes(probes: dict, *, ax=None, title: str | None = None):
-    """Linear-probe accuracy per layer, one line per (task, labelled examples) in ``probes``.
+    """Linear-probe test accuracy per layer, one line per (task, labelled examples) in ``probes``.
 
-    ``probes`` maps a label to ``{layer: accuracy}``; the best layer of each line is ringed.
-    Returns the figure.
+    ``probes`` maps a label to a :class:`Probes` (the layer chosen on the
+    validation split is ringed) or to ``{layer: accuracy}`` (the maximum is
+    ringed). Returns the figure.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 3.6))
     else:
         fig = ax.figure
     for k, (name, accs) in enumerate(probes.items()):
+        chosen = accs.best if isinstance(accs, Probes) else max(accs, key=accs.get)
+        accs = accs.test if isinstance(accs, Probes) else accs
         layers, vals = list(accs), list(accs.values())
         ax.plot(range(len(layers)), vals, "o-", color=f"C{k}", label=name)
-        best = max(range(len(vals)), key=vals.__getitem__)
+        best = layers.index(chosen)
         ax.plot([best], [vals[best]], "o", ms=12, mfc="none", color=f"C{k}")
     ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("linear-probe test accuracy")
     ax.set_ylim(0, 1.02)
     if title:
         ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title="ringed: best on validation", title_fontsize=8)
     fig.tight_layout()
     return fig

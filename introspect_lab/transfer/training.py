@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,12 +74,22 @@ class History:
         return self.val_acc[-1] if self.val_acc else float("nan")
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    correct = 0
+def correct(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> np.ndarray:
+    """Per image, 1.0 if the model classifies ``x`` (normalised) as ``labels``, else 0.0 (eval mode, no grad).
+
+    The unit a paired bootstrap resamples (:func:`~introspect_lab.intervals.paired_difference`).
+    """
+    labels = torch.as_tensor(labels)
+    hits = []
     with frozen(model), torch.no_grad():
         for a in range(0, x.shape[0], batch_size):
-            correct += int((model(x[a : a + batch_size]).argmax(1) == y[a : a + batch_size]).sum())
-    return correct / max(int(x.shape[0]), 1)
+            hits.append(model(x[a : a + batch_size]).argmax(1) == labels[a : a + batch_size])
+    return torch.cat(hits).double().numpy() if hits else np.zeros(0)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    hits = correct(model, x, y, batch_size=batch_size)
+    return float(hits.mean()) if hits.size else 0.0
 
 
 def train(
