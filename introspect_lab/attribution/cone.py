@@ -60,7 +60,7 @@ def plot_cone(engine: IncrementalForward, *, size: float = 2.0):
     for name, box in convs:
         last[box[4:]] = (name, box)
     panels = [("input", x), *last.values()]
-    fig = plt.figure(figsize=(size * len(panels), size * 2.2))
+    fig = plt.figure(figsize=(size * len(panels), size * 2.4), layout="constrained")
     grid = fig.add_gridspec(2, len(panels), height_ratios=[1, 0.9])
     for i, (name, (t, lft, h, w, H, W)) in enumerate(panels):
         ax = fig.add_subplot(grid[0, i])
@@ -74,5 +74,4 @@ def plot_cone(engine: IncrementalForward, *, size: float = 2.0):
     ax.set_xticks(range(len(share)), [n for n, _ in convs], rotation=90, fontsize=6)
     ax.set_ylabel("share of units\nrecomputed")
     ax.set_ylim(0, 1.05)
-    fig.tight_layout()
     return fig

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,22 +31,13 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 
+from .layer_rules import LocalRule, axis_cone, classify, local_rule
+
 __all__ = ["IncrementalForward", "LayerCost", "IncrementalWarning"]
 
 
 class IncrementalWarning(UserWarning):
     """Part of the model is recomputed in full (no incremental rule, or a global operation)."""
-
-
-_POINTWISE_MODULES = (
-    nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Sigmoid,
-    nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout2d,
-)  # fmt: skip
-_POINTWISE_FUNCTIONS = {torch.relu, F.relu, F.relu6, torch.sigmoid, F.hardtanh, F.silu, F.gelu, torch.tanh}
-_POINTWISE_METHODS = {"relu", "sigmoid", "tanh", "clamp", "contiguous"}
-_BINARY = {operator.add, operator.mul, operator.sub, operator.iadd, operator.imul, torch.add, torch.mul}
-_BINARY_METHODS = {"add", "mul", "sub"}
-_GLOBAL = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten)
 
 
 @dataclass
@@ -57,19 +47,7 @@ class _Region:
     values: torch.Tensor  # [N, C, h, w]
     top: list[int]
     left: list[int]
-
-
-@dataclass
-class _Local:
-    """A sliding-window layer: kernel, stride, padding, dilation per axis and the op on a padding-free crop."""
-
-    k: tuple[int, int]
-    s: tuple[int, int]
-    p: tuple[int, int]
-    d: tuple[int, int]
-    pad_value: float
-    run: object  # callable: crop [N,C,h,w] -> output
-    macs_per_unit: int
+    cone: list[tuple[int, int, int, int]]  # per copy, the exact changed units: rows r0..r1, cols c0..c1
 
 
 @dataclass
@@ -96,76 +74,6 @@ class LayerCost:
     def saved_cone(self) -> float:
         """Share saved if each copy recomputed exactly its own receptive-field cone."""
         return 1 - self.cone / max(self.full, 1)
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def _local_rule(module: nn.Module) -> _Local | None:
-    """Sliding-window arithmetic of a conv/pool module, or None when there is no exact rule."""
-    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
-        k, s, d = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
-        pad = module.padding
-        if isinstance(pad, str):
-            if pad == "same" and any((d[a] * (k[a] - 1)) % 2 for a in range(2)):
-                return None
-            pad = tuple((d[a] * (k[a] - 1)) // 2 if pad == "same" else 0 for a in range(2))
-        w, b, g = module.weight, module.bias, module.groups
-
-        def run(z, w=w, b=b, s=s, d=d, g=g):
-            return F.conv2d(z, w, b, s, 0, d, g)
-
-        macs = module.out_channels * (module.in_channels // g) * k[0] * k[1]
-        return _Local(k, s, _pair(pad), d, 0.0, run, macs)
-    if isinstance(module, nn.MaxPool2d):
-        k, d = _pair(module.kernel_size), _pair(module.dilation)
-        s = _pair(module.stride or module.kernel_size)
-        return _Local(k, s, _pair(module.padding), d, -math.inf, lambda z: F.max_pool2d(z, k, s, 0, d), 0)
-    if isinstance(module, nn.AvgPool2d) and not module.ceil_mode and module.divisor_override is None:
-        k, s, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
-        if p != (0, 0) and not module.count_include_pad:
-            return None
-        return _Local(k, s, p, (1, 1), 0.0, lambda z: F.avg_pool2d(z, k, s, 0), 0)
-    return None
-
-
-def _classify(gm: fx.GraphModule, node: fx.Node) -> str:
-    """Kind of a graph node: local, pointwise, binary, cat, global or unknown."""
-    if node.op == "call_module":
-        mod = gm.get_submodule(node.target)
-        if _local_rule(mod) is not None:
-            return "local"
-        if isinstance(mod, _POINTWISE_MODULES):
-            return "pointwise"
-        return "global" if isinstance(mod, _GLOBAL) else "unknown"
-    if node.op == "call_function":
-        if node.target in _POINTWISE_FUNCTIONS:
-            return "pointwise"
-        if node.target in _BINARY:
-            return "binary"
-        if node.target is torch.cat and (
-            node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) == 1
-        ):
-            return "cat"
-        if node.target in (torch.flatten, F.adaptive_avg_pool2d, F.linear):
-            return "global"
-    if node.op == "call_method":
-        if node.target in _POINTWISE_METHODS:
-            return "pointwise"
-        if node.target in _BINARY_METHODS:
-            return "binary"
-        if node.target in ("flatten", "mean"):
-            return "global"
-    return "unknown"
-
-
-def _axis_cone(start: list[int], size: int, rule: _Local, axis: int, n_out: int):
-    """Output rows reached by input rows ``[start, start+size)``: per-copy (lo, hi) of the exact cone."""
-    k, s, p = rule.d[axis] * (rule.k[axis] - 1) + 1, rule.s[axis], rule.p[axis]
-    lo = [max(0, -((k - 1 - t - p) // s)) for t in start]  # ceil((t + p - k + 1) / s)
-    hi = [min(n_out - 1, (t + size - 1 + p) // s) for t in start]
-    return lo, hi
 
 
 def _same_size(lo: list[int], hi: list[int], n_out: int, cap: int | None) -> tuple[list[int], int]:
@@ -209,7 +117,7 @@ def _materialize(cache: torch.Tensor, region: _Region) -> torch.Tensor:
     return _paste(full, region, [0] * len(region.top), [0] * len(region.top))
 
 
-@dataclass
+@dataclass(eq=False)
 class IncrementalForward:
     """Exact incremental inference of ``model`` for copies of one image that differ inside a box.
 
@@ -219,16 +127,18 @@ class IncrementalForward:
     :meth:`__call__` takes the new pixel values inside one box per copy and returns the model's
     outputs for the copies. ``cap=τ`` turns on Krypton's approximate projective-field
     thresholding: a layer's recomputed box is at most ``τ`` of the map per axis (centred on the cone),
-    the rest of the change is dropped. ``costs`` holds per-convolution :class:`LayerCost`
+    the rest of the change is dropped. ``tail`` is the ``cover`` of :meth:`compile_tail` (None: never
+    run a tail in full, so that ``costs`` count every layer's cone). ``costs`` holds per-convolution :class:`LayerCost`
     counters; ``full_from`` names the nodes run in full that are not the head; ``boxes`` maps
     ``"input"`` and each node run incrementally (by module name) to copy 0's box
     ``(top, left, h, w, H, W)`` in the last call.
     """
 
-    model: nn.Module
+    model: nn.Module = field(repr=False)
     fold: bool = True
     cap: float | None = None
-    costs: dict[str, LayerCost] = field(default_factory=dict)
+    tail: float | None = 0.75
+    costs: dict[str, LayerCost] = field(default_factory=dict, repr=False)
     full_from: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -245,11 +155,9 @@ class IncrementalForward:
         self.gm = gm.to(memory_format=_FAST)
         self.nodes = list(gm.graph.nodes)
         self.kind = {
-            n: _classify(gm, n) for n in self.nodes if n.op not in ("placeholder", "get_attr", "output")
+            n: classify(gm, n) for n in self.nodes if n.op not in ("placeholder", "get_attr", "output")
         }
-        self.rules = {
-            n: _local_rule(gm.get_submodule(n.target)) for n in self.kind if self.kind[n] == "local"
-        }
+        self.rules = {n: local_rule(gm.get_submodule(n.target)) for n in self.kind if self.kind[n] == "local"}
         self._values: dict = {}
         self._padded: dict = {}
         self._tail = None
@@ -315,7 +223,7 @@ class IncrementalForward:
             return n.target(*args, **kwargs)
         return getattr(args[0], n.target)(*args[1:], **kwargs)
 
-    def _padded_cache(self, n: fx.Node, rule: _Local) -> torch.Tensor:
+    def _padded_cache(self, n: fx.Node, rule: LocalRule) -> torch.Tensor:
         """The cached input of local node ``n``, padded as the layer pads (zeros, or −∞ for max pooling)."""
         if n not in self._padded:
             src = self._values[n.args[0]]
@@ -331,18 +239,18 @@ class IncrementalForward:
         out = self._values[n]
         H, W = out.shape[-2:]
         h, w = region.values.shape[-2:]
-        lo_r, hi_r = _axis_cone(region.top, h, rule, 0, H)
-        lo_c, hi_c = _axis_cone(region.left, w, rule, 1, W)
         cap_r = None if self.cap is None else max(1, math.ceil(self.cap * H))
         cap_c = None if self.cap is None else max(1, math.ceil(self.cap * W))
-        top, oh = _same_size(lo_r, hi_r, H, cap_r)
-        left, ow = _same_size(lo_c, hi_c, W, cap_c)
+        top, oh = _same_size(*axis_cone(region.top, [t + h - 1 for t in region.top], rule, 0, H), H, cap_r)
+        left, ow = _same_size(*axis_cone(region.left, [c + w - 1 for c in region.left], rule, 1, W), W, cap_c)
+        r0, r1, c0, c1 = zip(*region.cone)
+        (lo_r, hi_r), (lo_c, hi_c) = axis_cone(r0, r1, rule, 0, H), axis_cone(c0, c1, rule, 1, W)
         kh, kw = (rule.d[a] * (rule.k[a] - 1) + 1 for a in range(2))
         ih, iw = (oh - 1) * rule.s[0] + kh, (ow - 1) * rule.s[1] + kw
         src = self._padded_cache(n, rule)
         ctop, cleft = [t * rule.s[0] for t in top], [c * rule.s[1] for c in left]
         shifted = _Region(
-            region.values, [t + rule.p[0] for t in region.top], [c + rule.p[1] for c in region.left]
+            region.values, [t + rule.p[0] for t in region.top], [c + rule.p[1] for c in region.left], []
         )
         crop = _paste(_crop(src, ctop, cleft, ih, iw), shifted, ctop, cleft)
         cost = self.costs.get(n.target)
@@ -353,7 +261,7 @@ class IncrementalForward:
             cost.cone += per_copy * sum(
                 (b - a + 1) * (d - c + 1) for a, b, c, d in zip(lo_r, hi_r, lo_c, hi_c)
             )
-        return _Region(rule.run(crop), top, left)
+        return _Region(rule.run(crop), top, left, list(zip(lo_r, hi_r, lo_c, hi_c)))
 
     def _union(self, n: fx.Node, regions: list[tuple[fx.Node, _Region]]) -> tuple[list, list[int], list[int]]:
         """Each operand over one common box per copy (the union of their boxes)."""
@@ -377,10 +285,15 @@ class IncrementalForward:
         if kind == "pointwise" and regions and len(deps) == 1:
             r = state[deps[0]]
             vals = self._run_node(n, {**self._values, deps[0]: r.values})
-            return _Region(vals, r.top, r.left)
+            return _Region(vals, r.top, r.left, r.cone)
         if kind in ("binary", "cat") and regions and self._spatial_operands(n, deps):
             ops, top, left = self._union(n, [(a, state[a]) for a in deps])
-            return _Region(self._run_node(n, {**self._values, **dict(zip(deps, ops))}), top, left)
+            cones = zip(*(state[a].cone for a in deps))
+            cone = [
+                (min(b[0] for b in c), max(b[1] for b in c), min(b[2] for b in c), max(b[3] for b in c))
+                for c in cones
+            ]
+            return _Region(self._run_node(n, {**self._values, **dict(zip(deps, ops))}), top, left, cone)
         full = {a: state[a] if not isinstance(state[a], _Region) else _materialize(self._values[a], state[a])
                 for a in deps}  # fmt: skip
         return self._run_node(n, {**self._values, **full})
@@ -414,7 +327,8 @@ class IncrementalForward:
         state: dict = {}
         for n in self.nodes:
             if n.op == "placeholder":
-                state[n] = _Region(values.to(x.dtype), list(top), list(left))
+                cone = [(t, t + h - 1, c, c + w - 1) for t, c in zip(top, left)]
+                state[n] = _Region(values.to(x.dtype), list(top), list(left), cone)
                 self.boxes["input"] = (top[0], left[0], h, w, *x.shape[-2:])
             elif n.op == "output":
                 return fx.node.map_arg(n.args[0], lambda a: self._full(a, state[a]))
@@ -450,7 +364,7 @@ class IncrementalForward:
         cost.done += copies * macs
         cost.cone += copies * macs
 
-    def compile_tail(self, box: tuple[int, int], copies: int, cover: float = 0.75) -> str | None:
+    def compile_tail(self, box: tuple[int, int], copies: int, cover: float | None = None) -> str | None:
         """Run the layers after the change covers ``cover`` of the map as one optimised full model.
 
         A probe with one ``box``-sized change at the centre of the image finds the first block
@@ -459,6 +373,9 @@ class IncrementalForward:
         (TorchScript, oneDNN) for batches of ``copies``, and used when it reproduces the eager
         result. Exact either way; only the speed changes. Returns the boundary's name (or None).
         """
+        cover = self.tail if cover is None else cover
+        if cover is None:
+            return None
         x = next(v for n, v in self._values.items() if n.op == "placeholder")
         (h, w), (H, W) = box, x.shape[-2:]
         self._tail, self.boxes = None, {}
