@@ -1,6 +1,7 @@
 """Incremental occlusion (Krypton) against plain occlusion and Captum's ``Occlusion``, in one run.
 
     python bench/bench_incremental.py [--threads 1] [--sizes 224 448] [--window 16] [--stride 8]
+    python bench/bench_incremental.py --sizes 448 --sample 48   # a quick per-copy estimate instead
 
 Nakandala, Kumar & Papakonstantinou (SIGMOD 2019). Same model (EfficientNet-Lite0, bundled weights),
 same photo (chelsea), baseline 0, one thread. For each image size: CPU seconds of introspect-lab's
