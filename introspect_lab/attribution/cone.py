@@ -64,7 +64,7 @@ def plot_cone(engine: IncrementalForward, *, size: float = 2.0):
     grid = fig.add_gridspec(2, len(panels), height_ratios=[1, 0.9])
     for i, (name, (t, lft, h, w, H, W)) in enumerate(panels):
         ax = fig.add_subplot(grid[0, i])
-        ax.imshow(torch.zeros(H, W), cmap="Greys", vmin=0, vmax=1, extent=(0, W, H, 0))
+        ax.imshow(torch.zeros(H, W).numpy(), cmap="Greys", vmin=0, vmax=1, extent=(0, W, H, 0))
         ax.add_patch(Rectangle((lft, t), w, h, color="tab:red", alpha=0.8))
         ax.set_title(f"{name}\n{h}×{w} of {H}×{W}", fontsize=8)
         ax.set_xticks([]), ax.set_yticks([])
