@@ -111,6 +111,15 @@ class _EveryEntryPoint:
         _finite(A.occlusion(model, x, None, window=32, stride=32), maps)
         check()
 
+    @pytest.mark.parametrize(("window", "stride"), [(24, 20), (11, 9)])  # neither divides 64
+    def test_incremental_occlusion_is_the_plain_map(self, model, x, unchanged, window, stride):
+        """Krypton's incremental inference (Nakandala et al. 2019) recomputes only the cone: same map."""
+        check = unchanged(model)
+        plain = A.occlusion(model, x[:1], 3, window=window, stride=stride, method="plain", raw=True)
+        ours = A.occlusion(model, x[:1], 3, window=window, stride=stride, method="incremental", raw=True)
+        check()
+        assert float((ours - plain).abs().max()) <= 3e-4 * float(plain.abs().max())
+
     def test_evaluation(self, model, x, unchanged):
         check = unchanged(model)
         sal = A.saliency(model, x, None)

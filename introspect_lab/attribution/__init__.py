@@ -34,7 +34,8 @@ Every method leaves the model exactly as it found it (parameters,
 
 Modules: :mod:`.gradients` (saliency, gradient, SmoothGrad, integrated
 gradients, guided backprop, deconvnet; the modified-ReLU machinery in
-:mod:`.backprop`), :mod:`.perturbation` (occlusion), :mod:`.cam` (CAM,
+:mod:`.backprop`), :mod:`.perturbation` (occlusion; its incremental inference in
+:mod:`.incremental`, the receptive-field cone in :mod:`.cone`), :mod:`.cam` (CAM,
 Grad-CAM, guided Grad-CAM), :mod:`.evaluation` (sanity check, deletion
 curve), :mod:`.base` (targets, upsampling, channel reduction, masks).
 
@@ -67,6 +68,7 @@ from .gradients import (
     saliency,
     smoothgrad,
 )
+from .incremental import IncrementalForward, IncrementalWarning, LayerCost
 from .perturbation import occlusion
 
 __all__ = [
@@ -76,6 +78,9 @@ __all__ = [
     "smoothgrad",
     "integrated_gradients",
     "occlusion",
+    "IncrementalForward",
+    "IncrementalWarning",
+    "LayerCost",
     "cam",
     "grad_cam",
     "guided_backprop",

@@ -38,10 +38,10 @@ from torch import nn
 from ..images import denormalize, normalize
 from ..info import model_info
 from . import objectives as O
-from . import priors as R
-from .engine import layer_features, synthesize
+from .. import priors as R
+from ..engine import layer_features, synthesize
 from .objectives import INPUT, Objective
-from .priors import StepOp
+from ..priors import StepOp
 
 __all__ = [
     "normalize_global",

@@ -1,0 +1,141 @@
+"""Incremental occlusion (Krypton, Nakandala et al. SIGMOD 2019) gives the plain map, with fewer multiply-adds.
+
+The registry's architectures are checked in tests/test_all_models.py; here: the bundled model at several
+windows and strides (some that do not divide the image, a non-square image), hand-counted multiply-adds,
+the receptive-field theory, the warnings for layers without a rule, the approximate threshold, bad input.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from introspect_lab import attribution as A
+from introspect_lab import load_image, sample_image
+from introspect_lab.attribution.cone import cone_share
+from introspect_lab.attribution.incremental import IncrementalForward, IncrementalWarning
+from introspect_lab.receptive import receptive_field
+
+
+def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:
+    return float((a - b).abs().max()) <= rel * float(b.abs().max())
+
+
+@pytest.mark.parametrize(
+    ("size", "window", "stride"),
+    [((64, 64), 16, 8), ((56, 48), 13, 7), ((48, 48), (9, 20), (9, 11))],
+)
+def test_bundled_model_same_map(lite0, unchanged, size, window, stride):
+    x = load_image(sample_image("coffee"), lite0, size=size)
+    check = unchanged(lite0)
+    plain = A.occlusion(lite0, x, None, window=window, stride=stride, method="plain", raw=True)
+    ours = A.occlusion(lite0, x, None, window=window, stride=stride, method="incremental", raw=True)
+    check()
+    assert ours.shape == plain.shape
+    assert close(ours, plain), float((ours - plain).abs().max())
+
+
+def test_batch_of_images_baseline_and_no_fold(lite0):
+    x = torch.cat([load_image(sample_image(n), lite0, size=48) for n in ("chelsea", "rocket")])
+    kw = dict(window=12, stride=10, baseline=-1.0)
+    plain = A.occlusion(lite0, x, [1, "tabby"], method="plain", **kw)
+    ours = A.occlusion(lite0, x, [1, "tabby"], method="incremental", batch_size=5, fuse=False, **kw)
+    assert close(ours, plain)
+
+
+def test_hand_counted_multiply_adds():
+    """One 3×3 conv (pad 1) on 8×8: a 2×2 change at (3,3) reaches output rows/cols 2..5, a 4×4 box."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    eng = IncrementalForward(net)
+    x = torch.randn(1, 3, 8, 8)
+    eng.cache(x)
+    box = torch.randn(1, 3, 2, 2)
+    out = eng(box, [3], [3])
+    y = x.clone()
+    y[:, :, 3:5, 3:5] = box
+    assert torch.allclose(out, net(y), atol=1e-6)
+    cost = eng.costs["0"]
+    assert (cost.full, cost.done, cost.cone) == (64 * 4 * 3 * 9, 16 * 4 * 3 * 9, 16 * 4 * 3 * 9)
+    assert eng.boxes["0"] == (2, 2, 4, 4, 8, 8)
+
+
+def test_cone_matches_receptive_field_theory(lite0):
+    """The boxes the engine recomputes (before equalising a batch) are the receptive-field cones."""
+    eng = IncrementalForward(lite0, tail=None)
+    x = load_image(sample_image("chelsea"), lite0, size=64)
+    A.occlusion(lite0, x, None, window=16, stride=8, method=eng)
+    layers = ["stem.conv", "blocks.1.depthwise.conv", "blocks.3.depthwise.conv", "blocks.5.expand.conv"]
+    for layer in layers:
+        cost = eng.costs[layer]
+        assert cost.cone < cost.full
+        assert cost.cone / cost.full == pytest.approx(
+            cone_share(receptive_field(lite0, layer, 64), 16, 8), rel=1e-9
+        ), layer
+        assert cost.done >= cost.cone
+
+
+class _SE(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): a global pool scales the channels."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.fc = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y * torch.sigmoid(self.fc(y.mean((2, 3), keepdim=True)))
+
+
+@pytest.mark.parametrize("middle", [_SE(8), nn.LocalResponseNorm(3)], ids=["squeeze-excite", "unknown"])
+def test_global_or_unknown_layers_are_announced_and_exact(middle):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), middle, nn.Conv2d(8, 8, 3, padding=1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))  # fmt: skip
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.warns(IncrementalWarning, match="recomputed in full"):
+        ours = A.occlusion(net, x, 2, window=6, stride=5, method="incremental", fuse=False)
+    assert close(ours, A.occlusion(net, x, 2, window=6, stride=5, method="plain", fuse=False))
+
+
+def test_registry_head_is_not_announced(lite0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IncrementalWarning)
+        IncrementalForward(lite0)
+
+
+def test_approximate_threshold_trades_error_for_work(lite0):
+    """Krypton's projective-field threshold: less work, a different map; tau=1 keeps the whole cone (exact)."""
+    x = load_image(sample_image("chelsea"), lite0, size=96)
+    engines = [
+        IncrementalForward(lite0),
+        IncrementalForward(lite0, cap=0.4),
+        IncrementalForward(lite0, cap=1.0),
+    ]
+    exact, approx, whole = (
+        A.occlusion(lite0, x, None, window=16, stride=16, method=e, raw=True) for e in engines
+    )
+    done = [sum(c.done for c in e.costs.values()) for e in engines]
+    assert done[1] < 0.8 * done[0]
+    assert not close(approx, exact, 1e-2), "the threshold drops part of the change"
+    assert close(whole, exact)
+
+
+def test_bad_input(lite0):
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="method must be"):
+        A.occlusion(lite0, x, 0, method="fast")
+    with pytest.raises(ValueError, match="tau"):
+        A.occlusion(lite0, x, 0, tau=0.5)
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3)) if x.sum() > 0 else -x.mean((2, 3))
+
+    with pytest.raises(TypeError, match="method='plain'"):
+        A.occlusion(Branchy(), x, 0, window=8, method="incremental")
+    assert A.occlusion(Branchy(), x, 0, window=8, stride=8).shape == (1, 32, 32)  # auto falls back
