@@ -49,19 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.popsize):
         t = T._decode(x0 + np.r_[rng.normal(0, 0.5, len(x0) - 1), 0.0])
         thetas.append(S.Theta(t.style_weights, t.content_weight, t.tv, t.lr, args.steps))
-    S.evaluate(model, data, pairs[:1], thetas[:1], progress=False)  # warm-up
+    S.transfer_ranks(model, data, pairs[:1], thetas[:1], progress=False)  # warm-up
 
     t = time.perf_counter()
-    batched = S.evaluate(model, data, pairs, thetas, progress=False)
+    batched = S.transfer_ranks(model, data, pairs, thetas, progress=False)
     t_batched = time.perf_counter() - t
 
     t = time.perf_counter()
-    per_cand = np.concatenate([S.evaluate(model, data, pairs, [th], progress=False) for th in thetas])
+    per_cand = np.concatenate([S.transfer_ranks(model, data, pairs, [th], progress=False) for th in thetas])
     t_per_cand = time.perf_counter() - t
 
     t = time.perf_counter()
     seq = np.array(
-        [[S.evaluate(model, data, [p], [th], progress=False)[0, 0] for p in pairs] for th in thetas]
+        [[S.transfer_ranks(model, data, [p], [th], progress=False)[0, 0] for p in pairs] for th in thetas]
     )
     t_seq = time.perf_counter() - t
 

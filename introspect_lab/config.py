@@ -1,4 +1,4 @@
-"""Package-wide settings read from the environment, in one place.
+"""Package-wide options read from environment variables (model settings: :mod:`.settings`).
 
 ``INTROSPECT_LAB_FAST=1``
     Fast mode for automated runs (CI, ``make test``). Notebooks call

@@ -41,6 +41,7 @@ from . import config
 from .download import PREFETCH_HINT, DownloadError, fetch_file, file_digest, hash_matches, mirrored
 from .images import normalize, sample_image, to_rgb
 from .names import unknown_name_error
+from .validation import check_int
 
 __all__ = [
     "DATASETS",
@@ -334,8 +335,8 @@ def imagenette_pool(
 
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}.")
-    _check_int("per_class", per_class, 1)
-    _check_int("size", size, 16)
+    check_int("per_class", per_class, 1)
+    check_int("size", size, 16)
     spec = _spec(dataset)
     if not spec.classes:
         raise ValueError(f"{dataset!r} is not an ImageNet-subset dataset; use 'imagenette' or 'imagewoof'.")
@@ -426,8 +427,8 @@ def offline_pool(per_class: int = 12, size: int = 128, seed: int = 0, cache: boo
     ``.part`` file and renamed into place, its SHA-256 recorded beside it and checked on
     every reuse (a file that fails the check is rebuilt, with a message).
     """
-    _check_int("per_class", per_class, 1)
-    _check_int("size", size, 16)
+    check_int("per_class", per_class, 1)
+    check_int("size", size, 16)
     folder = config.data_dir() / "offline_pool"
     stem = f"pool-v{_POOL_VERSION}-n{per_class}-s{size}-seed{seed}"
     path, meta_path = folder / f"{stem}.npz", folder / f"{stem}.json"
@@ -471,11 +472,6 @@ def _write_atomic(path: Path, meta_path: Path, data: dict[str, np.ndarray]) -> N
     finally:
         if part.exists():
             part.unlink()
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}.")
 
 
 _POOLS: dict[str, Callable[..., ImagePool]] = {"imagenette": imagenette_pool, "offline": offline_pool}

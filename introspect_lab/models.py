@@ -28,7 +28,8 @@ from .hooks import capture, frozen
 from .images import check_batch
 from .info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, imagenet_categories, model_info
 from .names import UnknownNameError, get_layer, layer_names, suggest, unknown_name_error
-from .settings import SETTINGS, ModelSettings
+from .settings import ModelSettings
+from .settings_table import SETTINGS
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -47,6 +47,7 @@ from .settings import PathwayLayers
 from .synthesis import layer_features, synthesize, visualize_class
 from .synthesis import objectives as O
 from .synthesis import priors as R
+from .validation import check_probability
 
 __all__ = [
     "PathwayLayers",
@@ -185,8 +186,7 @@ def window_masks(
 
 def dropout_masks(n: int, units: int, p: float = 0.5, seed: int = 0) -> torch.Tensor:
     """``n`` random masks ``[n, units]`` with a fraction ``p`` of the units closed (dropout's sub-networks)."""
-    if not 0 <= p < 1:
-        raise ValueError(f"p must be in [0, 1), got {p}.")
+    check_probability("p", p, open_high=True)
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, units, generator=g) >= p).float()
 

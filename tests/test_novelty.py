@@ -77,7 +77,7 @@ def test_every_registry_model_has_a_layer_mapping(name):
     with torch.device("meta"):  # shapes only: builds VGG in milliseconds
         model = load_model(name, pretrained=False, verbose=False)
         names = nv.stages(model)  # resolves every name with get_layer
-        feats = nv.layer_features(
+        feats = nv.layer_embeddings(
             model, torch.zeros(1, 3, 64, 64), names, max_side=8
         )  # AlexNet needs ≥ 64 px
     assert len(names) == len(nv.PAPER_LAYERS) == 10
@@ -94,8 +94,8 @@ def test_features_of_a_batch_equal_those_of_its_images_one_by_one(lite0, digits,
     check = unchanged(lite0)
     x = digits.batch(lite0, [0, 5, 40])
     names = nv.stages(lite0)
-    batch = nv.layer_features(lite0, x, names, batch_size=3)
-    single = nv.layer_features(lite0, x, names, batch_size=1)
+    batch = nv.layer_embeddings(lite0, x, names, batch_size=3)
+    single = nv.layer_embeddings(lite0, x, names, batch_size=1)
     for n in names:
         torch.testing.assert_close(batch[n], single[n], rtol=1e-4, atol=1e-4)
     check()
@@ -104,15 +104,15 @@ def test_features_of_a_batch_equal_those_of_its_images_one_by_one(lite0, digits,
 def test_feature_cache_hits_and_never_leaves_partial_files(lite0, digits, data_dir, monkeypatch):
     x = digits.batch(lite0, [1, 2])
     layers = ["input", "blocks.4", "pool"]
-    first = nv.cached_layer_features(lite0, x, layers)
+    first = nv.cached_layer_embeddings(lite0, x, layers)
     files = sorted((data_dir / "novelty_features").iterdir())
     assert len(files) == 3 and not [f for f in files if f.name.endswith(".part")]
 
     def boom(*args, **kwargs):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(nd, "layer_features", boom)
-    again = nv.cached_layer_features(lite0, x, layers)
+    monkeypatch.setattr(nd, "layer_embeddings", boom)
+    again = nv.cached_layer_embeddings(lite0, x, layers)
     for n in layers:
         assert torch.equal(first[n], again[n])
     monkeypatch.undo()
@@ -124,7 +124,7 @@ def test_feature_cache_hits_and_never_leaves_partial_files(lite0, digits, data_d
 
     monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OSError):
-        nv.cached_layer_features(lite0, x, ["blocks.10"])
+        nv.cached_layer_embeddings(lite0, x, ["blocks.10"])
     assert len([f for f in (data_dir / "novelty_features").iterdir() if f.suffix == ".pt"]) == 3
 
 
@@ -164,7 +164,7 @@ def test_metrics():
     y = np.array([0, 0, 1, 1])
     assert nv.auroc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0
     assert nv.auroc(y, [0.9, 0.8, 0.2, 0.1]) == 0.0
-    assert nv.accuracy(y, [0.1, 0.6, 0.8, 0.4]) == 0.5
+    assert nv.detection_accuracy(y, [0.1, 0.6, 0.8, 0.4]) == 0.5
 
 
 def test_detector_learns_a_separable_case():

@@ -7,8 +7,10 @@ from introspect_lab.texture.gatys import style_losses, style_targets, style_tran
 
 def test_texture_from_higher_layers_matches_larger_structure(lite0):
     tex = load_image(sample_image("brick"), lite0, 96)
-    low = texture_synthesis(lite0, tex, ["stem", "blocks.1"], size=96, steps=60, seed=0, progress=False)
-    high = texture_synthesis(lite0, tex, ["stem", "blocks.1", "blocks.3", "blocks.5"], size=96, steps=60, seed=0,
+    low = texture_synthesis(
+        lite0, tex, style_layers=["stem", "blocks.1"], size=96, steps=60, seed=0, progress=False
+    )
+    high = texture_synthesis(lite0, tex, style_layers=["stem", "blocks.1", "blocks.3", "blocks.5"], size=96, steps=60, seed=0,
                              progress=False)  # fmt: skip
     assert high.extra["loss_end"] * 10 < high.extra["loss_start"]
     assert low.extra["loss_end"] * 10 < low.extra["loss_start"]

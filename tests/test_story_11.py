@@ -22,7 +22,7 @@ def test_tuned_inter_class_transfer_raises_the_style_class_on_held_out_classes(l
     pairs = [S.Pair(**p) for p in row["pairs"]][:N_PAIRS]
     assert all(p.target in res["classes"]["test"] for p in pairs)
     tuned = S.Theta.from_dict(res["theta"]["inter"])
-    ranks = S.evaluate(lite0, data, pairs, [None, tuned])
+    ranks = S.transfer_ranks(lite0, data, pairs, [None, tuned])
     # the file is reproducible: no-transfer ranks exactly; transferred ranks within 20 % (+5 places),
     # because the batch a sample shares changes float sums by ~1e-6, and 18 Adam steps carry that into
     # the dense middle of a 1000-class ranking (measured: up to 30 places at rank ~240)

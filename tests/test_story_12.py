@@ -29,8 +29,8 @@ def test_last_layers_detect_unseen_classes_well_above_chance(lite0, unchanged):
     for seed in range(3):
         p = nv.partition(data.labels, data.split, seed)
         net = nv.fine_tune(lite0, data, p.finetune, head_epochs=3, full_epochs=1, seed=seed)
-        tr = nv.layer_features(net.backbone, data.batch(lite0, p.train), names)
-        te = nv.layer_features(net.backbone, data.batch(lite0, p.test), names)
+        tr = nv.layer_embeddings(net.backbone, data.batch(lite0, p.train), names)
+        te = nv.layer_embeddings(net.backbone, data.batch(lite0, p.test), names)
         row = []
         for n in names:
             det = nv.train_detector("fc", tr[n], p.train_unseen, epochs=8, batch_size=32, seed=seed)

@@ -33,7 +33,7 @@ def test_texture_synthesis_cuts_gram_loss_10x(lite0, unchanged):
     brick = load_image(sample_image("brick"), lite0, 96)
     # measured at 128 px, 100 steps: 7537 → 444 (17×); at 96 px, 60 steps ≈ 13×
     res = texture_synthesis(
-        lite0, brick, ["stem", "blocks.1", "blocks.3"], size=96, steps=60, seed=0, progress=False
+        lite0, brick, style_layers=["stem", "blocks.1", "blocks.3"], size=96, steps=60, seed=0, progress=False
     )
     assert res.extra["loss_end"] * 10 < res.extra["loss_start"]
     check()

@@ -138,8 +138,10 @@ def test_batched_and_sequential_evaluation_agree(lite0, stand_in, unchanged):
     u = S.untuned_theta(lite0)
     thetas = [S.Theta(u.style_weights, u.content_weight, u.tv, u.lr, 2),
               S.Theta((10.0, 0.1, 1.0, 3.0), 1e-3, 1e-4, 0.2, 4)]  # fmt: skip
-    batched = S.evaluate(lite0, stand_in, pairs, [None, *thetas])
-    seq = np.array([[S.evaluate(lite0, stand_in, [p], [t])[0, 0] for p in pairs] for t in [None, *thetas]])
+    batched = S.transfer_ranks(lite0, stand_in, pairs, [None, *thetas])
+    seq = np.array(
+        [[S.transfer_ranks(lite0, stand_in, [p], [t])[0, 0] for p in pairs] for t in [None, *thetas]]
+    )
     assert np.abs(batched - seq).max() <= 2, (batched, seq)
     # the images themselves
     src = S.normalize(stand_in.images[[p.source for p in pairs]], lite0)

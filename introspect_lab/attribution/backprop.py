@@ -18,6 +18,7 @@ from torch import nn
 
 from ..hooks import capture, forward_hooks, frozen
 from ..models import get_layer
+from ..validation import check_channel
 from .base import Target, logits_of, resolve_targets
 
 __all__ = ["backprop", "modified_relus", "neuron_value"]
@@ -85,11 +86,7 @@ def neuron_value(act: torch.Tensor, neuron) -> torch.Tensor:
     """
     b = act.shape[0]
     if isinstance(neuron, int):
-        if not 0 <= neuron < act.shape[1]:
-            raise ValueError(
-                f"Channel {neuron} is out of range: the layer has channels 0..{act.shape[1] - 1}."
-            )
-        ch = act[:, neuron]
+        ch = act[:, check_channel(act, neuron)]
         if ch.dim() == 1:
             return ch
         return ch.reshape(b, -1).amax(1)

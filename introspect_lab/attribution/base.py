@@ -17,6 +17,7 @@ from torch import nn
 
 from ..hooks import frozen
 from ..models import class_indices, model_info
+from ..validation import check_probability
 
 __all__ = ["to_map", "reduce_channels", "saliency_to_mask"]
 
@@ -128,10 +129,9 @@ def saliency_to_mask(
     Returns a bool tensor ``[B,H,W]``. (GrabCut, which the lecture uses on top,
     needs OpenCV and is not included.)
     """
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}.")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ValueError(f"threshold is a fraction of each map's maximum, in [0, 1]; got {threshold}.")
+    check_probability("quantile", quantile, open_low=True, open_high=True)
+    if threshold is not None:
+        check_probability("threshold (a fraction of each map's maximum)", threshold)
     maps = to_map(maps.detach()).float().cpu().numpy()
     masks = []
     for m in maps:

@@ -15,16 +15,18 @@ from torch import nn
 
 from ..synthesis import objectives as O
 
-__all__ = ["tiny_cnn", "LAYER"]
+__all__ = ["tiny_cnn", "LAYER", "randn64", "randint_between", "random_image", "context"]
 
 LAYER = "features"
 
 
-def _randn(g: torch.Generator, *shape: int) -> torch.Tensor:
+def randn64(g: torch.Generator, *shape: int) -> torch.Tensor:
+    """Standard normal values of ``shape`` in float64 from ``g``."""
     return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
-def _randint(g: torch.Generator, lo: int, hi: int) -> int:
+def randint_between(g: torch.Generator, lo: int, hi: int) -> int:
+    """A random integer in ``[lo, hi]`` (both ends included) from ``g``."""
     return int(torch.randint(lo, hi + 1, (1,), generator=g))
 
 
@@ -51,11 +53,12 @@ def tiny_cnn(g: torch.Generator, classes: int = 10, width: int = 8) -> nn.Module
     return model.eval()
 
 
-def _image(g: torch.Generator, batch: int, h: int, w: int | None = None) -> torch.Tensor:
+def random_image(g: torch.Generator, batch: int, h: int, w: int | None = None) -> torch.Tensor:
     """A random image in the normalised range of ImageNet models (uniform in [−2, 2])."""
     return torch.rand(batch, 3, h, w or h, generator=g, dtype=torch.float64) * 4 - 2
 
 
-def _ctx(activations: dict, image: torch.Tensor | None = None) -> O.Context:
+def context(activations: dict, image: torch.Tensor | None = None) -> O.Context:
+    """An objective :class:`~introspect_lab.synthesis.objectives.Context` from activations (and an image)."""
     img = image if image is not None else torch.zeros(1, 3, 2, 2, dtype=torch.float64)
     return O.Context(activations=activations, image=img, input=img)

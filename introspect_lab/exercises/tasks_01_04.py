@@ -10,7 +10,7 @@ from .. import features as Fe
 from .. import hooks as H
 from .. import images as I  # noqa: E741
 from ..attribution import backprop as AB
-from ._common import LAYER, _image, _randint, _randn, tiny_cnn
+from ._common import LAYER, randint_between, randn64, random_image, tiny_cnn
 from .checks import Task, register
 
 # --- ex01: filters and activations --------------------------------------------------------------
@@ -32,9 +32,9 @@ register(
     Task(
         "filter_tiles",
         cases=lambda g, more: (
-            [(_randn(g, 6, 3, 5, 5),), (_randn(g, 4, 3, 3, 3),)]
+            [(randn64(g, 6, 3, 5, 5),), (randn64(g, 4, 3, 3, 3),)]
             + (
-                [(torch.cat([_randn(g, 3, 3, 7, 7), torch.full((1, 3, 7, 7), 0.3, dtype=torch.float64)]),)]
+                [(torch.cat([randn64(g, 3, 3, 7, 7), torch.full((1, 3, 7, 7), 0.3, dtype=torch.float64)]),)]
                 if more
                 else []
             )
@@ -50,9 +50,9 @@ register(
 
 
 def _activation_cases(g, more):
-    out = [(tiny_cnn(g), _image(g, 2, 12), "relu1"), (tiny_cnn(g), _image(g, 1, 10), "conv2")]
+    out = [(tiny_cnn(g), random_image(g, 2, 12), "relu1"), (tiny_cnn(g), random_image(g, 1, 10), "conv2")]
     if more:
-        out.append((tiny_cnn(g), _image(g, 3, 9, 13), "features"))
+        out.append((tiny_cnn(g), random_image(g, 3, 9, 13), "features"))
     return out
 
 
@@ -82,9 +82,12 @@ register(
 
 
 def _nearest_cases(g, more):
-    out = [(_randn(g, 12, 6), _randint(g, 0, 11), 3), (_randn(g, 20, 4, 2, 2), _randint(g, 0, 19), 5)]
+    out = [
+        (randn64(g, 12, 6), randint_between(g, 0, 11), 3),
+        (randn64(g, 20, 4, 2, 2), randint_between(g, 0, 19), 5),
+    ]
     if more:
-        out.append((_randn(g, 30, 16), 29, 10))
+        out.append((randn64(g, 30, 16), 29, 10))
     return out
 
 
@@ -115,13 +118,13 @@ register(
         "pca",
         cases=lambda g, more: (
             [
-                (_randn(g, 15, 5) * torch.tensor([5.0, 3, 2, 1, 0.5], dtype=torch.float64) + 4, 2),
-                (_randn(g, 25, 8) * torch.linspace(6, 1, 8, dtype=torch.float64), 3),
+                (randn64(g, 15, 5) * torch.tensor([5.0, 3, 2, 1, 0.5], dtype=torch.float64) + 4, 2),
+                (randn64(g, 25, 8) * torch.linspace(6, 1, 8, dtype=torch.float64), 3),
             ]
             + (
                 [
                     (
-                        _randn(g, 40, 3, 2, 2)
+                        randn64(g, 40, 3, 2, 2)
                         * torch.linspace(4, 0.5, 12, dtype=torch.float64).view(1, 3, 2, 2),
                         2,
                     )
@@ -139,9 +142,12 @@ register(
 
 
 def _top_images_cases(g, more):
-    out = [(_randn(g, 10, 4, 5, 5), _randint(g, 0, 3), 3), (_randn(g, 16, 6, 3, 4), _randint(g, 0, 5), 5)]
+    out = [
+        (randn64(g, 10, 4, 5, 5), randint_between(g, 0, 3), 3),
+        (randn64(g, 16, 6, 3, 4), randint_between(g, 0, 5), 5),
+    ]
     if more:
-        out.append((_randn(g, 30, 2, 7, 7), 1, 30))
+        out.append((randn64(g, 30, 2, 7, 7), 1, 30))
     return out
 
 
@@ -172,11 +178,11 @@ register(
 
 def _saliency_cases(g, more):
     out = [
-        (tiny_cnn(g), _image(g, 1, 12), _randint(g, 0, 9)),
-        (tiny_cnn(g), _image(g, 2, 10), _randint(g, 0, 9)),
+        (tiny_cnn(g), random_image(g, 1, 12), randint_between(g, 0, 9)),
+        (tiny_cnn(g), random_image(g, 2, 10), randint_between(g, 0, 9)),
     ]
     if more:
-        out.append((tiny_cnn(g), _image(g, 3, 9, 14), 7))
+        out.append((tiny_cnn(g), random_image(g, 3, 9, 14), 7))
     return out
 
 
@@ -200,7 +206,7 @@ register(
 def _cam_cases(g, more):
     out = []
     for b, h in [(1, 12), (2, 10)] + ([(3, 15)] if more else []):
-        model, x, c = tiny_cnn(g), _image(g, b, h), _randint(g, 0, 9)
+        model, x, c = tiny_cnn(g), random_image(g, b, h), randint_between(g, 0, 9)
         with H.capture(model, LAYER) as cap:
             cap.run(x)
         out.append((cap.activations[LAYER], model.fc.weight.detach().clone(), c, model, x))
@@ -222,7 +228,7 @@ register(
 def _grad_cam_cases(g, more):
     out = []
     for b, h in [(1, 12), (2, 10)] + ([(3, 15)] if more else []):
-        model, x, c = tiny_cnn(g), _image(g, b, h), _randint(g, 0, 9)
+        model, x, c = tiny_cnn(g), random_image(g, b, h), randint_between(g, 0, 9)
         xg = x.clone().requires_grad_(True)
         with H.capture(model, LAYER, gradients=True) as cap:
             (grad_x,) = torch.autograd.grad(model(xg)[:, c].sum(), xg)
@@ -248,9 +254,9 @@ def _relu_rule_cases(g, more):
     shapes = [(2, 4, 5, 5), (1, 3, 6, 4)] + ([(3, 8, 7, 9)] if more else [])
     out = []
     for s in shapes:
-        z = _randn(g, *s)
+        z = randn64(g, *s)
         z.view(-1)[: max(1, z.numel() // 10)] = 0.0  # some units exactly at the kink
-        out.append((z, _randn(g, *s)))
+        out.append((z, randn64(g, *s)))
     return out
 
 
@@ -295,10 +301,10 @@ register(
 def _spearman_cases(g, more):
     out = []
     for n in [30, 60] + ([200] if more else []):
-        a = _randn(g, n)
-        out.append((a, torch.exp(2 * a) + 0.5 * _randn(g, n).abs()))  # monotone but far from linear
+        a = randn64(g, n)
+        out.append((a, torch.exp(2 * a) + 0.5 * randn64(g, n).abs()))  # monotone but far from linear
     if more:
-        a = _randn(g, 8, 8)
+        a = randn64(g, 8, 8)
         out.append((a, -(a**3)))  # a perfectly reversed ranking: ρ = −1
     return out
 

@@ -6,23 +6,23 @@ import torch
 
 from ..synthesis import objectives as O
 from ..synthesis import priors as R
-from ._common import LAYER, _ctx, _randint, _randn
+from ._common import LAYER, context, randint_between, randn64
 from .checks import Task, register
 
 # --- ex05: activation maximisation -----------------------------------------------------------
 
 
 def _class_objective_cases(g, more):
-    out = [(_randn(g, 1, 10), _randn(g, 1, 3, 6, 6), _randint(g, 0, 9), 1e-2)]
-    out.append((_randn(g, 3, 10), _randn(g, 3, 3, 5, 7), _randint(g, 0, 9), 0.3))
+    out = [(randn64(g, 1, 10), randn64(g, 1, 3, 6, 6), randint_between(g, 0, 9), 1e-2)]
+    out.append((randn64(g, 3, 10), randn64(g, 3, 3, 5, 7), randint_between(g, 0, 9), 0.3))
     if more:
-        out.append((_randn(g, 2, 1000), _randn(g, 2, 3, 16, 16), 281, 1e-3))
+        out.append((randn64(g, 2, 1000), randn64(g, 2, 3, 16, 16), 281, 1e-3))
     return out
 
 
 def _class_objective_reference(logits, image, c, lam):
     obj = O.class_score(list(range(logits.shape[1])), c) - lam * R.l2()
-    return obj(_ctx({O.LOGITS: logits}, image))
+    return obj(context({O.LOGITS: logits}, image))
 
 
 register(
@@ -38,14 +38,14 @@ register(
 
 def _step_cases(g, more):
     out = [
-        (_randn(g, 1, 3, 6, 6), _randn(g, 1, 3, 6, 6), 2.0),
-        (_randn(g, 3, 3, 5, 4), _randn(g, 3, 3, 5, 4), 25.0),
+        (randn64(g, 1, 3, 6, 6), randn64(g, 1, 3, 6, 6), 2.0),
+        (randn64(g, 3, 3, 5, 4), randn64(g, 3, 3, 5, 4), 25.0),
     ]
     if more:
         out.append(
             (
-                _randn(g, 4, 3, 9, 9),
-                _randn(g, 4, 3, 9, 9) * torch.logspace(-3, 3, 4, dtype=torch.float64).view(4, 1, 1, 1),
+                randn64(g, 4, 3, 9, 9),
+                randn64(g, 4, 3, 9, 9) * torch.logspace(-3, 3, 4, dtype=torch.float64).view(4, 1, 1, 1),
                 1.0,
             )
         )
@@ -68,9 +68,12 @@ register(
 
 
 def _channel_objective_cases(g, more):
-    out = [(_randn(g, 1, 6, 5, 5), _randint(g, 0, 5)), (_randn(g, 3, 4, 7, 3), _randint(g, 0, 3))]
+    out = [
+        (randn64(g, 1, 6, 5, 5), randint_between(g, 0, 5)),
+        (randn64(g, 3, 4, 7, 3), randint_between(g, 0, 3)),
+    ]
     if more:
-        out.append((_randn(g, 2, 16, 1, 1), 15))
+        out.append((randn64(g, 2, 16, 1, 1), 15))
     return out
 
 
@@ -78,7 +81,7 @@ register(
     Task(
         "channel_objective",
         cases=_channel_objective_cases,
-        reference=lambda act, k: O.channel(LAYER, k)(_ctx({LAYER: act})),
+        reference=lambda act, k: O.channel(LAYER, k)(context({LAYER: act})),
         blocked=(
             "introspect_lab.synthesis.objectives.channel",
             "introspect_lab.synthesis.objectives.layer_activation",
@@ -93,10 +96,10 @@ register(
     Task(
         "dream_objective",
         cases=lambda g, more: (
-            [(_randn(g, 1, 4, 5, 5),), (_randn(g, 3, 8, 3, 6),)]
-            + ([(_randn(g, 2, 32, 9, 9),)] if more else [])
+            [(randn64(g, 1, 4, 5, 5),), (randn64(g, 3, 8, 3, 6),)]
+            + ([(randn64(g, 2, 32, 9, 9),)] if more else [])
         ),
-        reference=lambda act: O.dream(LAYER, reduction="sum")(_ctx({LAYER: act})),
+        reference=lambda act: O.dream(LAYER, reduction="sum")(context({LAYER: act})),
         blocked=("introspect_lab.synthesis.objectives.dream",),
         hint="Σ_i f_i(I)²: the sum of the squares of every activation of the layer (and over the batch).",
     )
@@ -119,7 +122,10 @@ register(
 
 
 def _octave_cases(g, more):
-    out = [(224, 224, 3, 1.4), (_randint(g, 100, 300), _randint(g, 100, 300), _randint(g, 2, 5), 1.3)]
+    out = [
+        (224, 224, 3, 1.4),
+        (randint_between(g, 100, 300), randint_between(g, 100, 300), randint_between(g, 2, 5), 1.3),
+    ]
     if more:
         out += [(40, 90, 4, 2.0), (160, 160, 1, 1.4)]
     return out
@@ -147,9 +153,9 @@ register(
 
 
 def _tv_cases(g, more):
-    out = [(_randn(g, 1, 3, 6, 6), 2.0), (_randn(g, 2, 3, 5, 8), 1.0)]
+    out = [(randn64(g, 1, 3, 6, 6), 2.0), (randn64(g, 2, 3, 5, 8), 1.0)]
     if more:
-        out += [(_randn(g, 3, 3, 9, 4), 3.0), (_randn(g, 1, 1, 2, 2), 2.0)]
+        out += [(randn64(g, 3, 3, 9, 4), 3.0), (randn64(g, 1, 1, 2, 2), 2.0)]
     return out
 
 
@@ -165,9 +171,9 @@ register(
 
 
 def _feature_loss_cases(g, more):
-    out = [(_randn(g, 1, 4, 3, 3), _randn(g, 1, 4, 3, 3)), (_randn(g, 3, 2, 5, 5), _randn(g, 3, 2, 5, 5))]
+    out = [(randn64(g, 1, 4, 3, 3), randn64(g, 1, 4, 3, 3)), (randn64(g, 3, 2, 5, 5), randn64(g, 3, 2, 5, 5))]
     if more:
-        out.append((_randn(g, 2, 64), _randn(g, 2, 64) * 100))
+        out.append((randn64(g, 2, 64), randn64(g, 2, 64) * 100))
     return out
 
 
@@ -175,7 +181,7 @@ register(
     Task(
         "feature_loss",
         cases=_feature_loss_cases,
-        reference=lambda phi, phi0: O.feature_match(LAYER, phi0)(_ctx({LAYER: phi})),
+        reference=lambda phi, phi0: O.feature_match(LAYER, phi0)(context({LAYER: phi})),
         blocked=("introspect_lab.synthesis.objectives.feature_match",),
         hint="‖Φ − Φ₀‖² / ‖Φ₀‖² for each image (norms over all its features), summed over the batch.",
     )
@@ -184,10 +190,10 @@ register(
     Task(
         "alpha_norm",
         cases=lambda g, more: (
-            [(_randn(g, 1, 3, 4, 4), 6.0), (_randn(g, 2, 3, 5, 3), 3.0)]
-            + ([(_randn(g, 1, 3, 8, 8), 1.5)] if more else [])
+            [(randn64(g, 1, 3, 4, 4), 6.0), (randn64(g, 2, 3, 5, 3), 3.0)]
+            + ([(randn64(g, 1, 3, 8, 8), 1.5)] if more else [])
         ),
-        reference=lambda x, alpha: R.alpha_norm(alpha)(_ctx({}, x)),
+        reference=lambda x, alpha: R.alpha_norm(alpha)(context({}, x)),
         blocked=("introspect_lab.synthesis.priors.alpha_norm",),
         hint="Σ |x|^α over every pixel (absolute value first, so odd and fractional α work).",
     )
@@ -199,9 +205,9 @@ _GRAM_BLOCKED = ("introspect_lab.synthesis.objectives.gram",)
 
 
 def _gram_cases(g, more):
-    out = [(_randn(g, 1, 4, 3, 3),), (_randn(g, 2, 6, 5, 2),)]
+    out = [(randn64(g, 1, 4, 3, 3),), (randn64(g, 2, 6, 5, 2),)]
     if more:
-        out.append((_randn(g, 3, 16, 7, 7),))
+        out.append((randn64(g, 3, 16, 7, 7),))
     return out
 
 
@@ -219,7 +225,7 @@ register(
 def _gram_loss_cases(g, more):
     out = []
     for b, n, h, w in [(1, 4, 3, 3), (2, 6, 4, 5)] + ([(3, 8, 6, 2)] if more else []):
-        feats, other = _randn(g, b, n, h, w), _randn(g, 1, n, h + 1, w)
+        feats, other = randn64(g, b, n, h, w), randn64(g, 1, n, h + 1, w)
         out.append((feats, O.gram(other)))
     return out
 
@@ -228,7 +234,7 @@ register(
     Task(
         "gram_loss",
         cases=_gram_loss_cases,
-        reference=lambda f, target: O.gram_loss(LAYER, target)(_ctx({LAYER: f})),
+        reference=lambda f, target: O.gram_loss(LAYER, target)(context({LAYER: f})),
         blocked=_GRAM_BLOCKED
         + ("introspect_lab.synthesis.objectives.gram_loss", "introspect_lab.synthesis.objectives.style_loss"),
         hint="E = Σ_ij (G_ij − A_ij)² / (4 N² M²) with N channels and M = H·W of the features you were given; sum over the batch.",
@@ -237,9 +243,9 @@ register(
 
 
 def _content_cases(g, more):
-    out = [(_randn(g, 1, 4, 3, 3), _randn(g, 1, 4, 3, 3)), (_randn(g, 2, 3, 2, 5), _randn(g, 2, 3, 2, 5))]
+    out = [(randn64(g, 1, 4, 3, 3), randn64(g, 1, 4, 3, 3)), (randn64(g, 2, 3, 2, 5), randn64(g, 2, 3, 2, 5))]
     if more:
-        out.append((_randn(g, 3, 8, 4, 4), _randn(g, 1, 8, 4, 4)))
+        out.append((randn64(g, 3, 8, 4, 4), randn64(g, 1, 8, 4, 4)))
     return out
 
 
@@ -247,7 +253,7 @@ register(
     Task(
         "content_loss",
         cases=_content_cases,
-        reference=lambda f, p: O.content_loss(LAYER, p)(_ctx({LAYER: f})),
+        reference=lambda f, p: O.content_loss(LAYER, p)(context({LAYER: f})),
         blocked=("introspect_lab.synthesis.objectives.content_loss",),
         hint="½ Σ (F − P)² over every feature; the target P may be one image for the whole batch (broadcast).",
     )

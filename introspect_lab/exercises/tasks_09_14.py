@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..experiments import style_shift as SS
-from ._common import _randint, _randn
+from ._common import randint_between, randn64
 from .checks import Task, register
 
 # --- ex09: adversarial examples --------------------------------------------------------------
@@ -33,7 +33,7 @@ def _adv_cases(g, more):
     for s in shapes:
         p = _pixels(g, *s)
         p.view(-1)[:4] = torch.tensor([0.0, 1.0, 0.001, 0.999], dtype=torch.float64)  # pixels at the edges
-        out.append((p, _randn(g, *s), float(_randint(g, 1, 8)) / 255))
+        out.append((p, randn64(g, *s), float(randint_between(g, 1, 8)) / 255))
     return out
 
 
@@ -52,7 +52,7 @@ def _project_cases(g, more):
     out = []
     for s in [(1, 3, 6, 6), (2, 3, 4, 5)] + ([(3, 3, 8, 8)] if more else []):
         p0, eps = _pixels(g, *s), 8 / 255
-        out.append((p0 + 0.1 * _randn(g, *s), p0, eps))
+        out.append((p0 + 0.1 * randn64(g, *s), p0, eps))
     return out
 
 
@@ -84,7 +84,7 @@ def _logits_cases(g, more):
     out = []
     for b, c in [(30, 3), (50, 10)] + ([(64, 1000)] if more else []):
         y = torch.randint(0, c, (b,), generator=g)
-        logits = _randn(g, b, c) * 2
+        logits = randn64(g, b, c) * 2
         logits[torch.arange(b), y] += 3  # a classifier that is right most of the time
         out.append((logits, y))
     return out
@@ -104,11 +104,11 @@ register(
 def _probe_cases(g, more):
     out = []
     for n, d, c in [(30, 4, 3), (60, 8, 5)] + ([(200, 16, 10)] if more else []):
-        centres = _randn(g, c, d) * 3
+        centres = randn64(g, c, d) * 3
         y = (torch.arange(n) % c)[torch.randperm(n, generator=g)]
-        f = centres[y] + _randn(g, n, d)
+        f = centres[y] + randn64(g, n, d)
         yq = torch.randint(0, c, (n // 2,), generator=g)
-        out.append((f, y, centres[yq] + 2 * _randn(g, n // 2, d), c))
+        out.append((f, y, centres[yq] + 2 * randn64(g, n // 2, d), c))
     return out
 
 
@@ -140,7 +140,7 @@ register(
 def _rank_cases(g, more):
     out = []
     for b, c in [(24, 10), (40, 20)] + ([(64, 100)] if more else []):
-        logits = torch.round(_randn(g, b, c) * 4) / 4  # quarter steps: some ties
+        logits = torch.round(randn64(g, b, c) * 4) / 4  # quarter steps: some ties
         out.append((logits, torch.randint(0, c, (b,), generator=g)))
     return out
 
@@ -175,7 +175,7 @@ def _auroc_cases(g, more):
     out = []
     for n, shift in [(20, 1.0), (60, 0.3)] + ([(300, 2.0)] if more else []):
         y = (torch.arange(n) % 2 == 0).long()
-        out.append((y, _randn(g, n) + shift * y))
+        out.append((y, randn64(g, n) + shift * y))
     return out
 
 
@@ -209,7 +209,7 @@ def _standardize_cases(g, more):
     out = []
     for n, m, d in [(20, 5, 3), (50, 10, 8)] + ([(100, 30, 64)] if more else []):
         scale = torch.rand(d, generator=g, dtype=torch.float64) * 5 + 0.1
-        out.append((_randn(g, n, d) * scale + 3, _randn(g, m, d) * scale))
+        out.append((randn64(g, n, d) * scale + 3, randn64(g, m, d) * scale))
     return out
 
 
@@ -226,7 +226,7 @@ register(
 
 
 def _window_cases(g, more):
-    out = [(4, 4, 2), (_randint(g, 3, 7), _randint(g, 3, 7), 1)]
+    out = [(4, 4, 2), (randint_between(g, 3, 7), randint_between(g, 3, 7), 1)]
     if more:
         out += [(5, 7, 3), (6, 6, 6)]
     return out
@@ -254,7 +254,7 @@ register(
     Task(
         "relu_code",
         cases=lambda g, more: [
-            (torch.relu(_randn(g, *s)),) for s in [(1, 4, 3, 3), (2, 8)] + ([(3, 16, 5, 5)] if more else [])
+            (torch.relu(randn64(g, *s)),) for s in [(1, 4, 3, 3), (2, 8)] + ([(3, 16, 5, 5)] if more else [])
         ],
         reference=lambda act: (act > 0).double(),
         blocked=("introspect_lab.pathways.relu_codes",),
@@ -275,7 +275,7 @@ register(
     Task(
         "mean_cosine",
         cases=lambda g, more: [
-            (_randn(g, n, d) + 1,) for n, d in [(3, 5), (10, 32)] + ([(40, 256)] if more else [])
+            (randn64(g, n, d) + 1,) for n, d in [(3, 5), (10, 32)] + ([(40, 256)] if more else [])
         ],
         reference=_off_diagonal_reference,
         hint="Normalise each descriptor to length 1, take all pairwise dot products, and average those with i ≠ j.",
@@ -288,7 +288,7 @@ register(
 def _norm_cases(g, more):
     out = []
     for s in [(1, 3, 5, 5), (4, 8, 6, 3)] + ([(2, 16, 9, 9)] if more else []):
-        out.append((_randn(g, *s) * 3 + 1,))
+        out.append((randn64(g, *s) * 3 + 1,))
     return out
 
 
@@ -310,10 +310,10 @@ register(
 def _cin_cases(g, more):
     out = []
     for b, c, s in [(2, 3, 2), (3, 8, 4)] + ([(4, 16, 3)] if more else []):
-        x = _randn(g, b, c, 5, 5) * 2
+        x = randn64(g, b, c, 5, 5) * 2
         weights = torch.rand(b, s, generator=g, dtype=torch.float64)
         weights = weights / weights.sum(1, keepdim=True)
-        out.append((x, _randn(g, s, c), _randn(g, s, c), weights))
+        out.append((x, randn64(g, s, c), randn64(g, s, c), weights))
     return out
 
 

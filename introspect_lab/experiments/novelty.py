@@ -9,7 +9,7 @@ other classes S2 ("unseen"), and test it on S1 against yet other classes S3 (Fig
   cached, otherwise the offline stand-in: scikit-learn's digits, upsampled (said aloud).
 * :func:`partition` — the paper's three-way class partition and its image partition.
 * :func:`fine_tune` — adaptation layer alone, then everything; works on a copy.
-* :func:`layer_features` / :func:`cached_layer_features` — layers 0–9 in the paper's
+* :func:`layer_embeddings` / :func:`cached_layer_embeddings` — layers 0–9 in the paper's
   numbering (the registry's ``settings(model).novelty_layers`` for every model), cached on disk.
 * :class:`FCDetector`, :class:`ConvDetector`, :func:`train_detector` — the two detectors.
 * :func:`msp_scores` (Hendrycks & Gimpel 2017), :func:`mahalanobis_scores` (Lee et al.
@@ -43,22 +43,22 @@ from .novelty_detectors import (
     INPUT,
     ConvDetector,
     FCDetector,
-    _batches,
-    accuracy,
     auroc,
-    cached_layer_features,
+    cached_layer_embeddings,
+    detection_accuracy,
     detector_scores,
-    layer_features,
+    layer_embeddings,
     mahalanobis_scores,
     msp_scores,
+    shuffled_batches,
     train_detector,
 )
 
 __all__ = [
     "PAPER_LAYERS", "NoveltyData", "Partition", "AdaptedNet", "FCDetector", "ConvDetector",
-    "Settings", "stages", "describe_layers", "digits_data", "flowers_data", "load_data", "partition",
-    "fine_tune", "layer_features", "cached_layer_features", "train_detector", "msp_scores",
-    "mahalanobis_scores", "accuracy", "auroc", "run", "load_results", "save_results", "verdict",
+    "NoveltySettings", "stages", "describe_layers", "digits_data", "flowers_data", "load_data", "partition",
+    "fine_tune", "layer_embeddings", "cached_layer_embeddings", "train_detector", "msp_scores",
+    "mahalanobis_scores", "detection_accuracy", "auroc", "run", "load_results", "save_results", "verdict",
     "detector_scores", "INPUT", "stand_in_settings", "quick_settings", "main",
 ]  # fmt: skip
 
@@ -276,7 +276,7 @@ def fine_tune(
     opt = torch.optim.Adam(net.adapt.parameters(), lr=lr_head)
     bar = tqdm(total=head_epochs + full_epochs, desc="Fine-tuning", disable=not show)
     for _ in range(head_epochs):
-        for b in _batches(len(indices), batch_size, gen):
+        for b in shuffled_batches(len(indices), batch_size, gen):
             loss = F.cross_entropy(net.adapt(outs[b]), target[b])
             opt.zero_grad()
             loss.backward()
@@ -293,7 +293,7 @@ def fine_tune(
             p.requires_grad_(True)
         opt = torch.optim.Adam(net.parameters(), lr=lr_full)
         for _ in range(full_epochs):
-            for b in _batches(len(indices), batch_size, gen):
+            for b in shuffled_batches(len(indices), batch_size, gen):
                 loss = F.cross_entropy(net(data.batch(backbone, indices[b.numpy()])), target[b])
                 opt.zero_grad()
                 loss.backward()
@@ -316,7 +316,7 @@ PAPER_EPOCHS = {"figure4": (20, 5), "figure5_without": (120, 0), "figure5_with":
 
 
 @dataclass
-class Settings:
+class NoveltySettings:
     """Everything a run depends on. Epoch pairs are (adaptation layer alone, then everything).
 
     The defaults are the paper's (Figure 4: 20+5; Figure 5: 120+0 vs 20+100; detectors 50
@@ -340,14 +340,14 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
 
-def stand_in_settings() -> Settings:
+def stand_in_settings() -> NoveltySettings:
     """The committed run: the paper's epochs, except Figure 5's fine-tuning, 100 → 30 epochs (×0.3); 2 repeats."""
-    return Settings(figure5_with=(20, 30), repeats=2)
+    return NoveltySettings(figure5_with=(20, 30), repeats=2)
 
 
-def quick_settings() -> Settings:
+def quick_settings() -> NoveltySettings:
     """A tiny run for fast mode and tests: 30 digits per class, 1–8 epochs, one repeat."""
-    return Settings( per_class=30, figure4=(3, 1), figure5_without=(3, 0), figure5_with=(3, 1),
+    return NoveltySettings( per_class=30, figure4=(3, 1), figure5_without=(3, 0), figure5_with=(3, 1),
                     detector_epochs=15, repeats=1)  # fmt: skip
 
 
@@ -355,10 +355,10 @@ def _summary(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
-def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Settings, progress) -> dict:
+def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: NoveltySettings, progress) -> dict:
     cols = [names[k] for k in layers]
-    f_train = cached_layer_features(net.backbone, x_train, cols, max_side=s.max_side, progress=progress)
-    f_test = cached_layer_features(net.backbone, x_test, cols, max_side=s.max_side, progress=progress)
+    f_train = cached_layer_embeddings(net.backbone, x_train, cols, max_side=s.max_side, progress=progress)
+    f_test = cached_layer_embeddings(net.backbone, x_test, cols, max_side=s.max_side, progress=progress)
     seen = part.train_unseen == 0
     out: dict = {k: {m: [] for m in ("train_acc", "test_acc", "train_auroc", "test_auroc")} for k in kinds}
     for kind in kinds:
@@ -375,8 +375,8 @@ def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Setting
             for r in range(s.repeats):
                 det = train_detector(kind, tr, part.train_unseen, epochs=s.detector_epochs, seed=s.seed + r)
                 p_tr, p_te = detector_scores(det, tr), detector_scores(det, te)
-                runs["train_acc"].append(accuracy(part.train_unseen, p_tr))
-                runs["test_acc"].append(accuracy(part.test_unseen, p_te))
+                runs["train_acc"].append(detection_accuracy(part.train_unseen, p_tr))
+                runs["test_acc"].append(detection_accuracy(part.test_unseen, p_te))
                 runs["train_auroc"].append(auroc(part.train_unseen, p_tr))
                 runs["test_auroc"].append(auroc(part.test_unseen, p_te))
             for m, v in runs.items():
@@ -392,10 +392,10 @@ def _evaluate(net, part, data, x_train, x_test, names, layers, kinds, s: Setting
     return out
 
 
-def run(settings: Settings | None = None, model: nn.Module | None = None, data: NoveltyData | None = None,
+def run(settings: NoveltySettings | None = None, model: nn.Module | None = None, data: NoveltyData | None = None,
         progress: bool | None = None, command: str = "") -> dict:  # fmt: skip
     """Run Figures 4 and 5 plus the baselines; return the JSON-able results (see ``data/results``)."""
-    s = settings or Settings()
+    s = settings or NoveltySettings()
     t0 = time.time()
     if model is None:
         model = load_model(s.model, fallback=s.fallback)
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--data", default="auto", choices=("auto", "flowers102", "digits"))
     args = ap.parse_args(argv)
-    s = {"stand-in": stand_in_settings, "paper": Settings, "quick": quick_settings}[args.preset]()
+    s = {"stand-in": stand_in_settings, "paper": NoveltySettings, "quick": quick_settings}[args.preset]()
     s.model, s.data = args.model, args.data
     results = run(s, command=" ".join([CLI, *argv]))
     print("\n".join(results["verdict"]))

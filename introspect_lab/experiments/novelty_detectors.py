@@ -3,11 +3,11 @@
 Part of :mod:`introspect_lab.experiments.novelty` (seed 000, §3.2 and §4.2), which re-exports
 everything here:
 
-* :func:`layer_features` / :func:`cached_layer_features` — activations of named layers,
+* :func:`layer_embeddings` / :func:`cached_layer_embeddings` — activations of named layers,
   spatially capped, cached on disk;
 * :class:`FCDetector`, :class:`ConvDetector`, :func:`train_detector` — the paper's two classifiers;
 * :func:`msp_scores` (Hendrycks & Gimpel 2017) and :func:`mahalanobis_scores` (Lee et al. 2018);
-* :func:`accuracy` (at a threshold, the paper's metric) and :func:`auroc`.
+* :func:`detection_accuracy` (at a threshold, the paper's metric) and :func:`auroc`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from tqdm.auto import tqdm
 from .. import config
 from ..hooks import capture, frozen
 
-__all__ = ["INPUT", "FCDetector", "ConvDetector", "DETECTORS", "layer_features", "cached_layer_features",
-           "train_detector", "detector_scores", "msp_scores", "mahalanobis_scores", "accuracy", "auroc"]  # fmt: skip
+__all__ = ["INPUT", "FCDetector", "ConvDetector", "DETECTORS", "layer_embeddings", "cached_layer_embeddings",
+           "train_detector", "detector_scores", "msp_scores", "mahalanobis_scores", "detection_accuracy", "auroc"]  # fmt: skip
 
 INPUT = "input"  # the name used for layer 0 (the normalised image)
 _CACHE_VERSION = 1
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator):
+def shuffled_batches(n: int, batch_size: int, gen: torch.Generator):
     order = torch.randperm(n, generator=gen)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
@@ -52,7 +52,7 @@ def _shrink(act: torch.Tensor, max_side: int) -> torch.Tensor:
     return act
 
 
-def layer_features(
+def layer_embeddings(
     model: nn.Module, x: torch.Tensor, layers: list[str], *, max_side: int = 8, batch_size: int = 64,
     progress: bool | None = None,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
@@ -90,11 +90,11 @@ def _fingerprint(*parts) -> str:
     return h.hexdigest()[:20]
 
 
-def cached_layer_features(
+def cached_layer_embeddings(
     model: nn.Module, x: torch.Tensor, layers: list[str], *, max_side: int = 8, progress: bool | None = None,
     cache: bool = True,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """:func:`layer_features`, cached per layer under ``config.data_dir()/novelty_features``.
+    """:func:`layer_embeddings`, cached per layer under ``config.data_dir()/novelty_features``.
 
     The key hashes the model's weights, the layer, the input batch and ``max_side``. Files are
     written as ``.part`` and renamed into place, so an interrupted run leaves nothing half-written.
@@ -107,7 +107,7 @@ def cached_layer_features(
     out = {n: torch.load(p, weights_only=True) for n, p in paths.items() if cache and p.is_file()}
     missing = [n for n in dict.fromkeys(layers) if n not in out]
     if missing:
-        fresh = layer_features(model, x, missing, max_side=max_side, progress=progress)
+        fresh = layer_embeddings(model, x, missing, max_side=max_side, progress=progress)
         out.update(fresh)
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +174,7 @@ def train_detector(
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(det.parameters(), lr=lr)
     for _ in range(epochs):
-        for b in _batches(len(y), batch_size, gen):
+        for b in shuffled_batches(len(y), batch_size, gen):
             loss = F.binary_cross_entropy_with_logits(det(train_x[b])[:, 0], y[b])
             opt.zero_grad()
             loss.backward()
@@ -223,7 +223,7 @@ def mahalanobis_scores(
     return np.einsum("ncd,de,nce->nc", d, prec, d).min(1)
 
 
-def accuracy(y, scores, threshold: float = 0.5) -> float:
+def detection_accuracy(y, scores, threshold: float = 0.5) -> float:
     """Fraction of correct seen/unseen calls at ``threshold`` (the paper's metric)."""
     return float(((np.asarray(scores) > threshold) == np.asarray(y).astype(bool)).mean())
 

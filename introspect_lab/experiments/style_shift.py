@@ -83,7 +83,7 @@ __all__ = [
     "sample_pairs",
     "class_gram",
     "f_theta",
-    "evaluate",
+    "transfer_ranks",
     "tune",
     "rerank",
     "run",
@@ -238,7 +238,7 @@ def _style_targets(model, data: ClassImages, pairs: Sequence[Pair], gram: str, e
     return {n: torch.cat([g[n] for g in per_pair]) for n in layers}
 
 
-def evaluate(
+def transfer_ranks(
     model: nn.Module, data: ClassImages, pairs: Sequence[Pair], thetas: Sequence[Theta | None], *,
     gram: str = "single", exemplars: int = 4, seed: int = 0, progress: bool | None = None,
 ) -> np.ndarray:  # fmt: skip
@@ -364,7 +364,7 @@ def run(model: nn.Module, data: ClassImages, *, state_dir: str | os.PathLike | N
         train_pairs = pairs[rel, "train"]
 
         def objective(thetas, train_pairs=train_pairs):
-            ranks = evaluate(model, data, train_pairs, [t.capped(cfg["steps_cap"]) for t in thetas],
+            ranks = transfer_ranks(model, data, train_pairs, [t.capped(cfg["steps_cap"]) for t in thetas],
                              progress=progress)  # fmt: skip
             return ranks.mean(1)
 
@@ -376,7 +376,7 @@ def run(model: nn.Module, data: ClassImages, *, state_dir: str | os.PathLike | N
         out["tuning"][rel] = tuned["history"]
         for split in ("train", "test"):
             ps = pairs[rel, split]
-            ranks = evaluate(model, data, ps, [None, untuned, best], progress=progress)
+            ranks = transfer_ranks(model, data, ps, [None, untuned, best], progress=progress)
             out["table1"][f"{rel}/{split}"] = {
                 "pairs": [asdict(p) for p in ps],
                 "no_transfer": _summary(ranks[0]),
@@ -388,7 +388,7 @@ def run(model: nn.Module, data: ClassImages, *, state_dir: str | os.PathLike | N
     ps = pairs["inter", "test"]
     out["class_gram"] = {"pairs": "inter/test", "theta": "inter (tuned)", "exemplars": cfg["exemplars"]}
     for mode in ("single", "mean", "normalized"):
-        ranks = evaluate(model, data, ps, [best], gram=mode, exemplars=cfg["exemplars"], seed=cfg["seed"],
+        ranks = transfer_ranks(model, data, ps, [best], gram=mode, exemplars=cfg["exemplars"], seed=cfg["seed"],
                          progress=progress)[0]  # fmt: skip
         out["class_gram"][mode] = _summary(ranks)
     test_images = [int(i) for c in test for i in data.of_class(c)]

@@ -5,34 +5,38 @@
 :func:`synthesize` runs it; :func:`evaluate` gives an objective's value for
 one image; :func:`layer_features` computes targets once. The model runs
 only up to the deepest layer any term needs (:func:`introspect_lab.hooks.capture`
-with ``stop=True``), frozen, and is restored afterwards.
+with ``stop=True``), frozen, and is restored afterwards. The steps of the
+loop live in :mod:`.steps`, its record and diagnostics in :mod:`.record`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-import time
-import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from numbers import Real
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import show_progress
 from ..hooks import capture, frozen, no_inplace
-from ..images import check_batch, denormalize
+from ..images import check_batch
 from ..models import model_info
 from . import objectives as O
 from . import priors as R
-from .parameterisation import Fourier, Pixels, image_size, initial_image, valid_range
+from . import steps as S
+from .parameterisation import Fourier, Pixels, image_size, initial_image
+from .record import (
+    DivergenceWarning,
+    NonFiniteLossError,
+    Record,
+    SynthesisResult,
+    SynthesisState,
+    check_finite,
+    warn_if_diverged,
+)
 
 __all__ = [
     "SynthesisResult",
@@ -45,64 +49,6 @@ __all__ = [
     "model_lock",
     "check_objective",
 ]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The objective became NaN/inf; ``.result`` holds the best image reached before."""
-
-    def __init__(self, message: str, result: SynthesisResult | None = None):
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass
-class SynthesisState:
-    """Passed to a ``callback`` every ``every`` steps: the image so far and the objective."""
-
-    step: int
-    steps: int
-    image: torch.Tensor
-    value: float
-    terms: dict[str, float]
-
-
-@dataclass
-class SynthesisResult:
-    """What :func:`synthesize` returns.
-
-    ``image`` is the final image (normalised model space, ``[B, 3, H, W]``;
-    after an interruption it is the best one), ``best_image`` the one with
-    the highest objective, ``history`` the objective per step and
-    ``terms`` each weighted term per step. ``note`` says why a run ended
-    early (``interrupted`` is True after Ctrl-C / Jupyter's stop button).
-    """
-
-    image: torch.Tensor
-    best_image: torch.Tensor
-    best_value: float
-    history: list[float]
-    terms: dict[str, list[float]]
-    steps_done: int
-    interrupted: bool = False
-    note: str = ""
-    seconds: float = 0.0
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_display(self, best: bool = False) -> np.ndarray:
-        """The image(s) as H×W×3 (or B×H×W×3) floats in [0, 1] for ``plt.imshow``."""
-        x = (self.best_image if best else self.image).detach()
-        img = denormalize(x, mean=self.mean, std=self.std).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-        return img[0] if img.shape[0] == 1 else img
-
-    def __repr__(self) -> str:
-        shape = "×".join(str(s) for s in self.image.shape)
-        end = f", note={self.note!r}" if self.note else ""
-        return (
-            f"SynthesisResult(image {shape}, steps={self.steps_done}, best={self.best_value:.4g}, "
-            f"{self.seconds:.1f} s{end})"
-        )
 
 
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -121,25 +67,34 @@ def model_lock(model: nn.Module) -> threading.RLock:
         return lock
 
 
-def _forward(stack: ExitStack, model: nn.Module, layers: frozenset[str], truncate: bool):
-    """Enter what the forward pass needs on ``stack``; return ``x -> activations`` (with ``"logits"``)."""
+@contextmanager
+def model_forward(model: nn.Module, layers: frozenset[str], truncate: bool = True) -> Iterator[Callable]:
+    """The model locked and frozen, with hooks on ``layers``: yields ``x -> activations`` (with ``"logits"``).
+
+    ``truncate`` stops the forward pass after the deepest layer (unless the
+    logits are needed). Everything is undone on exit.
+    """
     need_logits = O.LOGITS in layers
     named = sorted(layers - {O.LOGITS, O.INPUT})
-    if named:
-        cap = stack.enter_context(capture(model, named, detach=False, stop=truncate and not need_logits))
+    with ExitStack() as stack:
+        stack.enter_context(model_lock(model))
+        stack.enter_context(frozen(model))
+        if named:
+            cap = stack.enter_context(capture(model, named, detach=False, stop=truncate and not need_logits))
 
-        def run(x):
-            out = cap.run(x)
-            acts = dict(cap.activations)
-            if need_logits:
-                acts[O.LOGITS] = out
-            return acts
+            def run(x):
+                out = cap.run(x)
+                acts = dict(cap.activations)
+                if need_logits:
+                    acts[O.LOGITS] = out
+                return acts
 
-        return run
-    if need_logits:
-        stack.enter_context(no_inplace(model))
-        return lambda x: {O.LOGITS: model(x)}
-    return lambda x: {}
+            yield run
+        elif need_logits:
+            stack.enter_context(no_inplace(model))
+            yield lambda x: {O.LOGITS: model(x)}
+        else:
+            yield lambda x: {}
 
 
 def evaluate(model: nn.Module, objective: O.Objective, image: torch.Tensor, *, truncate: bool = True):
@@ -150,10 +105,7 @@ def evaluate(model: nn.Module, objective: O.Objective, image: torch.Tensor, *, t
     """
     check_objective(objective)
     image = check_batch(image, "image")
-    with ExitStack() as stack:
-        stack.enter_context(model_lock(model))
-        stack.enter_context(frozen(model))
-        run = _forward(stack, model, objective.layers, truncate)
+    with model_forward(model, objective.layers, truncate) as run:
         return objective.evaluate(O.Context(run(image), image=image, input=image))
 
 
@@ -171,9 +123,6 @@ def layer_features(
         return {n: cap.activations[n].clone() for n in names}
 
 
-_OPTIMIZERS = ("adam", "sgd", "ascent", "dream")
-
-
 def check_objective(objective) -> None:
     """Raise a clear error unless ``objective`` is an :class:`~introspect_lab.synthesis.objectives.Objective`."""
     if not isinstance(objective, O.Objective):
@@ -183,40 +132,11 @@ def check_objective(objective) -> None:
         )
 
 
-def _scheduler(opt, lr: float, schedule, lr_drop, steps: int):
-    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (``None``: constant ``lr``)."""
-    if schedule is not None and lr_drop is not None:
-        raise ValueError("Give lr_schedule or lr_drop, not both.")
-    if lr_drop is not None:
-        frac, factor = lr_drop
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(frac * steps))], gamma=factor)
-    if schedule is None:
-        return None
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    if isinstance(schedule, Mapping):
-        points = sorted((int(s), float(v)) for s, v in schedule.items())
-
-        def factor(step: int) -> float:
-            cur = lr
-            for s, v in points:
-                if step >= s:
-                    cur = v
-            return cur / lr
-
-        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    if callable(schedule):
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: float(schedule(step)))
-    raise ValueError(
-        f"lr_schedule must be None, 'cosine', a dict {{step: lr}} or a callable, got {schedule!r}."
-    )
-
-
 def synthesize(
     model: nn.Module,
     objective: O.Objective,
     *,
-    size: int | tuple[int, int] = 128,
+    size: int | tuple[int, int] | None = 128,
     batch: int = 1,
     init: str | torch.Tensor | None = "noise",
     init_scale: float = 1.0,
@@ -293,10 +213,62 @@ def synthesize(
     The model is left exactly as it was (hooks, flags, modes).
     """
     check_objective(objective)
+    _check_arguments(model, optimizer, param, batch, every, init, image_ops)
+    info = model_info(model)
+    if isinstance(init, torch.Tensor):
+        init = check_batch(init, "init", channels=None)
+        size = tuple(init.shape[-2:]) if size is None else size
+        batch = init.shape[0] if init.shape[0] > 1 else batch
+    lr, lrs = S.per_image_rates(lr, int(batch))
+    steps, image_steps = S.per_image_steps(steps, int(batch))
+    if lrs is not None and isinstance(lr_schedule, Mapping):
+        raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
+    if param == "fft" and (lrs is not None or image_steps is not None):
+        raise ValueError("Per-image learning rates or steps need param='pixel'.")
+    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else int(seed)
+    g = torch.Generator().manual_seed(seed)
+    p = _parameterisation(model, param, init, init_scale, (int(batch), image_size(size)), g, lrs)
+    opt = S.make_optimizer(p.params(), optimizer, lr, lrs)
+    scheduler = S.make_scheduler(opt, lr, lr_schedule, lr_drop, steps)
+    limits = S.clamp_range(clamp, param, info.mean, info.std)
+    with torch.no_grad():
+        record = Record(p().detach().clone(), info.mean, info.std, seed)
+    rate = S.rate_text(lr, lrs, optimizer)
+    show = show_progress() if progress is None else bool(progress)
+    note = ""
+    try:
+        with (
+            model_forward(model, objective.layers, truncate) as run,
+            tqdm(total=steps, desc=desc, disable=not show, leave=False) as bar,
+        ):
+            for step in range(steps):
+                img = p()
+                x = _transform(img, transforms, g)
+                value, parts = objective.evaluate(O.Context(run(x), image=img, input=x))
+                check_finite(float(value.detach()), parts, step, steps, record, rate, objective)
+                record.add(img, float(value.detach()), parts)
+                before = p.pixels.detach().clone() if image_steps else None
+                S.optimiser_step(p, opt, value, optimizer, scheduler)
+                S.image_step(p, image_ops, limits, step)
+                if image_steps:
+                    S.keep_finished(p, before, image_steps, step)
+                bar.update(1)
+                if _callback_stops(callback, every, step, steps, p, record):
+                    note = f"Stopped by the callback after step {step + 1} of {steps}."
+                    break
+    except KeyboardInterrupt:
+        return record.interrupted(steps)
+    warn_if_diverged(record.history, rate)
+    with torch.no_grad():
+        return record.result(p().detach().clone(), note=note)
+
+
+def _check_arguments(model, optimizer: str, param: str, batch: int, every: int, init, image_ops) -> None:
+    """Clear errors for arguments of :func:`synthesize` that cannot work."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {_OPTIMIZERS}.")
+    if optimizer not in S.OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {S.OPTIMIZERS}.")
     if param not in ("pixel", "fft"):
         raise ValueError(f"param must be 'pixel' or 'fft', got {param!r}.")
     if int(batch) < 1:
@@ -305,216 +277,29 @@ def synthesize(
         raise ValueError(f"every must be ≥ 1, got {every}.")
     if param == "fft" and (image_ops or isinstance(init, torch.Tensor)):
         raise ValueError("param='fft' works on a spectrum: use param='pixel' for image_ops or an init image.")
-    batch, every = int(batch), int(every)
+
+
+def _parameterisation(model, param: str, init, init_scale: float, shape, g, lrs) -> Pixels | Fourier:
+    """The starting image as pixels (one parameter per image with per-image rates) or a spectrum."""
+    batch, (h, w) = shape
     info = model_info(model)
-    mean, std = tuple(info.mean), tuple(info.std)
-    if isinstance(init, torch.Tensor):
-        init = check_batch(init, "init", channels=None)
-        if size is None:
-            size = tuple(init.shape[-2:])
-        if init.shape[0] > 1:
-            batch = init.shape[0]
-    lr, lrs = _per_image_rates(lr, batch)
-    steps, image_steps = _per_image_steps(steps, batch)
-    if lrs is not None and isinstance(lr_schedule, Mapping):
-        raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
-    if param == "fft" and (lrs is not None or image_steps is not None):
-        raise ValueError("Per-image learning rates or steps need param='pixel'.")
-    h, w = image_size(size)
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    g = torch.Generator().manual_seed(int(seed))
-
-    if param == "pixel":
-        channels = init.shape[1] if isinstance(init, torch.Tensor) else 3
-        x0 = initial_image(init, (batch, channels, h, w), mean, std, g, init_scale, model)
-        p = Pixels(x0, per_image=lrs is not None)
-    else:
-        p = Fourier((batch, 3, h, w), mean, std, g)
-    params = p.params()
-    groups = [{"params": [q], "lr": r} for q, r in zip(params, lrs)] if lrs is not None else params
-    if optimizer == "adam":
-        opt = torch.optim.Adam(groups, lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
-    else:
-        opt = torch.optim.SGD(groups, lr=lr)
-    scheduler = _scheduler(opt, lr, lr_schedule, lr_drop, steps)
-    if clamp is True and param == "pixel":
-        lo, hi = valid_range(mean, std)
-    elif isinstance(clamp, tuple):
-        lo, hi = torch.tensor(float(clamp[0])), torch.tensor(float(clamp[1]))
-    else:
-        lo = hi = None
-
-    history: list[float] = []
-    terms: dict[str, list[float]] = {}
-    with torch.no_grad():
-        init_image = p().detach().clone()
-    best_value, best_image, best_step = -math.inf, init_image, 0
-    interrupted, note, step = False, "", 0
-    last_terms: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def result(final: torch.Tensor) -> SynthesisResult:
-        return SynthesisResult(
-            image=final,
-            best_image=best_image,
-            best_value=best_value,
-            history=history,
-            terms=terms,
-            steps_done=len(history),
-            interrupted=interrupted,
-            note=note,
-            seconds=time.perf_counter() - start,
-            mean=mean,
-            std=std,
-            extra={"seed": seed, "init": init_image},
-        )
-
-    show = show_progress() if progress is None else bool(progress)
-    bar = tqdm(total=steps, desc=desc, disable=not show, leave=False)
-    try:
-        with ExitStack() as stack:
-            stack.enter_context(model_lock(model))
-            stack.enter_context(frozen(model))
-            run = _forward(stack, model, objective.layers, truncate)
-            for step in range(steps):
-                cur_lr = opt.param_groups[0]["lr"]
-                opt.zero_grad(set_to_none=True)
-                img = p()
-                x = img
-                for t in transforms:
-                    x = t(x, g)
-                value, parts = objective.evaluate(O.Context(run(x), image=img, input=x))
-                v = float(value.detach())
-                if not math.isfinite(v):
-                    bad = [k for k, val in parts.items() if not math.isfinite(val)] or list(parts)
-                    weights = ", ".join(f"{n}: {wt:g}" for n, wt in zip(objective.names, objective.weights))
-                    last = ", ".join(f"{k}={val:.3g}" for k, val in last_terms.items()) or "none yet"
-                    msg = (
-                        f"The objective became non-finite ({v}) at step {step + 1} of {steps}; "
-                        f"non-finite term(s): {', '.join(bad)}. Likely culprits: the learning rate "
-                        f"(lr={_rate_text(cur_lr, lrs)} with optimizer '{optimizer}') is too large — try it 10× smaller; "
-                        f"or a term's weight is too large (weights: {weights}; last finite terms: {last}). "
-                        "The best image reached before is in the error's .result."
-                    )
-                    note = msg
-                    raise NonFiniteLossError(msg, result(best_image))
-                history.append(v)
-                for k, val in parts.items():
-                    terms.setdefault(k, []).append(val)
-                last_terms = parts
-                if v > best_value:
-                    best_value, best_image, best_step = v, img.detach().clone(), step
-                (-value).backward()
-                for q in params:
-                    if p.pixels is None and optimizer in ("ascent", "dream"):
-                        q.grad.div_(q.grad.norm().clamp_min(1e-12))
-                    elif optimizer == "ascent":
-                        q.grad.div_(q.grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
-                    elif optimizer == "dream":
-                        q.grad.div_(q.grad.abs().flatten(1).mean(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
-                grad = p.grad if p.pixels is not None else None
-                before = p.pixels.detach().clone() if image_steps else None
-                opt.step()
-                if scheduler is not None:
-                    scheduler.step()
-                if p.pixels is not None:
-                    with torch.no_grad():
-                        xpix = p.pixels
-                        # the ops see the ascent direction (−grad of the loss)
-                        ascent = -grad if grad is not None else None
-                        for op in image_ops:
-                            op.after_step(xpix, ascent, step)
-                        if lo is not None:
-                            xpix.copy_(torch.maximum(torch.minimum(xpix, hi), lo))
-                if image_steps is not None:
-                    _keep_finished(p.pixels, before, image_steps, step)
-                bar.update(1)
-                if callback is not None and ((step + 1) % every == 0 or step + 1 == steps):
-                    state = SynthesisState(step + 1, steps, p().detach().clone(), v, dict(parts))
-                    if callback(state) is True:
-                        note = f"Stopped by the callback after step {step + 1} of {steps}."
-                        break
-    except KeyboardInterrupt:
-        interrupted = True
-        note = (
-            f"Interrupted after {len(history)} of {steps} steps: returning the best image so far "
-            f"(step {best_step + 1}, objective {best_value:.4g})."
-        )
-        print(note)
-        return result(best_image)
-    finally:
-        bar.close()
-    with torch.no_grad():
-        final = p().detach().clone()
-    _warn_if_diverged(history, _rate_text(lr, lrs), optimizer)
-    return result(final)
+    if param == "fft":
+        return Fourier((batch, 3, h, w), info.mean, info.std, g)
+    channels = init.shape[1] if isinstance(init, torch.Tensor) else 3
+    x0 = initial_image(init, (batch, channels, h, w), info.mean, info.std, g, init_scale, model)
+    return Pixels(x0, per_image=lrs is not None)
 
 
-def _per_image_rates(lr, batch: int) -> tuple[float, list[float] | None]:
-    """``(rate, per-image rates or None)``: equal rates are one rate; else one parameter group per image."""
-    if isinstance(lr, (torch.Tensor, np.ndarray)):
-        lr = lr.tolist()
-    many = isinstance(lr, Sequence)
-    rates = list(lr) if many else [lr]
-    if not all(isinstance(v, Real) and v > 0 and math.isfinite(v) for v in rates):
-        raise ValueError(f"lr must be a positive number (or one per image), got {lr!r}.")
-    rates = [float(v) for v in rates]
-    if many and len(rates) != batch:
-        raise ValueError(f"Got {len(rates)} learning rates for {batch} images; give one, or one per image.")
-    if len(set(rates)) == 1:
-        return rates[0], None
-    return max(rates), rates
+def _transform(image: torch.Tensor, transforms: Sequence[Callable], g: torch.Generator) -> torch.Tensor:
+    """The random transforms (jitter, scale, rotate, …) in order: what the model sees this step."""
+    for t in transforms:
+        image = t(image, g)
+    return image
 
 
-def _per_image_steps(steps, batch: int) -> tuple[int, list[int] | None]:
-    """``(steps of the loop, per-image steps or None)``: one count, or one per image."""
-    many = isinstance(steps, (Sequence, np.ndarray))
-    counts = [int(v) for v in steps] if many else [int(steps)]
-    if min(counts, default=0) < 1:
-        raise ValueError(f"steps must be ≥ 1 (or one such count per image), got {steps!r}.")
-    if many and len(counts) != batch:
-        raise ValueError(f"Got {len(counts)} step counts for {batch} images; give one, or one per image.")
-    if len(set(counts)) == 1:
-        return counts[0], None
-    return max(counts), counts
-
-
-def _rate_text(lr: float, lrs: list[float] | None) -> str:
-    """The learning rate for a message: one number, or the range of the per-image rates."""
-    if lrs is None:
-        return f"{lr:g}"
-    return f"{min(lrs):g}…{max(lrs):g} per image"
-
-
-@torch.no_grad()
-def _keep_finished(pixels: torch.Tensor, before: torch.Tensor, image_steps: Sequence[int], step: int) -> None:
-    """Images whose steps are done (``step ≥ steps_b``) keep their pixels from before this step."""
-    done = torch.tensor([step >= n for n in image_steps])
-    if done.any():
-        pixels[done] = before[done]
-
-
-class DivergenceWarning(UserWarning):
-    """The optimisation moved away from its goal: the objective ended far below where it started."""
-
-
-def _warn_if_diverged(history: Sequence[float], lr: str, optimizer: str) -> None:
-    """Warn when the start was the best point and the objective fell by more than its own size.
-
-    A learning rate far too large throws the image to the edge of the valid range at the
-    first step, where the objective stays: it never comes back above its starting value.
-    """
-    if len(history) < 3:
-        return
-    start, end = history[0], history[-1]
-    if max(history) <= start and end < start - max(abs(start), 1e-8):
-        warnings.warn(
-            f"The optimisation diverged: the objective fell from {start:.4g} to {end:.4g} and never rose "
-            f"above its start. The learning rate (lr={lr}, optimizer '{optimizer}') is probably far too "
-            "large: try it 10× smaller.",
-            DivergenceWarning,
-            stacklevel=3,
-        )
+def _callback_stops(callback, every: int, step: int, steps: int, p, record: Record) -> bool:
+    """Call ``callback`` every ``every`` steps and at the end; True when it asks to stop."""
+    if callback is None or ((step + 1) % every and step + 1 != steps):
+        return False
+    state = SynthesisState(step + 1, steps, p().detach().clone(), record.history[-1], record.last_terms)
+    return callback(state) is True

@@ -1,12 +1,11 @@
 """The synthesis methods of the lectures, each an objective plus :func:`~.engine.synthesize`.
 
 :func:`visualize_class`, :func:`visualize_channel`, :func:`deepdream` and
-:func:`invert` (texture and style are in :mod:`introspect_lab.texture.gatys`). Their
-settings come from the model registry (``models.settings(model).class_vis``
-etc., typed frozen dataclasses of :mod:`introspect_lab.settings`); every
-keyword argument that is not ``None`` overrides the field of the same name
-(:func:`~introspect_lab.settings.override`), and ``settings=`` replaces the
-registry's entry (needed for models outside the registry).
+:func:`invert` (texture and style are in :mod:`introspect_lab.texture.gatys`). Each takes
+the task's settings dataclass (default: the registry's,
+``models.settings(model).class_vis`` etc., :mod:`introspect_lab.settings`)
+plus ``**overrides`` by field name (:func:`~introspect_lab.settings.override`
+rejects unknown names; ``None`` leaves a field as it is).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from ..images import check_batch
 from ..models import get_layer
 from ..models import settings as model_settings
 from ..settings import ClassVisSettings, DreamSettings, InversionSettings, override
+from ..validation import check_channels
 from . import objectives as O
 from . import priors as R
 from .engine import SynthesisResult, layer_features, synthesize
@@ -58,43 +58,31 @@ def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
 def visualize_class(
     model: nn.Module,
     target: int | str | Sequence[int | str],
-    *,
     settings: ClassVisSettings | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    l2_weight: float | None = None,
-    blur_every: int | None = None,
-    blur_sigma: float | None = None,
-    jitter: int | None = None,
-    clip_pixels: float | None = None,
-    clip_grads: float | None = None,
-    optimizer: str | None = None,
-    init_scale: float | None = None,
-    param: str | None = None,
-    pad: int | None = None,
-    scale: tuple[float, float] | None = None,
-    rotate: float | None = None,
+    *,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """Class visualisation: ``argmax_I S_c(I) − λ‖I‖²`` by gradient ascent (seed 001; Simonyan et al. 2014).
 
-    ``λ`` is ``l2_weight``. With the lecture's "better regularizer": periodic
-    Gaussian blur, small pixel/gradient clipping (Yosinski et al. 2015) and
-    random jitter. ``target`` is a class (index or name) or one per image;
-    pass ``l2_weight=0, blur_every=0, jitter=0`` for the unregularised (noisy)
-    version. ``param="fft"`` optimises a decorrelated Fourier spectrum;
-    ``pad``, ``scale`` and ``rotate`` add Lucent's transformation robustness
-    (``settings=introspect_lab.settings.LUCENT`` sets them all, as Lucent does).
-    Unset parameters come from ``models.settings(model).class_vis``.
+    ``target`` is a class (index or name) or one per image. The settings are
+    ``settings`` (default ``models.settings(model).class_vis``, a
+    :class:`~introspect_lab.settings.ClassVisSettings`) with ``overrides`` by
+    field name; the fields that matter:
+
+    * ``l2_weight`` (λ), ``steps``, ``lr``, ``optimizer``, ``size``, ``init_scale``;
+    * the lecture's "better regularizer" (Yosinski et al. 2015): ``blur_every``,
+      ``blur_sigma``, ``jitter``, ``clip_pixels``, ``clip_grads``;
+    * Lucent's recipe: ``param="fft"`` (a decorrelated Fourier spectrum),
+      ``pad``, ``scale``, ``rotate`` (``settings=introspect_lab.settings.LUCENT``).
+
+    ``l2_weight=0, blur_every=0, jitter=0`` is the unregularised (noisy)
+    version. An unknown name raises ``TypeError``; ``None`` leaves a field as it is.
     """
-    cfg = override(settings or model_settings(model).class_vis, size=size, steps=steps, lr=lr,
-                   l2_weight=l2_weight, blur_every=blur_every, blur_sigma=blur_sigma, jitter=jitter,
-                   clip_pixels=clip_pixels, clip_grads=clip_grads, optimizer=optimizer, init_scale=init_scale,
-                   param=param, pad=pad, scale=scale, rotate=rotate)  # fmt: skip
+    cfg = override(settings or model_settings(model).class_vis, **overrides)
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
     if cfg.l2_weight:
@@ -111,39 +99,30 @@ def visualize_channel(
     model: nn.Module,
     layer: str,
     channel: int | Sequence[int],
-    *,
     settings: ClassVisSettings | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    l2_weight: float | None = None,
-    blur_every: int | None = None,
-    blur_sigma: float | None = None,
-    jitter: int | None = None,
-    optimizer: str | None = None,
+    *,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """Per-channel feature visualisation: maximise the mean of channel ``c`` of ``layer`` (seed 003).
 
     ``argmax_I (1/HW) Σ_{h,w} A_c(I)_{h,w} − λ‖I‖²``. Several channels give a
     batch, one image per channel, in one run (the forward pass stops at
     ``layer``). Early layers give colours and edges, deeper layers textures
-    and parts. Unset parameters come from ``models.settings(model).channel_vis``.
+    and parts. Settings: ``settings`` (default ``models.settings(model).channel_vis``)
+    with ``overrides`` by field name, as in :func:`visualize_class`
+    (``l2_weight``, ``steps``, ``lr``, ``size``, ``blur_every``, ``jitter``, …).
     """
     chans = list(channel) if isinstance(channel, (list, tuple)) else [channel]
-    cfg = override(settings or model_settings(model).channel_vis, size=size, steps=steps, lr=lr,
-                   l2_weight=l2_weight, blur_every=blur_every, blur_sigma=blur_sigma, jitter=jitter,
-                   optimizer=optimizer)  # fmt: skip
+    cfg = override(settings or model_settings(model).channel_vis, **overrides)
     get_layer(model, layer)
 
     def fn(ctx):
         a = ctx[layer]
-        if a.dim() < 2 or max(chans) >= a.shape[1] or min(chans) < 0:
-            raise ValueError(f"Channels {chans} out of range: layer {layer!r} has {a.shape[1]} channels.")
-        idx = torch.tensor(chans)
+        idx = torch.tensor(check_channels(a, chans, layer))
         sel = a[torch.arange(len(chans)), idx] if a.shape[0] == len(chans) else a[:, idx[0]]
         return sel.reshape(sel.shape[0], -1).mean(1).sum()
 
@@ -162,19 +141,15 @@ def deepdream(
     model: nn.Module,
     image: torch.Tensor,
     layer: str | None = None,
-    *,
     settings: DreamSettings | None = None,
-    octaves: int | None = None,
-    octave_scale: float | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    jitter: int | None = None,
+    *,
     strength: float = 1.0,
     size: int | tuple[int, int] | None = None,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """DeepDream: amplify whatever ``layer`` sees, ``argmax_I Σ_i f_i(I)²`` (seed 001; Mordvintsev et al. 2015).
 
@@ -183,10 +158,11 @@ def deepdream(
     to full size; at each octave the *detail* added so far is upsampled onto
     the photo resized to that octave. ``strength`` scales the learning rate;
     ``size`` resizes the photo first; ``callback`` sees every octave's steps.
-    Unset parameters come from ``models.settings(model).deepdream``.
+    Settings: ``settings`` (default ``models.settings(model).deepdream``, a
+    :class:`~introspect_lab.settings.DreamSettings`) with ``overrides`` by field
+    name: ``octaves``, ``octave_scale``, ``steps``, ``lr``, ``jitter``.
     """
-    cfg = override(settings or model_settings(model).deepdream, layer=layer, octaves=octaves,
-                   octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter)  # fmt: skip
+    cfg = override(settings or model_settings(model).deepdream, layer=layer, **overrides)
     image = check_batch(image, "image", model).float()
     if size is not None:
         image = F.interpolate(

@@ -37,6 +37,7 @@ from ..images import check_batch
 from ..models import class_indices, get_layer
 from ..models import settings as model_settings
 from ..settings import ClassVisSettings, override
+from ..validation import check_channel, check_int
 from . import objectives as O
 from . import priors as R
 from .engine import SynthesisResult, layer_features, synthesize
@@ -121,11 +122,7 @@ def unit_scores(
                 scores.append(out[:, class_indices(model, target, 1)[0]])
             else:
                 act = cap.activations[layer]
-                if target >= act.shape[1]:
-                    raise ValueError(
-                        f"Channel {target} is out of range: {layer!r} has {act.shape[1]} channels."
-                    )
-                scores.append(act[:, int(target)].reshape(act.shape[0], -1).mean(1))
+                scores.append(act[:, check_channel(act, target, layer)].reshape(act.shape[0], -1).mean(1))
             phi = cap.activations[feat]
             feats.append(phi.flatten(2).mean(2) if phi.dim() > 2 else phi.flatten(1))
     return torch.cat(scores), torch.cat(feats)
@@ -135,20 +132,15 @@ def multifaceted(
     model: nn.Module,
     images: ImagePool | torch.Tensor,
     target: int | str,
+    settings: ClassVisSettings | None = None,
     *,
     layer: str | None = None,
     k: int = 4,
     top: int = 20,
     features_layer: str | None = None,
-    settings: ClassVisSettings | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    l2_weight: float | None = None,
-    blur_every: int | None = None,
-    jitter: int | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    **overrides,
 ) -> Facets:
     """Multifaceted visualisation of one unit (Nguyen, Yosinski & Clune 2016; seed 004).
 
@@ -158,22 +150,20 @@ def multifaceted(
     image, gradient ascent maximises ``h(I) − λ‖I‖²`` with the priors of
     :func:`~.methods.visualize_class` (blur, jitter, clamping). The unit is
     class ``target`` (index or name) or, with ``layer=``, channel ``target``
-    of that layer. Unset ascent parameters come from
-    ``models.settings(model).class_vis`` (``.channel_vis`` for a channel).
-    The model is left as it was.
+    of that layer. The ascent's settings are ``settings`` (default
+    ``models.settings(model).class_vis``, ``.channel_vis`` for a channel) with
+    ``overrides`` by field name: ``l2_weight``, ``steps``, ``lr``, ``size``,
+    ``blur_every``, ``jitter`` matter most. The model is left as it was.
     """
     for name, value, low in (("k", k, 1), ("top", top, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}.")
+        check_int(name, value, low)
     if top < k:
         raise ValueError(f"top ({top}) must be at least k ({k}): each facet needs an image.")
     desc, objective = _unit(model, target, layer)
     base = settings or (
         model_settings(model).class_vis if layer is None else model_settings(model).channel_vis
     )
-    cfg = override(
-        base, size=size, steps=steps, lr=lr, l2_weight=l2_weight, blur_every=blur_every, jitter=jitter
-    )
+    cfg = override(base, **overrides)
     scores, feats = unit_scores(model, images, target, layer=layer, features_layer=features_layer)
     if top > len(scores):
         raise ValueError(f"top ({top}) is larger than the number of images ({len(scores)}).")

@@ -26,6 +26,7 @@ from numbers import Real
 import torch
 
 from ..models import class_indices
+from ..validation import check_channel
 
 __all__ = [
     "Objective",
@@ -196,11 +197,7 @@ def _check_layer(layer) -> str:
 
 
 def _channel_slice(act: torch.Tensor, ch: int, layer: str) -> torch.Tensor:
-    if act.dim() < 2:
-        raise ValueError(f"Layer {layer!r} output has shape {tuple(act.shape)}; it has no channels.")
-    if not 0 <= ch < act.shape[1]:
-        raise ValueError(f"Channel {ch} is out of range: layer {layer!r} has channels 0..{act.shape[1] - 1}.")
-    return act[:, ch]
+    return act[:, check_channel(act, ch, layer)]
 
 
 # ---------------------------------------------------------------------------

@@ -7,9 +7,10 @@
 * :func:`style_transfer`: minimise ``α L_content + β L_style + γ R_{V^β}``
   with ``L_content = ½ Σ (F^l − P^l)²`` (Gatys, Ecker & Bethge 2016).
 
-Both take the style layers and their weights under the same names
-(``style_layers``, ``style_weights``) and default to the registry's
-``models.settings(model).style`` (:class:`~introspect_lab.settings.StyleSettings`).
+Both take their settings dataclass plus overrides by field name, with the
+style layers and their weights under the same names (``style_layers``,
+``style_weights``), defaulting to the registry's ``models.settings(model).texture``
+and ``.style`` (:class:`~introspect_lab.settings.TextureSettings`, :class:`~introspect_lab.settings.StyleSettings`).
 The Gram loss ``E_l`` is :func:`introspect_lab.synthesis.objectives.gram_error`.
 
 Targets (the exemplar's Grams, the content features) are computed once
@@ -27,7 +28,7 @@ from torch import nn
 
 from ..images import check_batch
 from ..models import settings as model_settings
-from ..settings import StyleSettings, override
+from ..settings import StyleSettings, TextureSettings, override
 from ..synthesis import SynthesisResult, image_size, layer_features, synthesize
 from ..synthesis import objectives as O
 from ..synthesis import priors as R
@@ -55,55 +56,58 @@ def style_losses(
     return {n: float(O.gram_error(a, style[n]).sum()) for n, a in feats.items()}
 
 
+def _with_layer_weights(base, overrides: dict) -> dict:
+    """``overrides`` with ``style_layers``/``style_weights`` resolved: given layers without weights get 1 each.
+
+    ``style_weights`` may be a mapping ``{layer: w}`` or a list in layer order
+    (:func:`~introspect_lab.synthesis.objectives.layer_weights`).
+    """
+    layers, weights = overrides.get("style_layers"), overrides.get("style_weights")
+    if weights is None:
+        weights = base.style_weights if layers is None else None
+    layers = list(base.style_layers if layers is None else layers)
+    w = O.layer_weights(layers, weights)
+    return {**overrides, "style_layers": tuple(layers), "style_weights": tuple(w.values())}
+
+
 def texture_synthesis(
     model: nn.Module,
     texture: torch.Tensor,
-    style_layers: Sequence[str] | None = None,
-    style_weights: Mapping[str, float] | Sequence[float] | None = None,
+    settings: TextureSettings | None = None,
     *,
-    settings: StyleSettings | None = None,
-    size: int | tuple[int, int] | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    tv_weight: float | None = None,
-    colour_weight: float | None = None,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """Gatys texture synthesis: from noise, minimise ``Σ_l w_l E_l + λ_c L_colour + λ_TV R_{V^2}`` (seed 001).
 
     Seed 001's "Neural Texture Synthesis" (Gatys, Ecker & Bethge 2015).
-    ``w_l`` are ``style_weights`` (1 each when ``style_layers`` is given,
-    else the registry's); ``λ_c`` is ``colour_weight`` on the pixels' colour
-    mean and covariance (:func:`~introspect_lab.synthesis.objectives.colour_loss`, a
-    "layer 0"), ``λ_TV`` is ``tv_weight``. Unset values, including
-    ``steps``/``lr``/``tv_weight``/``colour_weight`` (the settings'
-    ``texture_`` fields), come
-    from ``models.settings(model).style``. Lower ``style_layers`` reproduce
-    fine colour statistics; adding higher layers recovers larger
-    structures. ``result.extra`` holds the Gram loss of the starting noise
-    (``loss_start``) and of the result (``loss_end``).
+    Settings: ``settings`` (default ``models.settings(model).texture``, a
+    :class:`~introspect_lab.settings.TextureSettings`) with ``overrides`` by
+    field name: ``style_layers`` and ``style_weights`` (``w_l``; 1 each when
+    only the layers are given), ``colour_weight`` (``λ_c``, the pixels' colour
+    mean and covariance, :func:`~introspect_lab.synthesis.objectives.colour_loss`,
+    a "layer 0"), ``tv_weight`` (``λ_TV``), ``size``, ``steps``, ``lr``. Lower
+    ``style_layers`` reproduce fine colour statistics; adding higher layers
+    recovers larger structures. ``result.extra`` holds the Gram loss of the
+    starting noise (``loss_start``) and of the result (``loss_end``).
     """
-    base = settings or model_settings(model).style
-    cfg = override(base, size=size, texture_steps=steps, texture_lr=lr, texture_tv_weight=tv_weight,
-                   texture_colour_weight=colour_weight)  # fmt: skip
-    if style_layers is None:
-        style_layers = cfg.style_layers
-        style_weights = cfg.style_weights if style_weights is None else style_weights
-    layers = list(style_layers)
-    w = O.layer_weights(layers, style_weights)
+    base = settings or model_settings(model).texture
+    cfg = override(base, **_with_layer_weights(base, overrides))
+    layers = list(cfg.style_layers)
+    w = dict(zip(layers, cfg.style_weights))
     hw = image_size(cfg.size)
     texture = _resize(check_batch(texture, "texture", model).float(), hw)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
-    if cfg.texture_colour_weight:
-        loss = loss + float(cfg.texture_colour_weight) * O.colour_loss(texture)
-    if cfg.texture_tv_weight:
-        loss = loss + float(cfg.texture_tv_weight) * R.tv()
+    if cfg.colour_weight:
+        loss = loss + float(cfg.colour_weight) * O.colour_loss(texture)
+    if cfg.tv_weight:
+        loss = loss + float(cfg.tv_weight) * R.tv()
     res = synthesize(
-        model, -loss, size=hw, init="uniform", steps=cfg.texture_steps, optimizer="adam", lr=cfg.texture_lr,
+        model, -loss, size=hw, init="uniform", steps=cfg.steps, optimizer="adam", lr=cfg.lr,
         seed=seed, callback=callback, every=every, progress=progress, desc="texture synthesis",
     )  # fmt: skip
     res.extra["loss_start"] = -res.history[0]
@@ -117,43 +121,34 @@ def style_transfer(
     model: nn.Module,
     content: torch.Tensor,
     style: torch.Tensor,
-    *,
     settings: StyleSettings | None = None,
-    content_layer: str | None = None,
-    style_layers: Sequence[str] | None = None,
-    style_weights: Mapping[str, float] | Sequence[float] | None = None,
-    content_weight: float | None = None,
-    tv_weight: float | None = None,
-    colour_weight: float | None = None,
-    size: int | tuple[int, int] | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
+    *,
     init: str | torch.Tensor = "content",
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """Neural style transfer: ``min_I α L_content + Σ_l w_l E_l + λ_TV R_{V^2}`` (seed 001; Gatys et al. 2016).
 
-    ``L_content = ½ Σ (F^l − P^l)²`` at ``content_layer`` against the content
-    photo (``α`` is ``content_weight``); ``E_l`` the Gram loss against the
-    style image at each of ``style_layers`` (weights ``w_l``:
-    ``style_weights``, 1 each when only ``style_layers`` is given);
-    ``R_{V^2}`` total variation (``tv_weight``); ``colour_weight`` adds the
-    style image's pixel colour statistics (:func:`~introspect_lab.synthesis.objectives.colour_loss`). Starts from the content
-    photo (``init="content"``) or noise. Unset parameters come from
-    ``models.settings(model).style``. ``result.extra`` has the content and
-    style losses at the start and end.
+    ``L_content = ½ Σ (F^l − P^l)²`` at the content layer against the content
+    photo; ``E_l`` the Gram loss against the style image at each style layer;
+    ``R_{V^2}`` total variation. Starts from the content photo
+    (``init="content"``) or noise. Settings: ``settings`` (default
+    ``models.settings(model).style``, a :class:`~introspect_lab.settings.StyleSettings`)
+    with ``overrides`` by field name: ``content_layer``, ``content_weight``
+    (``α``), ``style_layers`` and ``style_weights`` (``w_l``; 1 each when only
+    the layers are given), ``tv_weight`` (``λ_TV``), ``colour_weight`` (the
+    style image's pixel colour statistics,
+    :func:`~introspect_lab.synthesis.objectives.colour_loss`), ``size``,
+    ``steps``, ``lr``, ``lr_drop``, ``clamp_range``. ``result.extra`` has the
+    content and style losses at the start and end.
     """
     base = settings or model_settings(model).style
-    layers = list(base.style_layers if style_layers is None else style_layers)
-    if style_weights is None:
-        style_weights = base.style_weights if style_layers is None else (1.0,) * len(layers)
-    w = O.layer_weights(layers, style_weights)
-    cfg = override(base, content_layer=content_layer, style_layers=tuple(layers), style_weights=tuple(w.values()),
-                   content_weight=content_weight, tv_weight=tv_weight, colour_weight=colour_weight, size=size,
-                   steps=steps, lr=lr)  # fmt: skip
+    cfg = override(base, **_with_layer_weights(base, overrides))
+    layers = list(cfg.style_layers)
+    w = dict(zip(layers, cfg.style_weights))
     hw = image_size(cfg.size)
     content = _resize(check_batch(content, "content", model).float(), hw)
     style = _resize(check_batch(style, "style", model).float(), hw)
