@@ -143,9 +143,15 @@ class PathwayLayers:
 
     ``location``: the last conv map (pool5, ``m₅``), whose ``k×k`` windows are
     opened; ``topic``: the non-negative penultimate features (fc7, ``m₇``) for
-    NMF; ``dropout``: where the ensemble masks go (fc6–7, where dropout acts in
-    training); ``code``: the binary-code layers, deepest first (``m₇, m₆, m₅``);
-    ``roles``: how they correspond to pool5 / fc6 / fc7, in words.
+    NMF; ``dropout``: where the ensemble masks go, the model's own dropout
+    modules (a mask on a dropout module's output masks its input, as dropout
+    does in training). The paper's Caffe AlexNet drops relu6 and relu7 (fc6–7);
+    torchvision's AlexNet drops flattened pool5 (``classifier.0``) and relu6
+    (``classifier.3``), and nothing drops relu7; VGG drops relu6 and relu7;
+    the bundled EfficientNet-Lite0 drops the pooled head before its one
+    linear layer. ``code``: the binary-code layers, deepest first (``m₇, m₆,
+    m₅``), ending with ``location`` (one ``m₅`` per model); ``roles``: how they
+    correspond to pool5 / fc6 / fc7, in words.
     """
 
     location: str
@@ -413,33 +419,33 @@ SETTINGS: dict[str, ModelSettings] = {
 #: Seed 002's pathway layers per model (notebook 13): pool5 / fc6 / fc7 and their stand-ins.
 _PATHWAYS: dict[str, PathwayLayers] = {
     "alexnet": PathwayLayers(
-        "features.12", "classifier.5", ("classifier.2", "classifier.5"),
+        "features.12", "classifier.5", ("classifier.0", "classifier.3"),
         ("classifier.5", "classifier.2", "features.12"),
         (("pool5", "features.12"), ("fc6", "classifier.2 (ReLU of fc6)"), ("fc7", "classifier.5 (ReLU of fc7)")),
     ),
     "vgg16": PathwayLayers(
-        "features.30", "classifier.4", ("classifier.1", "classifier.4"),
+        "features.30", "classifier.4", ("classifier.2", "classifier.5"),
         ("classifier.4", "classifier.1", "features.30"),
         (("pool5", "features.30"), ("fc6", "classifier.1 (ReLU of fc6)"), ("fc7", "classifier.4 (ReLU of fc7)")),
     ),
     "vgg19": PathwayLayers(
-        "features.36", "classifier.4", ("classifier.1", "classifier.4"),
+        "features.36", "classifier.4", ("classifier.2", "classifier.5"),
         ("classifier.4", "classifier.1", "features.36"),
         (("pool5", "features.36"), ("fc6", "classifier.1 (ReLU of fc6)"), ("fc7", "classifier.4 (ReLU of fc7)")),
     ),
     "efficientnet_lite0": PathwayLayers(
-        "head", "flatten", ("flatten",), ("flatten", "head", "blocks.15.expand"),
+        "head", "flatten", ("dropout",), ("flatten", "head"),
         (("pool5", "head (last conv map, 1×1 conv + ReLU6)"),
          ("fc6", "none: no hidden FC layer; the 1×1 head conv acts as one at every location"),
          ("fc7", "flatten (the head map averaged: the classifier's input, where its training dropout acts)")),
     ),
     "resnet18": PathwayLayers(
-        "layer4", "avgpool", ("avgpool",), ("avgpool", "layer4", "layer4.0"),
+        "layer4", "avgpool", ("avgpool",), ("avgpool", "layer4"),
         (("pool5", "layer4 (last conv map, after ReLU)"), ("fc6", "none: no hidden FC layer"),
          ("fc7", "avgpool (the last map averaged: the classifier's input)")),
     ),
     "squeezenet1_1": PathwayLayers(
-        "features.12", "classifier.0", ("classifier.0",), ("classifier.0", "features.12", "features.11"),
+        "features.12", "classifier.0", ("classifier.0",), ("classifier.0", "features.12"),
         (("pool5", "features.12 (last Fire module, after ReLU)"), ("fc6", "none: no hidden FC layer"),
          ("fc7", "classifier.0 (the map the 1×1 classifier conv reads, where dropout acts; averaged for NMF)")),
     ),
