@@ -1,9 +1,10 @@
 """Neural pathways: turn units on and off through their ReLU masks (seed 002, Sec. 4).
 
 Wei, Zhou, Torralba & Freeman write the class-visualisation gradient of
-AlexNet as a product of weight matrices and ReLU masks (Eq. 4)::
+AlexNet as a product of weight matrices and ReLU masks (Eq. 4, here
+with ``W ∈ ℝ^{out×in}`` and ``M = diag(m)``, so that it composes)::
 
-    fc₈ᵗ ∂fc₈/∂I = W₈ᵗ (m₇ W₇ᵀ m₆ W₆ᵀ m₅) ∂Φ/∂I
+    ∂S_t/∂I = w_tᵀ M₇ W₇ M₆ W₆ M₅ ∂Φ/∂I
 
 and open or close units of the masks ``m₅…m₇`` to read out the different
 "styles" a network keeps for one class:
@@ -12,7 +13,9 @@ and open or close units of the masks ``m₅…m₇`` to read out the different
   (:func:`window_masks`);
 * **content** (``m₇``): NMF topics of the class's penultimate features
   (:func:`nmf_topics`), visualised through a topic's mask (:func:`topic_masks`);
-* **ensemble** (``m₆₋₇``): random dropout-style masks (:func:`dropout_masks`);
+* **ensemble**: random masks where the model's own dropout acts, with its
+  own ``p`` (:func:`dropout_masks`, :func:`dropout_rates`; the paper's Caffe
+  AlexNet drops fc6–7, torchvision's drops pool5 and fc6);
 * **hierarchy** (``m₅₋₇``): an image's binary ReLU code (:func:`relu_codes`).
 
 :func:`masked` runs any forward pass with such masks multiplied into the
@@ -58,6 +61,7 @@ __all__ = [
     "relu_codes",
     "window_masks",
     "dropout_masks",
+    "dropout_rates",
     "visualize_pathway",
     "Topics",
     "nmf_topics",
@@ -106,7 +110,8 @@ def describe_layers(model: nn.Module, size: int = 224) -> str:
         suffix = f"  [{shape[layer]}]" if layer in shape else ""
         lines.append(f"  {role:<6}→ {text}{suffix}")
     lines.append(f"  location windows on {lay.location} [{shape[lay.location]}]; NMF topics on {lay.topic}")
-    lines.append(f"  dropout masks on {', '.join(lay.dropout)}; binary codes m7→m5 on {', '.join(lay.code)}")
+    rates = ", ".join(f"{k} (p = {p})" for k, p in dropout_rates(model).items())
+    lines.append(f"  dropout masks on {rates}; binary codes m7→m5 on {', '.join(lay.code)}")
     return "\n".join(lines)
 
 
@@ -189,6 +194,21 @@ def dropout_masks(n: int, units: int, p: float = 0.5, seed: int = 0) -> torch.Te
     check_probability("p", p, open_high=True)
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, units, generator=g) >= p).float()
+
+
+def dropout_rates(model: nn.Module) -> dict[str, float | None]:
+    """The dropout probability ``p`` of each of the model's pathway dropout layers, read from its modules.
+
+    ``None`` for a layer that is no ``nn.Dropout`` (a stand-in on a model
+    trained without dropout, such as ResNet-18). Seed 002 Sec. 4.3 (dropout
+    sub-networks); torchvision's AlexNet and VGG use ``p = 0.5``, the bundled
+    EfficientNet-Lite0 ``p = 0.2``.
+    """
+    out = {}
+    for layer in pathway_layers(model).dropout:
+        module = model.get_submodule(layer)
+        out[layer] = float(module.p) if isinstance(module, nn.Dropout) else None
+    return out
 
 
 def visualize_pathway(model: nn.Module, target, masks: Mapping[str, torch.Tensor], **kwargs):

@@ -148,9 +148,15 @@ class PathwayLayers:
 
     ``location``: the last conv map (pool5, ``m₅``), whose ``k×k`` windows are
     opened; ``topic``: the non-negative penultimate features (fc7, ``m₇``) for
-    NMF; ``dropout``: where the ensemble masks go (fc6–7, where dropout acts in
-    training); ``code``: the binary-code layers, deepest first (``m₇, m₆, m₅``);
-    ``roles``: how they correspond to pool5 / fc6 / fc7, in words.
+    NMF; ``dropout``: where the ensemble masks go, the model's own dropout
+    modules (a mask on a dropout module's output masks its input, as dropout
+    does in training). The paper's Caffe AlexNet drops relu6 and relu7 (fc6–7);
+    torchvision's AlexNet drops flattened pool5 (``classifier.0``) and relu6
+    (``classifier.3``), and nothing drops relu7; VGG drops relu6 and relu7;
+    the bundled EfficientNet-Lite0 drops the pooled head before its one
+    linear layer. ``code``: the binary-code layers, deepest first (``m₇, m₆,
+    m₅``), ending with ``location`` (one ``m₅`` per model); ``roles``: how they
+    correspond to pool5 / fc6 / fc7, in words.
     """
 
     location: str

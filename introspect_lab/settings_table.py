@@ -64,8 +64,8 @@ SETTINGS: dict[str, ModelSettings] = {
         pathways=PathwayLayers(
             location="head",
             topic="flatten",
-            dropout=("flatten",),
-            code=("flatten", "head", "blocks.15.expand"),
+            dropout=("dropout",),
+            code=("flatten", "head"),
             roles=(
                 ("pool5", "head (last conv map, 1×1 conv + ReLU6)"),
                 ("fc6", "none: no hidden FC layer; the 1×1 head conv acts as one at every location"),
@@ -143,7 +143,7 @@ SETTINGS: dict[str, ModelSettings] = {
             location="features.12",
             topic="classifier.0",
             dropout=("classifier.0",),
-            code=("classifier.0", "features.12", "features.11"),
+            code=("classifier.0", "features.12"),
             roles=(
                 ("pool5", "features.12 (last Fire module, after ReLU)"),
                 ("fc6", "none: no hidden FC layer"),
@@ -197,7 +197,7 @@ SETTINGS: dict[str, ModelSettings] = {
             location="layer4",
             topic="avgpool",
             dropout=("avgpool",),
-            code=("avgpool", "layer4", "layer4.0"),
+            code=("avgpool", "layer4"),
             roles=(
                 ("pool5", "layer4 (last conv map, after ReLU)"),
                 ("fc6", "none: no hidden FC layer"),
@@ -237,7 +237,7 @@ SETTINGS: dict[str, ModelSettings] = {
         pathways=PathwayLayers(
             location="features.12",
             topic="classifier.5",
-            dropout=("classifier.2", "classifier.5"),
+            dropout=("classifier.0", "classifier.3"),
             code=("classifier.5", "classifier.2", "features.12"),
             roles=(
                 ("pool5", "features.12"),
@@ -302,7 +302,7 @@ SETTINGS: dict[str, ModelSettings] = {
         pathways=PathwayLayers(
             location="features.30",
             topic="classifier.4",
-            dropout=("classifier.1", "classifier.4"),
+            dropout=("classifier.2", "classifier.5"),
             code=("classifier.4", "classifier.1", "features.30"),
             roles=(
                 ("pool5", "features.30"),
@@ -367,7 +367,7 @@ SETTINGS: dict[str, ModelSettings] = {
         pathways=PathwayLayers(
             location="features.36",
             topic="classifier.4",
-            dropout=("classifier.1", "classifier.4"),
+            dropout=("classifier.2", "classifier.5"),
             code=("classifier.4", "classifier.1", "features.36"),
             roles=(
                 ("pool5", "features.36"),

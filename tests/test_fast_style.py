@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from introspect_lab.models import settings
 from introspect_lab.settings import override
 from introspect_lab.texture.feedforward import (
-    ConditionalInstanceNorm2d,
-    StyleNet,
+    NOISE_SEEDS,
+    TEXTURE,
+    TRAIN,
+    held_out_losses,
+    load_nets,
+    mean_interval,
     range_penalty,
     sample01,
     style_loss,
@@ -18,6 +24,7 @@ from introspect_lab.texture.feedforward import (
     train_style_net,
     train_texture_net,
 )
+from introspect_lab.texture.stylenet import ConditionalInstanceNorm2d, StyleNet
 
 
 def test_instance_norm_normalises_each_image_and_channel_separately():
@@ -122,3 +129,44 @@ def test_bad_inputs_name_the_fix(lite0, brick01):
         stylize(StyleNet(width=4), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="at least one style"):
         train_style_net(lite0, [], brick01, steps=1, progress=False)
+
+
+def test_residual_blocks_can_subtract_as_in_johnson():
+    """Johnson et al.'s block is conv-norm-ReLU-conv-norm: no ReLU after the second conv, so it adds ± values."""
+    torch.manual_seed(0)
+    net = StyleNet(width=4).eval()
+    x = torch.rand(1, 16, 8, 8)
+    with torch.no_grad():
+        added = net.res[1](net.res[0](x, 0), 0)
+    assert (added < 0).any() and (added > 0).any()
+    assert net.res[0].relu and not net.res[1].relu
+
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights" / "fast_style.pt"
+
+
+def test_committed_weights_are_what_todays_code_and_settings_make(lite0):
+    """Stored settings equal the code's; one stored net's held-out loss on one fixed noise recomputes within 3 %."""
+    nets, meta = load_nets(WEIGHTS)
+    assert meta["style_settings"] == repr(settings(lite0).style)
+    assert meta["train"] == TRAIN and meta["loss_network"] == lite0.lab_info.name
+    assert meta["held_out"]["noise_seeds"] == list(NOISE_SEEDS)
+    size = meta["train"]["size"]
+    target = style_target(lite0, sample01(TEXTURE, lite0, size))
+    for name in ("texture_instance", "texture_batch"):
+        now = held_out_losses(lite0, nets[name].net, target, size=size, noise_seeds=NOISE_SEEDS[:1])[0]
+        assert now == pytest.approx(meta["held_out"][name][0], rel=0.03), name
+    study = meta["norm_study"]
+    assert (
+        len(study["instance"]) == len(study["batch"]) == len(study["batch_stats"]) == len(study["seeds"]) >= 3
+    )
+
+
+def test_mean_interval_is_students_t():
+    m, lo, hi = mean_interval([1.0, 2.0, 3.0])
+    # mean 2, sd 1, n 3: half-width t_{0.975, 2} / sqrt(3) = 4.3027 / 1.7321
+    assert (
+        m == 2.0 and hi - m == pytest.approx(4.302653 / 3**0.5, rel=1e-5) and m - lo == pytest.approx(hi - m)
+    )
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_interval([1.0])

@@ -51,3 +51,12 @@ def test_orientation_spectrum_of_stripes_and_noise():
     assert e.sum() == pytest.approx(1.0) and e.max() > 0.9  # all power in one orientation
     noise = np.random.default_rng(0).uniform(0, 1, (64, 64, 3))
     assert look.orientation_spectrum(noise).max() < 0.2  # spread over the 8 sectors
+
+
+def test_regularity_of_stripes_checkerboard_and_noise():
+    y, x = np.mgrid[:64, :64]
+    stripes = np.repeat((np.sin(2 * np.pi * x / 8) * 0.4 + 0.5)[..., None], 3, axis=2)
+    assert look.regularity(stripes) > 0.95  # repeats every 8 px
+    noise = np.random.default_rng(0).random((64, 64, 3))
+    assert abs(look.regularity(noise)) < 0.15
+    assert look.regularity(np.full((16, 16, 3), 0.5)) == 0.0  # flat: nothing repeats

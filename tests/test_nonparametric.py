@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from introspect_lab.texture.nonparametric import efros_leung
+from introspect_lab.texture.nonparametric import efros_leung, verbatim_fraction
 
 
 def _periodic(period: int = 7, tiles: int = 6, seed: int = 0):
@@ -61,3 +61,18 @@ def test_non_finite_exemplar_is_rejected():
     ex[3, 3, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         efros_leung(ex, 8)
+
+
+def test_onion_order_grows_from_a_seed_and_copies_only_exemplar_pixels():
+    """Efros & Leung's order: a 3×3 exemplar seed at the centre, then outward; every pixel still a copy."""
+    rng = np.random.default_rng(0)
+    ex = rng.random((20, 20, 3)).astype(np.float32)
+    r = efros_leung(ex, 15, window=5, order="onion", seed=0, progress=False)
+    assert np.array_equal(r.image, ex[r.source[..., 0], r.source[..., 1]])
+    centre = r.source[6:9, 6:9]  # the seed is a 3×3 block of the exemplar, copied as it is
+    assert np.array_equal(centre - centre[0, 0], np.stack(np.mgrid[:3, :3], -1))
+    assert (
+        verbatim_fraction(r.source) > 0.3
+    )  # random exemplar: matches are only exact at a shift, so runs are copied
+    with pytest.raises(ValueError, match="order"):
+        efros_leung(ex, 8, window=5, order="spiral")

@@ -6,10 +6,12 @@ from torch import nn
 
 from introspect_lab import load_image, load_model, sample_image
 from introspect_lab.hooks import capture, count_hooks
+from introspect_lab.info import ModelInfo
 from introspect_lab.models import MODELS, get_layer
 from introspect_lab.pathways import (
     PATHWAY_LAYERS,
     dropout_masks,
+    dropout_rates,
     insert_object,
     masked,
     nmf_topics,
@@ -52,6 +54,37 @@ def test_every_registry_model_has_pathway_layers_that_resolve():
         assert [r for r, _ in lay.roles] == ["pool5", "fc6", "fc7"]
     with pytest.raises(ValueError, match="known models"):
         pathway_layers("lenet")
+
+
+def test_dropout_masks_go_where_each_model_drops_units_with_its_own_p(lite0):
+    """torchvision's AlexNet drops pool5 (classifier.0) and relu6 (classifier.3), never relu7; VGG drops relu6, relu7."""
+    import torchvision
+
+    expected = {
+        "alexnet": {"classifier.0": 0.5, "classifier.3": 0.5},
+        "vgg16": {"classifier.2": 0.5, "classifier.5": 0.5},
+        "squeezenet1_1": {"classifier.0": 0.5},
+        "resnet18": {"avgpool": None},  # trained without dropout: a stand-in, and it says so
+    }
+    for name, rates in expected.items():
+        with torch.device("meta"):
+            model = torchvision.models.get_model(name, weights=None)
+        model.lab_info = ModelInfo(name=name, source="test")
+        assert dropout_rates(model) == rates, name
+    assert dropout_rates(lite0) == {"dropout": pytest.approx(0.2)}
+    # The AlexNet masks act on what dropout drops: fc6's input (flattened pool5) and fc7's input (relu6).
+    alex = torchvision.models.alexnet(weights=None).eval()
+    alex.lab_info = ModelInfo(name="alexnet", source="test")
+    x = torch.randn(1, 3, 64, 64)
+    closed = {"classifier.0": torch.zeros(9216), "classifier.3": torch.ones(4096)}
+    with torch.no_grad(), masked(alex, closed):
+        out = alex(x)
+    torch.testing.assert_close(
+        out, alex.classifier[4:](torch.relu(alex.classifier[1].bias))[None], atol=1e-5, rtol=0
+    )
+    for name in PATHWAY_LAYERS:  # one m5 per model: the code ends at the location layer
+        lay = pathway_layers(name)
+        assert lay.code[-1] == lay.location and lay.code[0] == lay.topic, name
 
 
 def test_open_masks_change_nothing_and_closed_units_are_exactly_zero():

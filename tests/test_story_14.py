@@ -8,7 +8,6 @@ import torch
 
 from introspect_lab.images import normalize
 from introspect_lab.texture.feedforward import (
-    StyleNet,
     sample01,
     style_loss,
     style_target,
@@ -16,6 +15,7 @@ from introspect_lab.texture.feedforward import (
     train_texture_net,
 )
 from introspect_lab.texture.gatys import style_transfer
+from introspect_lab.texture.stylenet import StyleNet
 
 
 def test_one_forward_pass_matches_the_texture_and_is_much_faster_than_optimising(lite0):

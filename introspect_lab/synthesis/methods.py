@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..images import check_batch
+from ..images import check_batch, denormalize
+from ..info import model_info
 from ..models import get_layer
 from ..models import settings as model_settings
 from ..settings import ClassVisSettings, DreamSettings, InversionSettings, override
@@ -26,6 +27,7 @@ from . import objectives as O
 from . import priors as R
 from .engine import SynthesisResult, layer_features, synthesize
 from .parameterisation import image_size
+from .patch_prior import PatchPrior
 
 __all__ = ["visualize_class", "visualize_channel", "deepdream", "invert", "relative_error", "yosinski_priors"]
 
@@ -210,20 +212,31 @@ def invert(
     tv_beta: float | None = None,
     alpha_weight: float | None = None,
     alpha: float | None = None,
+    prior: PatchPrior | None = None,
+    prior_weight: float = 3.0,
     init: str | torch.Tensor = "zeros",
+    init_scale: float = 0.1,
     seed: int | None = None,
     callback=None,
     every: int = 10,
     progress: bool | None = None,
 ) -> SynthesisResult:
-    """Feature inversion (Mahendran & Vedaldi 2015; seed 001, seed 002 Eq. 1).
+    """Feature inversion (Mahendran & Vedaldi 2015; seed 001; seed 002 Eq. 1 and, with ``prior``, Eq. 3).
 
-    ``Î = argmin_I ‖Φ(I) − Φ₀‖²/‖Φ₀‖² + λ_α ‖I‖_α^α + λ_TV R_{V^β}(I)`` with
-    ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``; ``λ_α`` is
-    ``alpha_weight``, ``α`` ``alpha``, ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta``.
-    The result's ``extra`` holds ``feature_error`` (the normalised loss,
-    Eq. 1) and ``relative_error`` ``‖I₀ − Î‖/‖I₀‖`` (seed 002, Table 1), in
-    normalised space. Unset parameters come from ``models.settings(model).inversion``.
+    ``Î = argmin_I ‖Φ(I) − Φ₀‖²/‖Φ₀‖² + λ_α ‖I‖_α^α + λ_TV R_{V^β}(I) + R_γ Σ_p ‖Ĩ_p − D̃_p‖²``
+    with ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``; ``λ_α`` is
+    ``alpha_weight``, ``α`` ``alpha`` (``α = 2`` gives seed 002's ``R_α‖I‖²``),
+    ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta`` (``β = 2``: ``R_β‖∇I‖²``). The
+    last term is seed 002's patch prior (a
+    :class:`~introspect_lab.synthesis.patch_prior.PatchPrior`, weight ``R_γ`` =
+    ``prior_weight``), used when ``prior`` is given; without it this is
+    Mahendran & Vedaldi's model. ``init``: ``"zeros"``, ``"noise"``
+    (``init_scale``·N(0, 1) around the mean image, seed 002's "[8]+rand") or an
+    image (e.g. the retrieved average, "[8]+[7]"). The result's ``extra``
+    holds ``feature_error`` (Eq. 1's data term), ``relative_error``
+    ``‖I₀ − Î‖/‖I₀‖`` in the model's normalised space and ``pixel_error`` in
+    [0, 1] pixels (:func:`relative_error`; seed 002, Table 1). Unset
+    parameters come from ``models.settings(model).inversion``.
     """
     cfg = override(settings or model_settings(model).inversion, size=size, steps=steps, lr=lr,
                    tv_weight=tv_weight, tv_beta=tv_beta, alpha_weight=alpha_weight, alpha=alpha)  # fmt: skip
@@ -237,21 +250,51 @@ def invert(
         loss = loss + float(cfg.tv_weight) * R.tv(float(cfg.tv_beta))
     if cfg.alpha_weight:
         loss = loss + float(cfg.alpha_weight) * R.alpha_norm(float(cfg.alpha))
+    if prior is not None:
+        loss = loss + float(prior_weight) * prior.term()
     res = synthesize(
-        model, -loss, size=hw, batch=image.shape[0], init=init, steps=cfg.steps, optimizer=cfg.optimizer,
-        lr=cfg.lr, lr_drop=cfg.lr_drop, seed=seed, callback=callback, every=every, progress=progress,
-        desc=f"inverting {layer}",
+        model, -loss, size=hw, batch=image.shape[0], init=init, init_scale=init_scale, steps=cfg.steps,
+        optimizer=cfg.optimizer, lr=cfg.lr, lr_drop=cfg.lr_drop, image_ops=[prior] if prior is not None else [],
+        seed=seed, callback=callback, every=every, progress=progress,
+        desc=f"inverting {layer}" + (" with the patch prior" if prior is not None else ""),
     )  # fmt: skip
+    info = model_info(model)
     with torch.no_grad():
         feats = layer_features(model, res.image, layer)[layer]
         res.extra["feature_error"] = float(((feats - phi0).pow(2).sum() / phi0.pow(2).sum()).item())
         res.extra["relative_error"] = relative_error(image, res.image)
+        res.extra["pixel_error"] = relative_error(
+            image, res.image, space="pixels", mean=info.mean, std=info.std
+        )
     res.extra["target"] = image
     return res
 
 
-def relative_error(reference: torch.Tensor, estimate: torch.Tensor) -> float:
-    """Relative L2 distance ``‖I₀ − Î‖₂ / ‖I₀‖₂`` (seed 002, Table 1)."""
+def relative_error(
+    reference: torch.Tensor,
+    estimate: torch.Tensor,
+    *,
+    space: str = "model",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> float:
+    """Relative L2 distance ``‖I₀ − Î‖₂ / ‖I₀‖₂`` (seed 002, Table 1) of two normalised batches.
+
+    ``space="model"``: in the model's normalised input space ``(x − μ)/σ``,
+    with the dataset mean taken out, as in the paper's mean-subtracted Caffe
+    inputs. ``space="pixels"``: in [0, 1] pixels (``mean``, ``std`` of the
+    normalisation needed, values clamped), where the image's mean brightness
+    makes up most of ``‖I₀‖`` and every error looks smaller.
+    """
     if reference.shape != estimate.shape:
         raise ValueError(f"Shapes differ: {tuple(reference.shape)} vs {tuple(estimate.shape)}.")
+    if space == "pixels":
+        if mean is None or std is None:
+            raise ValueError(
+                "space='pixels' needs the normalisation's mean= and std= (model.lab_info.mean/std)."
+            )
+        reference = denormalize(reference, mean=mean, std=std).clamp(0, 1)
+        estimate = denormalize(estimate, mean=mean, std=std).clamp(0, 1)
+    elif space != "model":
+        raise ValueError(f"space must be 'model' or 'pixels', got {space!r}.")
     return float((reference - estimate).norm() / reference.norm().clamp_min(1e-12))

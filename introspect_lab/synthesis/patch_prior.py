@@ -23,7 +23,8 @@ conv features resemble the target's (Long et al. 2014). :func:`retrieve`
 does this offline on the bundled photos: for every cell of the target's
 conv map, the ``k`` database cells with the closest features; their pixels
 give the "[8]+[7]" initialisation (the average, seed 002 Fig. 3a) and the
-patch database of the prior.
+patch database of the prior. Inversion with the prior is
+:func:`introspect_lab.synthesis.invert` with ``prior=PatchPrior(...)``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,9 @@ from torch import nn
 
 from ..images import denormalize, normalize
 from ..info import model_info
-from . import objectives as O
-from .. import priors as R
-from ..engine import layer_features, synthesize
+from .engine import layer_features
 from .objectives import INPUT, Objective
-from ..priors import StepOp
+from .priors import StepOp
 
 __all__ = [
     "normalize_global",
@@ -51,8 +50,6 @@ __all__ = [
     "PatchPrior",
     "Retrieval",
     "retrieve",
-    "pixel_relative_error",
-    "invert",
 ]
 
 
@@ -111,15 +108,24 @@ class PatchDatabase:
         max_patches: int = 20000,
         sources: Sequence[str] | None = None,
         seed: int = 0,
+        normalised: bool = False,
     ) -> PatchDatabase:
-        """Patches of images in [0, 1] (``[B, 3, H, W]`` or a list of such), at most ``max_patches`` (random subset)."""
+        """Patches of images in [0, 1] (``[B, 3, H, W]`` or a list of such), at most ``max_patches`` (random subset).
+
+        Each image is normalised by its own global mean and std first
+        (:func:`normalize_global`). ``normalised=True``: the images are already
+        normalised — pass pieces cut from larger photos this way (e.g.
+        :attr:`Retrieval.normalised`, each piece normalised by *its photo's*
+        statistics), since normalising every small piece by its own mean and
+        std would throw away the colour and brightness that differ between
+        the pieces, the very low frequencies the prior is meant to restore.
+        """
         batches = [images01] if isinstance(images01, torch.Tensor) else list(images01)
         parts = []
         for b in batches:
             b = b if b.dim() == 4 else b.unsqueeze(0)
-            parts.append(
-                extract_patches(normalize_global(b.float()), size, stride).reshape(-1, 3 * size * size)
-            )
+            b = b.float() if normalised else normalize_global(b.float())
+            parts.append(extract_patches(b, size, stride).reshape(-1, 3 * size * size))
         if not parts:
             raise ValueError("PatchDatabase.from_images needs at least one image.")
         patches = torch.cat(parts)
@@ -228,6 +234,9 @@ class Retrieval:
     average: torch.Tensor  # [1, 3, H, W] in [0, 1]: k-NN patches averaged at each cell
     patches: torch.Tensor  # [cells·k, 3, ph, pw] in [0, 1]: every retrieved cell
     grid: tuple[int, int]
+    normalised: (
+        torch.Tensor
+    )  # [cells·k, 3, ph, pw]: the same cells, each photo normalised globally (Eq. 3's D̃)
 
 
 def _cells(images01: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -270,63 +279,16 @@ def retrieve(
     dv = F.normalize(feats.flatten(2).transpose(1, 2).reshape(-1, feats.shape[1]), dim=1)  # [N·cells, C]
     k = min(int(k), dv.shape[0])
     idx = (qv @ dv.T).topk(k, dim=1).indices  # [cells, k]
-    pix = _cells(denormalize(database, mean=info.mean, std=info.std).clamp(0, 1), (gh, gw))
+    db01 = denormalize(database, mean=info.mean, std=info.std).clamp(0, 1)
+    pix = _cells(db01, (gh, gw))
     pix = pix.reshape(-1, *pix.shape[2:])  # [N·cells, 3, ph, pw]
     chosen = pix[idx]  # [cells, k, 3, ph, pw]
+    pixn = _cells(normalize_global(db01), (gh, gw))  # normalised by each whole photo's mean and std
+    chosen_n = pixn.reshape(-1, *pixn.shape[2:])[idx]
     avg = chosen.mean(1)  # [cells, 3, ph, pw]
     ph, pw = avg.shape[-2:]
     tiled = avg.reshape(gh, gw, 3, ph, pw).permute(2, 0, 3, 1, 4).reshape(1, 3, gh * ph, gw * pw)
     h, w = image.shape[-2:]
     if tiled.shape[-2:] != (h, w):
         tiled = F.interpolate(tiled, size=(h, w), mode="bilinear", align_corners=False)
-    return Retrieval(tiled, chosen.reshape(-1, 3, ph, pw), (gh, gw))
-
-
-def pixel_relative_error(reference: torch.Tensor, estimate: torch.Tensor, *, mean, std) -> float:
-    """Seed 002's ``‖I₀ − Î‖₂ / ‖I₀‖₂`` in pixel space ([0, 1]), from two normalised batches."""
-    a = denormalize(reference, mean=mean, std=std).clamp(0, 1)
-    b = denormalize(estimate, mean=mean, std=std).clamp(0, 1)
-    return float((a - b).norm() / a.norm().clamp_min(1e-12))
-
-
-def invert(
-    model: nn.Module,
-    image: torch.Tensor,
-    layer: str,
-    *,
-    init: str | torch.Tensor = "noise",
-    prior: PatchPrior | None = None,
-    weight: float = 0.05,
-    tv: float = 1e-4,
-    steps: int = 100,
-    lr: float = 0.05,
-    seed: int = 0,
-    progress: bool | None = None,
-):
-    """Feature inversion (Eq. 1) with the patch prior (Eq. 3): ``min ‖Φ(I) − φ₀‖²/‖φ₀‖² + tv·‖∇I‖² + weight·Σ_p‖Ĩ_p − D̃_p‖²``.
-
-    ``init``: ``"noise"`` (seed 002's "[8]+rand": the mean image plus a little
-    noise) or an image (e.g. ``normalize(retrieve(...).average)``, "[8]+[7]").
-    ``prior=None`` is Mahendran & Vedaldi's model alone. The result's
-    ``extra`` holds ``feature_error`` (Eq. 1's data term) and
-    ``pixel_error`` (``‖I₀ − Î‖/‖I₀‖`` in [0, 1] pixels, Table 1).
-    """
-    info = model_info(model)
-    phi0 = layer_features(model, image, layer)[layer]
-    loss = O.feature_match(layer, phi0)
-    if tv:
-        loss = loss + float(tv) * R.tv(2.0)
-    ops = []
-    if prior is not None:
-        loss = loss + float(weight) * prior.term()
-        ops.append(prior)
-    res = synthesize(
-        model, -loss, size=tuple(image.shape[-2:]), batch=image.shape[0], init=init, init_scale=0.1,
-        steps=steps, optimizer="adam", lr=lr, image_ops=ops, seed=seed, progress=progress,
-        desc=f"inverting {layer}" + (" with the patch prior" if prior is not None else ""),
-    )  # fmt: skip
-    with torch.no_grad():
-        f = layer_features(model, res.image, layer)[layer]
-        res.extra["feature_error"] = float((f - phi0).pow(2).sum() / phi0.pow(2).sum())
-    res.extra["pixel_error"] = pixel_relative_error(image, res.image, mean=info.mean, std=info.std)
-    return res
+    return Retrieval(tiled, chosen.reshape(-1, 3, ph, pw), (gh, gw), chosen_n.reshape(-1, 3, ph, pw))

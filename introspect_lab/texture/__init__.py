@@ -7,7 +7,7 @@
   Gatys, Ecker & Bethge 2015, 2016);
 * :mod:`.feedforward`: feed-forward texture and style networks trained on the
   same loss (Ulyanov et al. 2016, Johnson et al. 2016; conditional instance
-  norm, Dumoulin et al. 2017);
+  norm, Dumoulin et al. 2017), whose generator is :mod:`.stylenet`;
 * :mod:`.look`: descriptors of how a texture *looks* (colourfulness, power
   spectrum, orientation energy, grey levels) that no loss uses, for judging
   results and testing them.

@@ -27,6 +27,8 @@ model), plus a content loss for style networks.
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import shlex
 import sys
 import time
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -47,10 +50,9 @@ from ..models import load_model, model_info, settings
 from ..settings import StyleSettings
 from ..synthesis.objectives import colour_statistics, gram, gram_error
 from ..synthesis.priors import total_variation
+from .stylenet import StyleNet
 
 __all__ = [
-    "ConditionalInstanceNorm2d",
-    "StyleNet",
     "TrainedNet",
     "StyleTarget",
     "style_target",
@@ -63,114 +65,12 @@ __all__ = [
     "load_nets",
     "sample01",
     "content_images",
+    "held_out_losses",
+    "norm_study",
+    "mean_interval",
+    "TRAIN",
+    "NOISE_SEEDS",
 ]
-
-
-class ConditionalInstanceNorm2d(nn.Module):
-    """Instance norm with one learned scale and shift per style (Dumoulin et al. 2017).
-
-    ``y = γ_s ⊙ (x − μ(x)) / σ(x) + β_s``, with ``μ, σ`` per image and channel.
-    ``style`` is a style index (int or ``[B]`` long tensor) or mixing weights
-    ``[B, n_styles]`` (rows summing to 1), which mix the ``γ, β`` linearly.
-    With ``n_styles=1`` it is plain affine instance norm (Ulyanov et al. 2016).
-    """
-
-    def __init__(self, channels: int, n_styles: int = 1, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.n_styles = n_styles
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(n_styles, channels))
-        self.beta = nn.Parameter(torch.zeros(n_styles, channels))
-
-    def forward(self, x: torch.Tensor, style: int | torch.Tensor = 0) -> torch.Tensor:
-        mix = _style_weights(style, x.shape[0], self.n_styles).to(x)
-        gamma, beta = mix @ self.gamma, mix @ self.beta
-        x = F.instance_norm(x, eps=self.eps)
-        return x * gamma[:, :, None, None] + beta[:, :, None, None]
-
-
-def _style_weights(style: int | torch.Tensor, batch: int, n_styles: int) -> torch.Tensor:
-    """A style index, a batch of indices, or mixing weights, as ``[B, n_styles]`` weights."""
-    if isinstance(style, int):
-        style = torch.full((batch,), style, dtype=torch.long)
-    if not isinstance(style, torch.Tensor):
-        raise TypeError(f"style must be an int, a [B] index tensor or [B, {n_styles}] weights.")
-    if style.dtype in (torch.long, torch.int32, torch.int64):
-        if style.dim() == 0:
-            style = style.expand(batch)
-        if ((style < 0) | (style >= n_styles)).any():
-            raise ValueError(f"style index out of range: this network has styles 0..{n_styles - 1}.")
-        return F.one_hot(style, n_styles).float()
-    weights = style.float()
-    if weights.dim() == 1:
-        weights = weights.expand(batch, -1)
-    if weights.shape != (batch, n_styles):
-        raise ValueError(f"style weights must have shape [{batch}, {n_styles}], got {tuple(weights.shape)}.")
-    return weights
-
-
-class _ConvBlock(nn.Module):
-    """Reflection-padded conv → norm → ReLU (optionally upsampling first, as Johnson et al.'s decoder)."""
-
-    def __init__(self, cin: int, cout: int, k: int, stride: int, norm: str, n_styles: int, up: bool = False):
-        super().__init__()
-        self.up = up
-        self.conv = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, stride))
-        self.norm = nn.BatchNorm2d(cout) if norm == "batch" else ConditionalInstanceNorm2d(cout, n_styles)
-
-    def forward(self, x: torch.Tensor, style) -> torch.Tensor:
-        if self.up:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.conv(x)
-        x = self.norm(x) if isinstance(self.norm, nn.BatchNorm2d) else self.norm(x, style)
-        return F.relu(x)
-
-
-class StyleNet(nn.Module):
-    """A small image-to-image generator after Johnson et al. (2016), scaled for one CPU core.
-
-    conv 9×9 → two stride-2 convs → ``n_res`` residual blocks → two ×2
-    upsampling convs → conv 9×9, plus 0.5: an image around mid-grey. The
-    output is not squashed (a sigmoid saturates into flat blobs that no
-    gradient can repair); training adds :func:`range_penalty` to keep it in
-    [0, 1] and :func:`stylize` clamps. ``norm`` is ``"instance"`` (conditional instance norm with
-    ``n_styles`` styles) or ``"batch"`` (batch norm, one style), the choice the
-    lecture compares. Input: a content image in [0, 1] (style networks) or
-    noise (texture networks).
-    """
-
-    def __init__(self, norm: str = "instance", n_styles: int = 1, width: int = 16, n_res: int = 3) -> None:
-        super().__init__()
-        if norm not in ("instance", "batch"):
-            raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}.")
-        if norm == "batch" and n_styles != 1:
-            raise ValueError("Several styles need norm='instance' (conditional instance normalisation).")
-        self.norm_kind, self.n_styles, self.width = norm, n_styles, width
-        w = width
-        self.down = nn.ModuleList(
-            [
-                _ConvBlock(3, w, 9, 1, norm, n_styles),
-                _ConvBlock(w, 2 * w, 3, 2, norm, n_styles),
-                _ConvBlock(2 * w, 4 * w, 3, 2, norm, n_styles),
-            ]
-        )
-        self.res = nn.ModuleList([_ConvBlock(4 * w, 4 * w, 3, 1, norm, n_styles) for _ in range(2 * n_res)])
-        self.up = nn.ModuleList(
-            [
-                _ConvBlock(4 * w, 2 * w, 3, 1, norm, n_styles, up=True),
-                _ConvBlock(2 * w, w, 3, 1, norm, n_styles, up=True),
-            ]
-        )
-        self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9))
-
-    def forward(self, x: torch.Tensor, style: int | torch.Tensor = 0) -> torch.Tensor:
-        for block in self.down:
-            x = block(x, style)
-        for i in range(0, len(self.res), 2):
-            x = x + self.res[i + 1](self.res[i](x, style), style)
-        for block in self.up:
-            x = block(x, style)
-        return 0.5 + self.out(x)
 
 
 @dataclass
@@ -416,6 +316,7 @@ def save_nets(path, nets: dict[str, TrainedNet], meta: dict) -> None:
                 "norm": t.net.norm_kind,
                 "n_styles": t.net.n_styles,
                 "width": t.net.width,
+                "n_res": len(t.net.res) // 2,
                 "history": [float(h) for h in t.history],
                 "seconds": float(t.seconds),
                 "layers": list(t.layers),
@@ -434,7 +335,7 @@ def load_nets(path) -> tuple[dict[str, TrainedNet], dict]:
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     nets = {}
     for name, d in payload["nets"].items():
-        net = StyleNet(norm=d["norm"], n_styles=d["n_styles"], width=d["width"])
+        net = StyleNet(norm=d["norm"], n_styles=d["n_styles"], width=d["width"], n_res=d.get("n_res", 3))
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in d["state"].items()})
         nets[name] = TrainedNet(net.eval(), d["history"], d["seconds"], d["layers"])
     return nets, payload["meta"]
@@ -455,6 +356,85 @@ def content_images(model: nn.Module, size: int = 96) -> torch.Tensor:
     return torch.cat([sample01(n, model, size) for n in names])
 
 
+#: The committed networks' training settings (the CLI's defaults; ``meta["train"]`` of the weights file).
+TRAIN = {"size": 64, "steps": 300, "batch": 4, "lr": 1e-3, "width": 16, "n_res": 3, "seed": 0,
+         "content_weight": 200.0, "range_weight": RANGE_WEIGHT}  # fmt: skip
+#: Held-out noise (generator seeds) on which texture networks are scored; training never draws these.
+NOISE_SEEDS = (101, 102, 103)
+
+
+@torch.no_grad()
+def held_out_losses(
+    model: nn.Module,
+    net: StyleNet,
+    target: StyleTarget,
+    *,
+    size: int,
+    noise_seeds: Sequence[int] = NOISE_SEEDS,
+    batch: int = 4,
+    batch_stats: bool = False,
+    cfg: StyleSettings | None = None,
+) -> list[float]:
+    """Mean texture loss of ``f_W(z)`` on unseen noise batches ``z``, one value per noise seed (Ulyanov et al. 2016).
+
+    ``batch_stats=True`` runs batch norm with each test batch's own statistics
+    (a copy of the network in train mode) instead of the running averages
+    of training: the test of the train/test-mismatch hypothesis.
+    """
+    net = copy.deepcopy(net).train() if batch_stats else net.eval()
+    out = []
+    for s in noise_seeds:
+        z = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(int(s)))
+        out.append(float(style_loss(model, net(z).clamp(0, 1), target, cfg).mean()))
+    return out
+
+
+def norm_study(
+    model: nn.Module,
+    texture01: torch.Tensor,
+    *,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    steps: int = 150,
+    size: int = 64,
+    cfg: StyleSettings | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Batch vs instance norm over several training runs (Ulyanov, Vedaldi & Lempitsky 2016's comparison).
+
+    For each training seed, one texture network per normalisation, each
+    scored by :func:`held_out_losses` averaged over :data:`NOISE_SEEDS`;
+    the batch-norm network also with test-batch statistics. Returns the
+    per-seed lists ``instance``, ``batch``, ``batch_stats`` and the settings.
+    """
+    cfg = cfg or settings(model).style
+    target = style_target(model, texture01, cfg)
+    res: dict = {"seeds": list(seeds), "steps": steps, "size": size, "noise_seeds": list(NOISE_SEEDS)}
+    for key in ("instance", "batch", "batch_stats"):
+        res[key] = []
+    for seed in seeds:
+        for norm in ("instance", "batch"):
+            t = train_texture_net(model, texture01, cfg=cfg, norm=norm, size=size, steps=steps, seed=seed,
+                                  progress=progress)  # fmt: skip
+            res[norm].append(
+                sum(held_out_losses(model, t.net, target, size=size, cfg=cfg)) / len(NOISE_SEEDS)
+            )
+            if norm == "batch":
+                stats_ = held_out_losses(model, t.net, target, size=size, cfg=cfg, batch_stats=True)
+                res["batch_stats"].append(sum(stats_) / len(NOISE_SEEDS))
+    return res
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: Student's t interval of the mean of independent runs (``scipy.stats.t``)."""
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"An interval needs at least 2 runs, got {n}.")
+    m = sum(values) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return m, m - half, m + half
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train the notebook's networks and write them with the command that made them (see ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -462,22 +442,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="data/weights/fast_style.pt")
     parser.add_argument("--model", default="efficientnet_lite0", help="the loss network")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--content-weight", type=float, default=200.0, help="α of the style network")
+    parser.add_argument("--steps", type=int, default=TRAIN["steps"])
+    parser.add_argument("--size", type=int, default=TRAIN["size"])
+    parser.add_argument(
+        "--content-weight", type=float, default=TRAIN["content_weight"], help="α of the style network"
+    )
+    parser.add_argument(
+        "--study-seeds", type=int, default=5, help="training runs per norm in the batch/instance study"
+    )
+    parser.add_argument("--study-steps", type=int, default=150, help="steps of each study run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_model(args.model)
     cfg = settings(model).style
+    train = dict(TRAIN, steps=args.steps, size=args.size, content_weight=args.content_weight)
     texture = sample01(TEXTURE, model, args.size)
     styles = [sample01(s, model, args.size) for s in STYLES]
-    common = dict(cfg=cfg, size=args.size, steps=args.steps, seed=0)
+    common = dict(cfg=cfg, size=train["size"], steps=train["steps"], batch=train["batch"], lr=train["lr"],
+                  width=train["width"], seed=train["seed"])  # fmt: skip
     nets = {
         f"texture_{norm}": train_texture_net(model, texture, norm=norm, **common)
         for norm in ("instance", "batch")
     }
     nets["styles"] = train_style_net(
         model, styles, content_images(model), content_weight=args.content_weight, **common
+    )
+    target = style_target(model, texture, cfg)
+    held_out = {k: held_out_losses(model, nets[k].net, target, size=args.size) for k in nets if k != "styles"}
+    held_out["texture_batch_stats"] = held_out_losses(
+        model, nets["texture_batch"].net, target, size=args.size, batch_stats=True
+    )
+    study = norm_study(
+        model, texture, seeds=range(args.study_seeds), steps=args.study_steps, size=args.size, cfg=cfg
     )
     meta = {
         "command": "python -m introspect_lab.texture.feedforward "
@@ -487,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         "styles": list(STYLES),
         "contents": "every bundled photo except " + ", ".join((HELD_OUT, TEXTURE, *STYLES)),
         "style_settings": repr(cfg),
+        "train": train,
+        "architecture": "StyleNet: residual blocks conv-norm-ReLU-conv-norm (no ReLU after the second conv)",
+        "held_out": {"noise_seeds": list(NOISE_SEEDS), "batch": 4, **held_out},
+        "norm_study": study,
         "steps": args.steps,
         "content_weight": args.content_weight,
         "size": args.size,
@@ -495,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     save_nets(args.out, nets, meta)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.seconds:.0f} s" for k, v in nets.items()))
+    print("held-out texture loss per noise seed:", held_out)
+    print("norm study:", study)
     return 0
 
 

@@ -1,10 +1,13 @@
-"""Non-parametric texture synthesis by neighbourhood matching (Efros & Leung 1999), in scanline order.
+"""Non-parametric texture synthesis by neighbourhood matching (Efros & Leung 1999).
 
 Seed 004, "Texture Synthesis: Nearest Neighbor": *generate pixels one at a
 time in scanline order; form the neighbourhood of already generated pixels
-and copy the nearest neighbour from the input.*
+and copy the nearest neighbour from the input.* Scanline order is Wei &
+Levoy's (2000); Efros & Leung grow the texture outward from a 3×3 seed
+taken from the exemplar, filling first the pixels with the most known
+neighbours ("onion-peel" order). Both are here (``order=``).
 
-For each output pixel ``p`` (row by row, left to right), let ``N(p)`` be the
+For each output pixel ``p``, let ``N(p)`` be the
 ``w × w`` window around it, of which only the already generated pixels are
 known (mask ``m``). Every position ``q`` of the exemplar whose window fits in
 the exemplar is a candidate, scored by the Gaussian-weighted sum of squared
@@ -26,11 +29,12 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
+from scipy.ndimage import binary_dilation, uniform_filter
 from tqdm.auto import tqdm
 
 from ..config import show_progress
 
-__all__ = ["NonParametricResult", "efros_leung"]
+__all__ = ["NonParametricResult", "efros_leung", "verbatim_fraction"]
 
 
 @dataclass
@@ -83,16 +87,37 @@ def _gaussian(window: int) -> np.ndarray:
     return (g / g.sum()).astype(np.float32)
 
 
+def _onion_order(out_h: int, out_w: int, window: int, seed_at: tuple[int, int]):
+    """Yield output pixels outward from a filled 3×3 seed, most known neighbours first, layer by layer."""
+    known = np.zeros((out_h, out_w), bool)
+    r, c = seed_at
+    known[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = True
+    while not known.all():
+        ring = binary_dilation(known) & ~known
+        count = uniform_filter(known.astype(np.float32), size=window, mode="constant")
+        ys, xs = np.nonzero(ring)
+        for k in np.argsort(-count[ys, xs], kind="stable"):
+            yield int(ys[k]), int(xs[k])
+        known |= ring
+
+
+def verbatim_fraction(source: np.ndarray) -> float:
+    """Share of horizontally adjacent output pixels copied from adjacent exemplar pixels (verbatim copying)."""
+    step = source[:, 1:] - source[:, :-1]
+    return float(((step[..., 0] == 0) & (step[..., 1] == 1)).mean())
+
+
 def efros_leung(
     exemplar,
     size: int | tuple[int, int],
     *,
     window: int = 11,
     tolerance: float = 0.1,
+    order: str = "scanline",
     seed: int | None = None,
     progress: bool | None = None,
 ) -> NonParametricResult:
-    """Grow a texture pixel by pixel in scanline order by copying exemplar pixels (Efros & Leung 1999).
+    """Grow a texture pixel by pixel by copying exemplar pixels (Efros & Leung 1999).
 
     Parameters
     ----------
@@ -107,6 +132,10 @@ def efros_leung(
         regular element (seed 004; Efros & Leung, "the only free parameter").
     tolerance:
         ``ε``: candidates within ``(1 + ε) · d_min`` are drawn uniformly.
+    order:
+        ``"scanline"`` (row by row from one random exemplar pixel; Wei & Levoy
+        2000, as seed 004 describes it) or ``"onion"`` (outward from a 3×3
+        exemplar seed at the centre, as Efros & Leung).
     seed:
         Random seed (``None``: a fresh random texture each call).
 
@@ -120,6 +149,8 @@ def efros_leung(
         raise ValueError(f"window must be an odd int >= 3, got {window!r}.")
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
+    if order not in ("scanline", "onion"):
+        raise ValueError(f"order must be 'scanline' or 'onion', got {order!r}.")
     out_h, out_w = (size, size) if isinstance(size, int) else size
     if out_h < 1 or out_w < 1:
         raise ValueError(f"size must be positive, got {size!r}.")
@@ -146,26 +177,39 @@ def efros_leung(
     known = np.zeros((out_h + 2 * half, out_w + 2 * half), bool)
     source = np.zeros((out_h, out_w, 2), np.int64)
     first = centres[rng.integers(len(centres))]
-    rows = tqdm(
-        range(out_h), desc="Efros–Leung", disable=not (show_progress() if progress is None else progress)
-    )
-    for i in rows:
-        for j in range(out_w):
-            if i == 0 and j == 0:
-                pick = first
-            else:
-                nb = canvas[i : i + window, j : j + window].reshape(-1)
-                mask = np.repeat(known[i : i + window, j : j + window].reshape(-1), 3)
-                w = gauss * mask
-                # Σ w (c − n)² = Σ w c² − 2 Σ w c n + Σ w n², for all candidates at once.
-                d = cand_sq @ w - 2.0 * (cand @ (w * nb)) + float((w * nb * nb).sum())
-                d /= w.sum()
-                best = d.min()
-                # A small absolute slack absorbs rounding when the best match is exact (d = 0).
-                ok = np.flatnonzero(d <= best * (1.0 + tolerance) + 1e-6)
-                pick = centres[ok[rng.integers(len(ok))]]
-            canvas[i + half, j + half] = ex[pick[0], pick[1]]
-            known[i + half, j + half] = True
-            source[i, j] = pick
+
+    def put(i: int, j: int, pick) -> None:
+        canvas[i + half, j + half] = ex[pick[0], pick[1]]
+        known[i + half, j + half] = True
+        source[i, j] = pick
+
+    def match(i: int, j: int):
+        nb = canvas[i : i + window, j : j + window].reshape(-1)
+        w = gauss * np.repeat(known[i : i + window, j : j + window].reshape(-1), 3)
+        # Σ w (c − n)² = Σ w c² − 2 Σ w c n + Σ w n², for all candidates at once.
+        d = (cand_sq @ w - 2.0 * (cand @ (w * nb)) + float((w * nb * nb).sum())) / w.sum()
+        # A small absolute slack absorbs rounding when the best match is exact (d = 0).
+        ok = np.flatnonzero(d <= d.min() * (1.0 + tolerance) + 1e-6)
+        return centres[ok[rng.integers(len(ok))]]
+
+    if order == "scanline":
+        put(0, 0, first)
+        todo = ((i, j) for i in range(out_h) for j in range(out_w) if i or j)
+    else:  # a 3×3 seed from the exemplar at the centre, then outward
+        ci, cj = out_h // 2, out_w // 2
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                if 0 <= ci + di < out_h and 0 <= cj + dj < out_w:
+                    p = (min(max(first[0] + di, 0), ex_h - 1), min(max(first[1] + dj, 0), ex_w - 1))
+                    put(ci + di, cj + dj, p)
+        todo = _onion_order(out_h, out_w, window, (ci, cj))
+    n_todo = out_h * out_w - int(known.sum())
+    for i, j in tqdm(
+        todo,
+        total=n_todo,
+        desc="Efros–Leung",
+        disable=not (show_progress() if progress is None else progress),
+    ):
+        put(i, j, match(i, j))
     image = canvas[half : half + out_h, half : half + out_w].copy()
     return NonParametricResult(image=image, source=source, seconds=time.perf_counter() - start)
