@@ -6,6 +6,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.introspect-lab-installed
 PYTEST_WORKERS ?= 2
+# PyTorch build for a new venv: auto (CPU-only on Linux without an NVIDIA GPU), cpu or cuda (.ci/install_torch.py)
+TORCH ?= auto
+# a notebook cell that runs longer than this under `make test` (fast mode) is a hang: fail it
+CELL_TIMEOUT ?= 120
 
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
@@ -14,6 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python .ci/install_torch.py --python $(BIN)/python --torch $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
@@ -31,7 +36,7 @@ test: install
 	$(BIN)/ruff format --check .
 	INTROSPECT_LAB_FAST=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
 	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
-	  --nbval-lax --nbval-current-env -p no:cacheprovider \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider \
 	  --ignore=notebooks/exercises tests notebooks
 
 lint: install

@@ -9,11 +9,13 @@ without importing the registry.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from torch import nn
-from torchvision.models import SqueezeNet1_1_Weights
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "model_info", "imagenet_categories"]
 
@@ -23,7 +25,27 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @lru_cache(maxsize=1)
 def imagenet_categories() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in torchvision's order (no download needed)."""
+    """The 1000 ImageNet-1k class names in torchvision's order (no download needed).
+
+    torchvision keeps them as a literal list in ``torchvision/models/_meta.py`` (the
+    ``meta["categories"]`` of every ImageNet weight enum). The list is read from that
+    file without importing torchvision, whose model zoo costs about 2 s at import and is
+    not needed for the bundled EfficientNet-Lite0; if the file ever changes shape, the
+    weight enum is asked instead.
+    """
+    spec = importlib.util.find_spec("torchvision")
+    meta = Path(spec.submodule_search_locations[0]) / "models" / "_meta.py" if spec else None
+    try:
+        tree = ast.parse(meta.read_text(encoding="utf-8"))
+        node = next(n for n in tree.body if isinstance(n, ast.Assign)
+                    and any(getattr(t, "id", None) == "_IMAGENET_CATEGORIES" for t in n.targets))  # fmt: skip
+        cats = tuple(ast.literal_eval(node.value))
+        if len(cats) == 1000:
+            return cats
+    except (AttributeError, OSError, StopIteration, SyntaxError, ValueError):
+        pass
+    from torchvision.models import SqueezeNet1_1_Weights
+
     return tuple(SqueezeNet1_1_Weights.DEFAULT.meta["categories"])
 
 

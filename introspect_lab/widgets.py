@@ -7,6 +7,8 @@ by a plain function call (and is tested that way).
 
 from __future__ import annotations
 
+import html
+import io
 from collections.abc import Callable
 from functools import wraps
 
@@ -51,15 +53,34 @@ def _not_reentrant(fn: Callable) -> Callable:
 # ---------------------------------------------------------------------------
 
 
-def _show_figure(out, fig) -> None:
-    """Replace what ``out`` shows by ``fig`` and close it (no figure piles up in pyplot)."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+def _figure_view():
+    """An ``ipywidgets.Image`` that shows a figure as PNG (see :func:`_show_figure`)."""
+    import ipywidgets as widgets
 
-    with out:
-        out.clear_output(wait=True)
-        display(fig)
+    return widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+
+
+def _show_figure(view, fig) -> None:
+    """Show ``fig`` in the Image widget ``view`` and close it (no figure piles up in pyplot).
+
+    A figure is drawn to PNG bytes and set as the widget's value: one state update from the
+    kernel, nothing sent back. An ``Output`` widget (``with out: clear_output(wait=True);
+    display(fig)``) is not used: a headless client (nbclient, ``jupyter nbconvert --execute``)
+    mimics an Output widget by sending each captured output back to the kernel on the shell
+    channel while it waits on that same socket for the cell's reply, and such a wait can miss
+    the reply and never end (nbclient #312), which stalled notebook 03 after its explorer cell.
+    """
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
+    view.value = buf.getvalue()
+
+
+def _show_error(label, exc: Exception | None) -> None:
+    """Show ``exc`` (or nothing) in the HTML widget ``label``; the kernel keeps going."""
+    label.value = "" if exc is None else f"<pre style='color:#b00'>{html.escape(str(exc))}</pre>"
 
 
 def default_layers(model) -> list[str]:
@@ -111,7 +132,7 @@ def activation_explorer(
     photo_w = widgets.Dropdown(options=photos, value=photos[0], description="photo")
     layer_w = widgets.Dropdown(options=layers, value=layers[min(3, len(layers) - 1)], description="layer")
     channel_w = widgets.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False)
-    overlay_out, grid_out = widgets.Output(), widgets.Output()
+    overlay_out, grid_out = _figure_view(), _figure_view()
 
     @_not_reentrant
     def draw(*_):
@@ -150,7 +171,7 @@ def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 16
 
     layer_w = widgets.Dropdown(options=layers, value=layers[min(2, len(layers) - 1)], description="layer")
     channel_w = widgets.IntSlider(value=0, min=0, max=1, description="channel", continuous_update=False)
-    out = widgets.Output()
+    out = _figure_view()
 
     @_not_reentrant
     def draw(*_):
@@ -196,7 +217,7 @@ def attribution_explorer(model, photos=None, *, layers=None, size: int | None = 
     layer_w = widgets.Dropdown(
         options=layers, value=default_layer if default_layer in layers else layers[-1], description="layer"
     )
-    out = widgets.Output()
+    out, message = _figure_view(), widgets.HTML()
     state = {}
 
     def load(_=None):
@@ -222,17 +243,16 @@ def attribution_explorer(model, photos=None, *, layers=None, size: int | None = 
             }
             fig = attribution_grid(x, maps, model=model, row_titles=[cats[target][:24]])
             _show_figure(out, fig)
+            _show_error(message, None)
         except Exception as exc:  # shown in the widget; the kernel keeps going
-            with out:
-                out.clear_output(wait=True)
-                print(exc)
+            _show_error(message, exc)
 
     photo_w.observe(load, names="value")
     class_w.observe(draw, names="value")
     typed_w.observe(draw, names="value")
     layer_w.observe(draw, names="value")
     load()
-    return widgets.VBox([widgets.HBox([photo_w, class_w]), widgets.HBox([typed_w, layer_w]), out])
+    return widgets.VBox([widgets.HBox([photo_w, class_w]), widgets.HBox([typed_w, layer_w]), message, out])
 
 
 # ---------------------------------------------------------------------------
@@ -438,7 +458,7 @@ def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str 
                                 continuous_update=False)  # fmt: skip
     attack_w = widgets.Dropdown(options=["fgsm", "pgd"], value=attack, description="attack")
     goal_w = widgets.Text(value="", placeholder="class name: targeted", description="target")
-    out = widgets.Output()
+    out, message = _figure_view(), widgets.HTML()
     state: dict = {}
 
     @_not_reentrant
@@ -458,14 +478,13 @@ def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str 
                                    titles=["original", title, "10× difference"])  # fmt: skip
             fig.axes[5].set_visible(False)  # the difference has no top-k of its own
             _show_figure(out, fig)
+            _show_error(message, None)
         except Exception as exc:  # shown in the widget; the kernel keeps going
-            with out:
-                out.clear_output(wait=True)
-                print(exc)
+            _show_error(message, exc)
 
     for w in (eps_w, attack_w, goal_w):
         w.observe(draw, names="value")
     draw()
-    box = widgets.VBox([widgets.HBox([eps_w, attack_w, goal_w]), out])
+    box = widgets.VBox([widgets.HBox([eps_w, attack_w, goal_w]), message, out])
     box.state = state
     return box
