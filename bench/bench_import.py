@@ -69,8 +69,12 @@ def measure(code: str) -> dict:
     # -X importtime: "import time: self | cumulative | name"; top-level packages have no leading spaces
     top = [ln.split("|") for ln in proc.stderr.splitlines() if ln.startswith("import time:") and "|" in ln]
     cumulative = sum(int(c) for _, c, name in (t[:3] for t in top[1:]) if not name.startswith("  ")) / 1e6
-    return {"wall_s": float(wall), "importtime_s": cumulative, "rss_mb": int(hwm) / 1024,
-            "heavy": [m for m in heavy.split(",") if m]}  # fmt: skip
+    return {
+        "wall_s": float(wall),
+        "importtime_s": cumulative,
+        "rss_mb": int(hwm) / 1024,
+        "heavy": [m for m in heavy.split(",") if m],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         r = {k: round(statistics.median(x[k] for x in runs), 2) for k in ("wall_s", "importtime_s", "rss_mb")}
         r["heavy"] = runs[-1]["heavy"]
         results[label] = r
-        print(f"{label:<24} {r['wall_s']:>7.2f} {r['importtime_s']:>13.2f} {r['rss_mb']:>12.0f}  "
-              f"{', '.join(r['heavy']) or '-'}")  # fmt: skip
+        print(
+            f"{label:<24} {r['wall_s']:>7.2f} {r['importtime_s']:>13.2f} {r['rss_mb']:>12.0f}  "
+            f"{', '.join(r['heavy']) or '-'}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     return 0

@@ -68,26 +68,51 @@ def one_size(model, size: int, window: int, stride: int, taus: list[float]) -> d
     layers = []
     for name, c in engine.costs.items():
         theory = 0.0 if name == "fc" else 1 - cone_share(receptive_field(model, name, size), window, stride)
-        layers.append(dict(layer=name, full_mmacs_per_copy=round(c.full / copies / 1e6, 2), saved=round(c.saved, 4),
-                           saved_theory=round(theory, 4), incremental_s=round(c.seconds, 3)))  # fmt: skip
+        layers.append(
+            dict(
+                layer=name,
+                full_mmacs_per_copy=round(c.full / copies / 1e6, 2),
+                saved=round(c.saved, 4),
+                saved_theory=round(theory, 4),
+                incremental_s=round(c.seconds, 3),
+            )
+        )
     full = sum(c.full for c in engine.costs.values())
     done = sum(c.done for c in engine.costs.values())
     theory_done = sum(c.full * (1 - lay["saved_theory"]) for c, lay in zip(engine.costs.values(), layers))
-    out = dict(size=size, window=window, stride=stride, copies=copies,
-               plain_s=round(t_plain, 2), incremental_s=round(t_inc, 2), captum_s=round(t_captum, 2),
-               ratio_vs_captum=round(t_inc / t_captum, 3), plain_ratio_vs_captum=round(t_plain / t_captum, 3),
-               max_rel_diff_vs_plain=rel(ours, plain), max_rel_diff_vs_captum=rel(ours, theirs),
-               macs_saved=round(1 - done / full, 4), macs_saved_theory=round(1 - theory_done / full, 4),
-               region_layers_s=round(sum(c.seconds for c in engine.costs.values()), 2),
-               tail_from=engine.tail_from, layers=layers)  # fmt: skip
+    out = dict(
+        size=size,
+        window=window,
+        stride=stride,
+        copies=copies,
+        plain_s=round(t_plain, 2),
+        incremental_s=round(t_inc, 2),
+        captum_s=round(t_captum, 2),
+        ratio_vs_captum=round(t_inc / t_captum, 3),
+        plain_ratio_vs_captum=round(t_plain / t_captum, 3),
+        max_rel_diff_vs_plain=rel(ours, plain),
+        max_rel_diff_vs_captum=rel(ours, theirs),
+        macs_saved=round(1 - done / full, 4),
+        macs_saved_theory=round(1 - theory_done / full, 4),
+        region_layers_s=round(sum(c.seconds for c in engine.costs.values()), 2),
+        tail_from=engine.tail_from,
+        layers=layers,
+    )
     out["tau"] = []
     for tau in taus:
         approx = IncrementalForward(model, cap=tau)
         got, t = timed(lambda approx=approx: occlusion(model, x, target, method=approx, **kw))
         done_tau = sum(c.done for c in approx.costs.values())
-        out["tau"].append(dict(tau=tau, seconds=round(t, 2), ratio_vs_captum=round(t / t_captum, 3),
-                               macs_saved=round(1 - done_tau / full, 4), max_rel_error=rel(got, ours),
-                               spearman=round(float(spearman(got.flatten(), ours.flatten())), 4)))  # fmt: skip
+        out["tau"].append(
+            dict(
+                tau=tau,
+                seconds=round(t, 2),
+                ratio_vs_captum=round(t / t_captum, 3),
+                macs_saved=round(1 - done_tau / full, 4),
+                max_rel_error=rel(got, ours),
+                spearman=round(float(spearman(got.flatten(), ours.flatten())), 4),
+            )
+        )
     return out
 
 
@@ -124,11 +149,20 @@ def sampled(model, size: int, window: int, stride: int, n: int) -> dict:
     total = len(starts) ** 2 / n
     full = sum(c.full for c in engine.costs.values())
     done = sum(c.done for c in engine.costs.values())
-    return dict(size=size, window=window, stride=stride, copies=len(starts) ** 2, sampled=n,
-                plain_s=round(t_plain * total, 1), incremental_s=round(t_inc * total, 1),
-                captum_s=round(t_captum * total, 1), ratio_vs_captum=round(t_inc / t_captum, 3),
-                plain_ratio_vs_captum=round(t_plain / t_captum, 3), macs_saved=round(1 - done / full, 4),
-                tail_from=engine.tail_from)  # fmt: skip
+    return dict(
+        size=size,
+        window=window,
+        stride=stride,
+        copies=len(starts) ** 2,
+        sampled=n,
+        plain_s=round(t_plain * total, 1),
+        incremental_s=round(t_inc * total, 1),
+        captum_s=round(t_captum * total, 1),
+        ratio_vs_captum=round(t_inc / t_captum, 3),
+        plain_ratio_vs_captum=round(t_plain / t_captum, 3),
+        macs_saved=round(1 - done / full, 4),
+        tail_from=engine.tail_from,
+    )
 
 
 def theory_sweep(model, sizes: list[int], windows: list[int]) -> list[dict]:
@@ -145,8 +179,15 @@ def theory_sweep(model, sizes: list[int], windows: list[int]) -> list[dict]:
         for window in windows:
             cone = sum(full[n] * cone_share(fields[n], window, window // 2) for n in convs) + full["fc"]
             saved = 1 - cone / sum(full.values())
-            rows.append(dict(size=size, window=window, stride=window // 2, macs_saved_theory=round(saved, 4),
-                             max_speedup_theory=round(1 / (1 - saved), 2)))  # fmt: skip
+            rows.append(
+                dict(
+                    size=size,
+                    window=window,
+                    stride=window // 2,
+                    macs_saved_theory=round(saved, 4),
+                    max_speedup_theory=round(1 / (1 - saved), 2),
+                )
+            )
             print(
                 f"  theory {size:4d} px window {window:3d}: saved {saved:6.1%}  speed-up <= {1 / (1 - saved):5.2f}x"
             )
@@ -174,9 +215,11 @@ def main() -> None:
         r = sampled(model, size, args.window, args.stride, args.sample)
         results[f"lite0_{size}px_sampled"] = r
         out.write_text(json.dumps(results, indent=2))
-        print(f"ESTIMATE from {r['sampled']} of {r['copies']} windows, {size} px (CPU s): plain {r['plain_s']}, "
-              f"incremental {r['incremental_s']}, captum {r['captum_s']}, ratio {r['ratio_vs_captum']}, "
-              f"saved {r['macs_saved']:.1%}")  # fmt: skip
+        print(
+            f"ESTIMATE from {r['sampled']} of {r['copies']} windows, {size} px (CPU s): plain {r['plain_s']}, "
+            f"incremental {r['incremental_s']}, captum {r['captum_s']}, ratio {r['ratio_vs_captum']}, "
+            f"saved {r['macs_saved']:.1%}"
+        )
     for i, size in enumerate([] if args.sample else args.sizes):
         r = one_size(model, size, args.window, args.stride, args.taus if i == 0 else [])
         results[f"lite0_{size}px"] = r
@@ -190,14 +233,20 @@ def main() -> None:
         print(
             f"  incremental / captum {r['ratio_vs_captum']:.3f} (goal <= 0.2)   plain / captum {r['plain_ratio_vs_captum']:.3f}"
         )
-        print(f"  multiply-adds saved {r['macs_saved']:.1%} (theory {r['macs_saved_theory']:.1%}); "
-              f"max |diff| vs plain {r['max_rel_diff_vs_plain']:.1e}, vs captum {r['max_rel_diff_vs_captum']:.1e}")  # fmt: skip
+        print(
+            f"  multiply-adds saved {r['macs_saved']:.1%} (theory {r['macs_saved_theory']:.1%}); "
+            f"max |diff| vs plain {r['max_rel_diff_vs_plain']:.1e}, vs captum {r['max_rel_diff_vs_captum']:.1e}"
+        )
         for lay in r["layers"]:
-            print(f"    {lay['layer']:26s} saved {lay['saved']:6.1%} theory {lay['saved_theory']:6.1%}"
-                  f"  {lay['incremental_s']:6.2f} s")  # fmt: skip
+            print(
+                f"    {lay['layer']:26s} saved {lay['saved']:6.1%} theory {lay['saved_theory']:6.1%}"
+                f"  {lay['incremental_s']:6.2f} s"
+            )
         for t in r["tau"]:
-            print(f"  tau {t['tau']}: {t['seconds']:.1f} s ({t['ratio_vs_captum']:.3f} x captum), "
-                  f"saved {t['macs_saved']:.1%}, max rel error {t['max_rel_error']:.2f}, spearman {t['spearman']:.3f}")  # fmt: skip
+            print(
+                f"  tau {t['tau']}: {t['seconds']:.1f} s ({t['ratio_vs_captum']:.3f} x captum), "
+                f"saved {t['macs_saved']:.1%}, max rel error {t['max_rel_error']:.2f}, spearman {t['spearman']:.3f}"
+            )
     if args.sweep_sizes:
         results["theory_sweep"] = theory_sweep(model, args.sweep_sizes, args.sweep_windows)
         out.write_text(json.dumps(results, indent=2))

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             "batched": round(t_batched, 2),
             "per_candidate": round(t_per_cand, 2),
             "sequential": round(t_seq, 2),
-        },  # fmt: skip
+        },
         "ratio_sequential_over_batched": round(t_seq / t_batched, 2),
         "ratio_per_candidate_over_batched": round(t_per_cand / t_batched, 2),
         "goal": "sequential / batched >= 2",

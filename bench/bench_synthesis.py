@@ -96,9 +96,15 @@ def bench_style(model, size: int = 128, steps: int = 20, repeats: int = 5) -> di
         ref.append(reference_style_loop(model, content, style, cfg, steps))
         eng.append(engine_style_loop(model, content, style, cfg, steps))
     r, e = median(ref), median(eng)
-    return {"size": size, "layers": list(cfg.style_layers), "content_layer": cfg.content_layer,
-            "reference_ms_per_step": round(1000 * r, 1), "engine_ms_per_step": round(1000 * e, 1),
-            "ratio": round(e / r, 3), "goal": "≤ 0.7"}  # fmt: skip
+    return {
+        "size": size,
+        "layers": list(cfg.style_layers),
+        "content_layer": cfg.content_layer,
+        "reference_ms_per_step": round(1000 * r, 1),
+        "engine_ms_per_step": round(1000 * e, 1),
+        "ratio": round(e / r, 3),
+        "goal": "≤ 0.7",
+    }
 
 
 def bench_preview(model, changes: int = 5) -> dict:
@@ -109,9 +115,14 @@ def bench_preview(model, changes: int = 5) -> dict:
 
     jitter = W.IntSlider(value=4, min=0, max=16)
     live = LiveOptimization(
-        lambda **kw: visualize_class(model, "tabby", seed=0, **kw), {"jitter": jitter},
-        size=128, steps=100, preview_size=64, preview_steps=10, every=5,
-    )  # fmt: skip
+        lambda **kw: visualize_class(model, "tabby", seed=0, **kw),
+        {"jitter": jitter},
+        size=128,
+        steps=100,
+        preview_size=64,
+        preview_steps=10,
+        every=5,
+    )
     times = []
     try:
         time.sleep(1.0)
@@ -139,11 +150,15 @@ def main(argv: list[str]) -> int:
     torch.manual_seed(0)
     model = load_model(verbose=False)
     out = {"style_step": bench_style(model)}
-    print(f"style transfer step: engine {out['style_step']['engine_ms_per_step']} ms vs reference "
-          f"{out['style_step']['reference_ms_per_step']} ms  →  ratio {out['style_step']['ratio']} (goal ≤ 0.7)")  # fmt: skip
+    print(
+        f"style transfer step: engine {out['style_step']['engine_ms_per_step']} ms vs reference "
+        f"{out['style_step']['reference_ms_per_step']} ms  →  ratio {out['style_step']['ratio']} (goal ≤ 0.7)"
+    )
     out["first_preview"] = bench_preview(model)
-    print(f"first preview after a slider change: median {out['first_preview']['median_s']} s "
-          f"({out['first_preview']['seconds']})")  # fmt: skip
+    print(
+        f"first preview after a slider change: median {out['first_preview']['median_s']} s "
+        f"({out['first_preview']['seconds']})"
+    )
     out["notebooks"] = bench_notebooks("--notebooks" in argv)
     for name, r in out["notebooks"].items():
         if r:

@@ -407,17 +407,45 @@ SAMPLES: dict[str, Sample] = {
     for s in [
         Sample("chelsea", _skimage("chelsea"), "scikit-image skimage.data.chelsea()", "a tabby cat"),
         Sample("coffee", _skimage("coffee"), "scikit-image skimage.data.coffee()", "a cup of espresso"),
-        Sample("rocket", _skimage("rocket"), "scikit-image skimage.data.rocket()", "a rocket on its launch pad"),
-        Sample("astronaut", _skimage("astronaut"), "scikit-image skimage.data.astronaut()", "portrait of Eileen Collins"),
-        Sample("motorcycle", lambda: _skimage("stereo_motorcycle")()[0], "scikit-image skimage.data.stereo_motorcycle()[0]", "a motorcycle"),
-        Sample("hubble", _skimage("hubble_deep_field"), "scikit-image skimage.data.hubble_deep_field()", "galaxies"),
-        Sample("brick", _skimage("brick"), "scikit-image skimage.data.brick() (grayscale)", "brick wall texture"),
+        Sample(
+            "rocket", _skimage("rocket"), "scikit-image skimage.data.rocket()", "a rocket on its launch pad"
+        ),
+        Sample(
+            "astronaut",
+            _skimage("astronaut"),
+            "scikit-image skimage.data.astronaut()",
+            "portrait of Eileen Collins",
+        ),
+        Sample(
+            "motorcycle",
+            lambda: _skimage("stereo_motorcycle")()[0],
+            "scikit-image skimage.data.stereo_motorcycle()[0]",
+            "a motorcycle",
+        ),
+        Sample(
+            "hubble",
+            _skimage("hubble_deep_field"),
+            "scikit-image skimage.data.hubble_deep_field()",
+            "galaxies",
+        ),
+        Sample(
+            "brick", _skimage("brick"), "scikit-image skimage.data.brick() (grayscale)", "brick wall texture"
+        ),
         Sample("grass", _skimage("grass"), "scikit-image skimage.data.grass() (grayscale)", "grass texture"),
-        Sample("gravel", _skimage("gravel"), "scikit-image skimage.data.gravel() (grayscale)", "gravel texture"),
-        Sample("china", _sklearn("china.jpg"), "scikit-learn load_sample_image('china.jpg')", "a Chinese temple"),
-        Sample("flower", _sklearn("flower.jpg"), "scikit-learn load_sample_image('flower.jpg')", "a flower (dahlia)"),
+        Sample(
+            "gravel", _skimage("gravel"), "scikit-image skimage.data.gravel() (grayscale)", "gravel texture"
+        ),
+        Sample(
+            "china", _sklearn("china.jpg"), "scikit-learn load_sample_image('china.jpg')", "a Chinese temple"
+        ),
+        Sample(
+            "flower",
+            _sklearn("flower.jpg"),
+            "scikit-learn load_sample_image('flower.jpg')",
+            "a flower (dahlia)",
+        ),
     ]
-}  # fmt: skip
+}
 
 
 def sample_names() -> list[str]:

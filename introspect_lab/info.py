@@ -37,8 +37,12 @@ def imagenet_categories() -> tuple[str, ...]:
     meta = Path(spec.submodule_search_locations[0]) / "models" / "_meta.py" if spec else None
     try:
         tree = ast.parse(meta.read_text(encoding="utf-8"))
-        node = next(n for n in tree.body if isinstance(n, ast.Assign)
-                    and any(getattr(t, "id", None) == "_IMAGENET_CATEGORIES" for t in n.targets))  # fmt: skip
+        node = next(
+            n
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            and any(getattr(t, "id", None) == "_IMAGENET_CATEGORIES" for t in n.targets)
+        )
         cats = tuple(ast.literal_eval(node.value))
         if len(cats) == 1000:
             return cats

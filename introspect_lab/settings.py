@@ -247,5 +247,17 @@ def layer_fields(s: ModelSettings) -> dict[str, tuple[str, ...]]:
 #: Lucent's feature-visualisation recipe (Olah et al. 2017; Mordvintsev et al. 2018): Adam 0.05 on a
 #: decorrelated Fourier spectrum, transformation robustness (pad 12, jitter 8, scale 0.9–1.1,
 #: rotate ±10°, jitter 4), no L2 or blur. ``visualize_class(model, c, settings=LUCENT)``.
-LUCENT = ClassVisSettings(size=128, steps=256, optimizer="adam", lr=0.05, l2_weight=0.0, blur_every=0, jitter=8,
-                          init_scale=0.1, param="fft", pad=12, scale=(0.9, 1.1), rotate=10.0)  # fmt: skip
+LUCENT = ClassVisSettings(
+    size=128,
+    steps=256,
+    optimizer="adam",
+    lr=0.05,
+    l2_weight=0.0,
+    blur_every=0,
+    jitter=8,
+    init_scale=0.1,
+    param="fft",
+    pad=12,
+    scale=(0.9, 1.1),
+    rotate=10.0,
+)

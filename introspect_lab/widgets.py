@@ -144,8 +144,13 @@ def activation_explorer(
             overlay_out, plot_activation_overlay(x, maps[c], model=model, layer=layer_w.value, title=title)
         )
         shown = range(min(maps.shape[0], max_channels))
-        grid = plot_activation_grid(maps, channels=shown, ncols=ncols, highlight=c,
-                                    title=f"{layer_w.value}: first {len(shown)} of {maps.shape[0]} channels")  # fmt: skip
+        grid = plot_activation_grid(
+            maps,
+            channels=shown,
+            ncols=ncols,
+            highlight=c,
+            title=f"{layer_w.value}: first {len(shown)} of {maps.shape[0]} channels",
+        )
         _show_figure(grid_out, grid)
 
     for w in (photo_w, layer_w, channel_w):
@@ -328,9 +333,12 @@ class LiveOptimization:
             c.observe(self._on_change, names="value")
         head = [W.HTML(f"<b>{title}</b>")] if title else []
         self.widget = W.VBox(
-            head + [W.HBox([W.VBox(self._widgets()), self.image]),
-                    W.HBox([self.stop_button, self.restart_button, self.status])]
-        )  # fmt: skip
+            head
+            + [
+                W.HBox([W.VBox(self._widgets()), self.image]),
+                W.HBox([self.stop_button, self.restart_button, self.status]),
+            ]
+        )
         self.previews = 0
         self.result = None
         self.error: BaseException | None = None
@@ -429,8 +437,14 @@ class LiveOptimization:
                     )
                     return stop.is_set()
 
-                res = self.run_fn(size=size, steps=steps, callback=cb, every=min(self.every, steps), progress=False,
-                                  **params)  # fmt: skip
+                res = self.run_fn(
+                    size=size,
+                    steps=steps,
+                    callback=cb,
+                    every=min(self.every, steps),
+                    progress=False,
+                    **params,
+                )
                 self.result = res
             if not stop.is_set():
                 self.status.value = f"done: {self.size} px, {self.steps} steps"
@@ -454,8 +468,9 @@ def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str 
     import ipywidgets as widgets
 
     x = x[:1]
-    eps_w = widgets.FloatSlider(value=1.0, min=0.0, max=float(eps_max), step=0.25, description="ε (/255)",
-                                continuous_update=False)  # fmt: skip
+    eps_w = widgets.FloatSlider(
+        value=1.0, min=0.0, max=float(eps_max), step=0.25, description="ε (/255)", continuous_update=False
+    )
     attack_w = widgets.Dropdown(options=["fgsm", "pgd"], value=attack, description="attack")
     goal_w = widgets.Text(value="", placeholder="class name: targeted", description="target")
     out, message = _figure_view(), widgets.HTML()
@@ -474,8 +489,12 @@ def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str 
             preds = predict(model, x, k) + predict(model, adv, k)
             mag = (0.5 + 10 * (to_display(adv, model) - to_display(x, model))).clip(0, 1)
             title = f"{attack_w.value}, ε = {eps_w.value:g}/255" + (f" → {goal}" if targeted else "")
-            fig = plot_predictions([x[0], adv[0], mag], preds + preds[1:], model=model,
-                                   titles=["original", title, "10× difference"])  # fmt: skip
+            fig = plot_predictions(
+                [x[0], adv[0], mag],
+                preds + preds[1:],
+                model=model,
+                titles=["original", title, "10× difference"],
+            )
             fig.axes[5].set_visible(False)  # the difference has no top-k of its own
             _show_figure(out, fig)
             _show_error(message, None)

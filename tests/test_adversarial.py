@@ -83,8 +83,9 @@ def test_fgsm_on_the_real_model_matches_autograd_by_hand(lite0, chelsea, unchang
         assert after[281] < before[281]
 
 
-def _pgd_by_hand(model: nn.Module, p: np.ndarray, y: list[int], eps: float, step: float, steps: int,
-                 noise: np.ndarray) -> np.ndarray:  # fmt: skip
+def _pgd_by_hand(
+    model: nn.Module, p: np.ndarray, y: list[int], eps: float, step: float, steps: int, noise: np.ndarray
+) -> np.ndarray:
     """Madry et al.'s plain PGD on a linear model, gradient written out: random start, fixed step, last iterate."""
     lin = model[1]
     W, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
@@ -109,8 +110,9 @@ def test_plain_pgd_equals_hand_computed_iterations_and_returns_the_last_iterate(
     eps, step, steps = 6 / 255, 2 / 255, 4
     # the random start of pgd: torch.rand with a generator seeded by `seed`, mapped to [−1, 1]
     noise = (torch.rand(p.shape, generator=torch.Generator().manual_seed(3)).double() * 2 - 1).numpy()
-    got = denormalize(A.pgd(model, normalize(torch.from_numpy(p)), [1, 2], eps=eps, step=step, steps=steps,
-                            seed=3)).numpy()  # fmt: skip
+    got = denormalize(
+        A.pgd(model, normalize(torch.from_numpy(p)), [1, 2], eps=eps, step=step, steps=steps, seed=3)
+    ).numpy()
     want = _pgd_by_hand(model, p, [1, 2], eps, step, steps, noise)
     np.testing.assert_allclose(got, want, atol=1e-9)
     # one step more is a different point: the result is the last iterate, not a kept best
@@ -133,8 +135,10 @@ def test_pgd_stays_in_the_ball_and_keep_best_is_never_below_fgsm(lite0, photos, 
         assert p.min() >= -1e-6 and p.max() <= 1 + 1e-6
     assert A.linf_pixels(lite0, adv, photos).max() <= 2 + 1e-4
     with torch.no_grad():
-        loss = {k: F.cross_entropy(lite0(v), labels, reduction="none") for k, v in
-                (("plain", adv), ("best", best), ("fgsm", f_adv))}  # fmt: skip
+        loss = {
+            k: F.cross_entropy(lite0(v), labels, reduction="none")
+            for k, v in (("plain", adv), ("best", best), ("fgsm", f_adv))
+        }
     # keep-best holds FGSM's step as a candidate and the best iterate of the same run: ≥ both, per image
     assert (loss["best"] >= loss["fgsm"] - 1e-4).all()
     assert (loss["best"] >= loss["plain"] - 1e-4).all()

@@ -83,9 +83,15 @@ def test_draft_mode_matches_a_full_decode(tmp_path):
 
 @pytest.mark.parametrize(
     ("typo", "meant"),
-    [("tabyy cat", "tabby"), ("tabbby", "tabby"), ("tigr cat", "tiger cat"), ("egyptain cat", "Egyptian cat"),
-     ("golden retreiver", "golden retriever"), ("persian", "Persian cat")],
-)  # fmt: skip
+    [
+        ("tabyy cat", "tabby"),
+        ("tabbby", "tabby"),
+        ("tigr cat", "tiger cat"),
+        ("egyptain cat", "Egyptian cat"),
+        ("golden retreiver", "golden retriever"),
+        ("persian", "Persian cat"),
+    ],
+)
 def test_class_typo_suggests_the_class_first(typo, meant):
     with pytest.raises(UnknownNameError) as err:
         class_index(imagenet_categories(), typo)

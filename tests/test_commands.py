@@ -93,8 +93,15 @@ def test_make_lab_starts_jupyterlab_on_the_welcome_notebook(tmp_path):
         JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
         PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
     )
-    proc = subprocess.Popen(recipe, shell=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        recipe,
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:

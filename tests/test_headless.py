@@ -36,8 +36,9 @@ def test_explorer_cells_send_nothing_back_and_the_next_cell_runs():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     # a few seconds each on an idle machine; the limits leave room for a loaded one (importing torch)
     limit = {id(nb.cells[0]): 300}
-    client = NotebookClient(nb, timeout_func=lambda cell: limit.get(id(cell), 120), kernel_name="python3",
-                            startup_timeout=120)  # fmt: skip
+    client = NotebookClient(
+        nb, timeout_func=lambda cell: limit.get(id(cell), 120), kernel_name="python3", startup_timeout=120
+    )
     sent_back = []
     with client.setup_kernel():
         send = client.kc.shell_channel.send

@@ -94,8 +94,14 @@ class _SE(nn.Module):
 @pytest.mark.parametrize("middle", [_SE(8), nn.LocalResponseNorm(3)], ids=["squeeze-excite", "unknown"])
 def test_global_or_unknown_layers_are_announced_and_exact(middle):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), middle, nn.Conv2d(8, 8, 3, padding=1),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        middle,
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    )
     x = torch.randn(1, 3, 32, 32)
     with pytest.warns(IncrementalWarning, match="recomputed in full"):
         ours = A.occlusion(net, x, 2, window=6, stride=5, method="incremental", fuse=False)

@@ -37,8 +37,13 @@ def _own_imports(path: Path):
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text())
-    functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                 for n in ast.walk(f) if n is not f}  # fmt: skip
+    functions = {
+        id(n)
+        for f in ast.walk(tree)
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for n in ast.walk(f)
+        if n is not f
+    }
     for node in ast.walk(tree):
         if not isinstance(node, ast.ImportFrom) or not (
             node.level or (node.module or "").startswith("introspect_lab")
@@ -250,7 +255,7 @@ def nan_image(lite0):
         "extract_features",
         "invert",
         "deepdream",
-    ],  # fmt: skip
+    ],
 )
 def test_non_finite_pixels_are_rejected_by_name(lite0, nan_image, call, unchanged):
     check = unchanged(lite0)

@@ -112,11 +112,30 @@ def nbval_results(tmp_path_factory) -> dict:
     report = work / "report.xml"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-c", str(work / "pytest.ini"), "--rootdir", str(work),
-         "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider", "-p", "no:xdist",
-         f"--junitxml={report}", "-q", "mutated.ipynb"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(work / "pytest.ini"),
+            "--rootdir",
+            str(work),
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            f"--junitxml={report}",
+            "-q",
+            "mutated.ipynb",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert report.is_file(), f"nbval did not run:\n{proc.stdout}\n{proc.stderr}"
     outcomes = {}
     for case in ET.parse(report).getroot().iter("testcase"):

@@ -10,8 +10,15 @@ def test_texture_from_higher_layers_matches_larger_structure(lite0):
     low = texture_synthesis(
         lite0, tex, style_layers=["stem", "blocks.1"], size=96, steps=60, seed=0, progress=False
     )
-    high = texture_synthesis(lite0, tex, style_layers=["stem", "blocks.1", "blocks.3", "blocks.5"], size=96, steps=60, seed=0,
-                             progress=False)  # fmt: skip
+    high = texture_synthesis(
+        lite0,
+        tex,
+        style_layers=["stem", "blocks.1", "blocks.3", "blocks.5"],
+        size=96,
+        steps=60,
+        seed=0,
+        progress=False,
+    )
     assert high.extra["loss_end"] * 10 < high.extra["loss_start"]
     assert low.extra["loss_end"] * 10 < low.extra["loss_start"]
     # the deep (large-structure) statistics are matched only when their layer is used

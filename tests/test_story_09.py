@@ -89,8 +89,9 @@ def test_adversarial_training_raises_robust_accuracy_only_in_its_ball_and_smooth
     scores, nets = {}, {}
     for eps_train in (0.0, 0.1):
         model = small_cnn(task.classes, size=16)
-        A.adversarial_training(model, task.batch(model, tr), y[tr], eps=eps_train, epochs=10, steps=3,
-                               lr=3e-3, warmup=3)  # fmt: skip
+        A.adversarial_training(
+            model, task.batch(model, tr), y[tr], eps=eps_train, epochs=10, steps=3, lr=3e-3, warmup=3
+        )
         xt = task.batch(model, te)
         sweep = A.eps_sweep(model, xt, y[te], eps=(0, 0.1, 0.2), attack="pgd", steps=10)
         scores[eps_train], nets[eps_train] = sweep.accuracy, model

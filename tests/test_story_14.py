@@ -31,7 +31,8 @@ def test_one_forward_pass_matches_the_texture_and_is_much_faster_than_optimising
     t_forward = time.perf_counter() - start
     assert style_loss(lite0, out, target).mean() < untrained / 3
     start = time.perf_counter()
-    style_transfer(lite0, normalize(z[:1], lite0), normalize(texture, lite0), size=48, steps=20, seed=0,
-                   progress=False)  # fmt: skip
+    style_transfer(
+        lite0, normalize(z[:1], lite0), normalize(texture, lite0), size=48, steps=20, seed=0, progress=False
+    )
     t_optim = time.perf_counter() - start
     assert t_optim > 10 * t_forward

@@ -52,8 +52,14 @@ def test_ordinal_rank_bad_input_names_the_fix():
 
 def _fake_data(n_classes=10, per_class=4, size=16):
     labels = np.repeat(np.arange(100, 100 + n_classes), per_class)
-    return S.ClassImages(torch.rand(len(labels), 3, size, size), labels,
-                         {int(c): f"class {c}" for c in set(labels)}, "fake", "fake", "none")  # fmt: skip
+    return S.ClassImages(
+        torch.rand(len(labels), 3, size, size),
+        labels,
+        {int(c): f"class {c}" for c in set(labels)},
+        "fake",
+        "fake",
+        "none",
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -98,8 +104,10 @@ def test_per_image_weights_equal_separate_losses():
     w = torch.tensor([0.5, 0.0, 2.0])
     ctx = O.Context({"l": a}, image=a[:, :3], input=a[:, :3])
     gt = gram(t)
-    for make in (lambda y, ww: O.gram_loss("l", gram(y), weight=ww),
-                 lambda y, ww: O.content_loss("l", y, weight=ww)):  # fmt: skip
+    for make in (
+        lambda y, ww: O.gram_loss("l", gram(y), weight=ww),
+        lambda y, ww: O.content_loss("l", y, weight=ww),
+    ):
         batched = make(t, w)(ctx)
         parts = [make(t[i : i + 1], None)(O.Context({"l": a[i : i + 1]}, image=a, input=a)) for i in range(3)]
         assert torch.allclose(batched, sum(wi * p for wi, p in zip(w, parts)))
@@ -136,8 +144,10 @@ def test_batched_and_sequential_evaluation_agree(lite0, stand_in, unchanged):
     rng = np.random.default_rng(0)
     pairs = S.sample_pairs(stand_in, stand_in.classes, "inter", rng, n_images=3)
     u = S.untuned_theta(lite0)
-    thetas = [S.Theta(u.style_weights, u.content_weight, u.tv, u.lr, 2),
-              S.Theta((10.0, 0.1, 1.0, 3.0), 1e-3, 1e-4, 0.2, 4)]  # fmt: skip
+    thetas = [
+        S.Theta(u.style_weights, u.content_weight, u.tv, u.lr, 2),
+        S.Theta((10.0, 0.1, 1.0, 3.0), 1e-3, 1e-4, 0.2, 4),
+    ]
     batched = S.transfer_ranks(lite0, stand_in, pairs, [None, *thetas])
     seq = np.array(
         [[S.transfer_ranks(lite0, stand_in, [p], [t])[0, 0] for p in pairs] for t in [None, *thetas]]
@@ -148,8 +158,12 @@ def test_batched_and_sequential_evaluation_agree(lite0, stand_in, unchanged):
     _, layers = S.style_layers(lite0)
     feats = layer_features(lite0, S.normalize(stand_in.images[[p.style for p in pairs]], lite0), list(layers))
     grams = {n: gram(f) for n, f in feats.items()}
-    many = S.f_theta(lite0, src.repeat(2, 1, 1, 1), {n: g.repeat(2, 1, 1) for n, g in grams.items()},
-                     [t for t in thetas for _ in pairs])  # fmt: skip
+    many = S.f_theta(
+        lite0,
+        src.repeat(2, 1, 1, 1),
+        {n: g.repeat(2, 1, 1) for n, g in grams.items()},
+        [t for t in thetas for _ in pairs],
+    )
     one = S.f_theta(lite0, src[1:2], {n: g[1:2] for n, g in grams.items()}, [thetas[1]])
     assert (many[4] - one[0]).abs().max() < 1e-3
     assert (many[0] - src[0]).abs().max() > 1e-3  # it did change the image
@@ -206,8 +220,11 @@ def _fake_results():
         "tuned": {"mean": c},
         "paper": list(paper),
     }
-    return {"table1": {k: row(10.0 + i, 20.0 + i, 5.0 + i, p) for i, (k, p) in enumerate(S.PAPER_TABLE1.items())},
-            "theta": {"inter": S.Theta((1.0,), 0.1, 0.01, 0.05, 12).to_dict()}, "command": "python -m x"}  # fmt: skip
+    return {
+        "table1": {k: row(10.0 + i, 20.0 + i, 5.0 + i, p) for i, (k, p) in enumerate(S.PAPER_TABLE1.items())},
+        "theta": {"inter": S.Theta((1.0,), 0.1, 0.01, 0.05, 12).to_dict()},
+        "command": "python -m x",
+    }
 
 
 def test_results_file_round_trips(tmp_path):
@@ -245,8 +262,7 @@ def test_f_theta_runs_on_other_architectures(name):
     src = torch.randn(2, 3, 64, 64) * 0.5
     _, layers = S.style_layers(model)
     feats = layer_features(model, torch.randn(2, 3, 64, 64), list(layers))
-    out = S.f_theta(model, src, {n: gram(f) for n, f in feats.items()},
-                    [S.untuned_theta(name).capped(2)] * 2)  # fmt: skip
+    out = S.f_theta(model, src, {n: gram(f) for n, f in feats.items()}, [S.untuned_theta(name).capped(2)] * 2)
     assert out.shape == src.shape and not torch.equal(out, src)
 
 

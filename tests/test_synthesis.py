@@ -160,9 +160,17 @@ def test_keyboard_interrupt_returns_best_so_far(lite0, unchanged, capsys):
             raise KeyboardInterrupt
 
     res = synthesize(
-        lite0, O.class_score(lite0, "tabby"), size=64, steps=50, optimizer="ascent", lr=10.0,
-        callback=stop_button, every=2, progress=False, seed=0,
-    )  # fmt: skip
+        lite0,
+        O.class_score(lite0, "tabby"),
+        size=64,
+        steps=50,
+        optimizer="ascent",
+        lr=10.0,
+        callback=stop_button,
+        every=2,
+        progress=False,
+        seed=0,
+    )
     assert res.interrupted and res.steps_done == 6
     assert "best image so far" in res.note and "best image so far" in capsys.readouterr().out
     assert res.best_value == max(res.history)
@@ -176,9 +184,15 @@ def test_keyboard_interrupt_returns_best_so_far(lite0, unchanged, capsys):
 def test_callback_can_stop_and_sees_progress(lite0):
     seen = []
     res = synthesize(
-        lite0, O.channel("stem", 0), size=32, steps=20, every=5, progress=False, seed=0,
+        lite0,
+        O.channel("stem", 0),
+        size=32,
+        steps=20,
+        every=5,
+        progress=False,
+        seed=0,
         callback=lambda s: seen.append(s.step) or s.step >= 10,
-    )  # fmt: skip
+    )
     assert seen == [5, 10] and res.steps_done == 10 and "callback" in res.note
 
 
@@ -199,9 +213,17 @@ def test_lr_schedule_dict_and_bad_arguments(lite0):
     seen = []
     # a schedule that drops lr to ~0 after step 1: the image stops changing
     res = synthesize(
-        lite0, O.channel("stem", 0), size=32, steps=4, lr=0.5, lr_schedule={1: 1e-12}, progress=False,
-        seed=0, every=1, callback=lambda s: seen.append(s.image),
-    )  # fmt: skip
+        lite0,
+        O.channel("stem", 0),
+        size=32,
+        steps=4,
+        lr=0.5,
+        lr_schedule={1: 1e-12},
+        progress=False,
+        seed=0,
+        every=1,
+        callback=lambda s: seen.append(s.image),
+    )
     assert not torch.equal(seen[0], res.extra["init"])
     assert torch.allclose(seen[1], seen[3], atol=1e-6)
     with pytest.raises(ValueError, match="optimizer"):

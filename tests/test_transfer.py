@@ -63,8 +63,9 @@ def test_feature_extraction_and_fine_tuning_beat_chance_widely(lite0, digits48, 
     fe, h_fe = T.feature_extraction(
         lite0, x[tr], y[tr], digits48.classes, epochs=30, x_val=x[te], labels_val=y[te]
     )
-    ft, h_ft = T.fine_tune(lite0, x[tr], y[tr], digits48.classes, epochs=4, head_epochs=30, x_val=x[te],
-                           labels_val=y[te])  # fmt: skip
+    ft, h_ft = T.fine_tune(
+        lite0, x[tr], y[tr], digits48.classes, epochs=4, head_epochs=30, x_val=x[te], labels_val=y[te]
+    )
     check()
     assert count_hooks(lite0) == 0
     # measured (48 px, 10 per class, chance 0.10): feature extraction 0.80, fine-tuning 0.74
@@ -80,8 +81,15 @@ def test_faces_transfer_beats_chance_widely(lite0):
     task = T.faces(48)
     y = task.labels.numpy()
     tr, te = T.per_class_split(y, 10, seed=0)
-    _, h = T.feature_extraction(lite0, task.batch(lite0, tr), y[tr], task.classes, epochs=30,
-                                x_val=task.batch(lite0, te), labels_val=y[te])  # fmt: skip
+    _, h = T.feature_extraction(
+        lite0,
+        task.batch(lite0, tr),
+        y[tr],
+        task.classes,
+        epochs=30,
+        x_val=task.batch(lite0, te),
+        labels_val=y[te],
+    )
     # measured (48 px, 10 per class, chance 0.5): 0.99
     assert h.final > 0.75
 

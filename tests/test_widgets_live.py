@@ -30,8 +30,12 @@ def test_slider_change_updates_preview_and_cleans_up(lite0, unchanged):
     live = LiveOptimization(
         lambda **kw: visualize_class(lite0, "tabby", seed=0, **kw),
         {"l2_weight": l2, "jitter": jitter},
-        size=64, steps=40, preview_size=32, preview_steps=6, every=3,
-    )  # fmt: skip
+        size=64,
+        steps=40,
+        preview_size=32,
+        preview_steps=6,
+        every=3,
+    )
     try:
         _drive(live, jitter)
         _slider_reaches_the_objective(live, l2)

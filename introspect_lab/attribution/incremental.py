@@ -228,8 +228,17 @@ class IncrementalForward:
         if n not in self._padded:
             src = self._values[n.args[0]]
             out = self._values[n]
-            extra = [max(0, (out.shape[2 + a] - 1) * rule.s[a] + rule.d[a] * (rule.k[a] - 1) + 1
-                         - src.shape[2 + a] - 2 * rule.p[a]) for a in range(2)]  # fmt: skip
+            extra = [
+                max(
+                    0,
+                    (out.shape[2 + a] - 1) * rule.s[a]
+                    + rule.d[a] * (rule.k[a] - 1)
+                    + 1
+                    - src.shape[2 + a]
+                    - 2 * rule.p[a],
+                )
+                for a in range(2)
+            ]
             pads = (rule.p[1], rule.p[1] + extra[1], rule.p[0], rule.p[0] + extra[0])
             self._padded[n] = F.pad(src, pads, value=rule.pad_value) if any(pads) else src
         return self._padded[n]
@@ -294,8 +303,10 @@ class IncrementalForward:
                 for c in cones
             ]
             return _Region(self._run_node(n, {**self._values, **dict(zip(deps, ops))}), top, left, cone)
-        full = {a: state[a] if not isinstance(state[a], _Region) else _materialize(self._values[a], state[a])
-                for a in deps}  # fmt: skip
+        full = {
+            a: state[a] if not isinstance(state[a], _Region) else _materialize(self._values[a], state[a])
+            for a in deps
+        }
         return self._run_node(n, {**self._values, **full})
 
     def _spatial_operands(self, n: fx.Node, deps: list[fx.Node]) -> bool:

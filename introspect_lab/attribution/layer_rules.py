@@ -21,9 +21,22 @@ from torch import fx, nn
 __all__ = ["LocalRule", "local_rule", "classify", "axis_cone"]
 
 _POINTWISE_MODULES = (
-    nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Sigmoid,
-    nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout2d,
-)  # fmt: skip
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SiLU,
+    nn.GELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+)
 _POINTWISE_FUNCTIONS = {torch.relu, F.relu, F.relu6, torch.sigmoid, F.hardtanh, F.silu, F.gelu, torch.tanh}
 _POINTWISE_METHODS = {"relu", "sigmoid", "tanh", "clamp", "contiguous"}
 _BINARY = {operator.add, operator.mul, operator.sub, operator.iadd, operator.imul, torch.add, torch.mul}

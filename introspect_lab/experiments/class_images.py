@@ -92,11 +92,13 @@ def stand_in_images(model: nn.Module, per_class: int = 8, size: int = 128, seed:
         labels=labels,
         names={c: cats[c] for c in label_of.values()},
         data="stand-in",
-        description=(f"offline stand-in: {per_class} random crops ({size} px) of each of {len(photos)} bundled "
-                     f"photos; each photo is a class labelled by {model_info(model).name}'s own top-1 for the "
-                     "whole photo: " + ", ".join(f"{n} -> {cats[c]} ({c})" for n, c in label_of.items())),
+        description=(
+            f"offline stand-in: {per_class} random crops ({size} px) of each of {len(photos)} bundled "
+            f"photos; each photo is a class labelled by {model_info(model).name}'s own top-1 for the "
+            "whole photo: " + ", ".join(f"{n} -> {cats[c]} ({c})" for n, c in label_of.items())
+        ),
         limits=STAND_IN_LIMITS,
-    )  # fmt: skip
+    )
 
 
 def dataset_images(dataset: str = "imagewoof", per_class: int = 8, size: int = 128) -> ClassImages:
@@ -115,9 +117,11 @@ def dataset_images(dataset: str = "imagewoof", per_class: int = 8, size: int = 1
         names={idx: name for idx, name in spec.classes.values()},
         data=dataset,
         description=f"{dataset} validation split, the first {per_class} images of each of its 10 classes, {size} px",
-        limits=(f"{per_class} images per class of 10 ImageNet classes, not the paper's ImageNet validation "
-                "subset over all classes; rank is still over all 1000 classes."),
-    )  # fmt: skip
+        limits=(
+            f"{per_class} images per class of 10 ImageNet classes, not the paper's ImageNet validation "
+            "subset over all classes; rank is still over all 1000 classes."
+        ),
+    )
 
 
 def load_images(model: nn.Module, data: str = "auto", per_class: int = 8, size: int = 128) -> ClassImages:
@@ -154,9 +158,13 @@ class Pair:
 
 
 def sample_pairs(
-    data: ClassImages, classes: Sequence[int], relation: str, rng: np.random.Generator,
-    n_images: int = 5, n_batches: int = 1,
-) -> list[Pair]:  # fmt: skip
+    data: ClassImages,
+    classes: Sequence[int],
+    relation: str,
+    rng: np.random.Generator,
+    n_images: int = 5,
+    n_batches: int = 1,
+) -> list[Pair]:
     """``n_batches`` batches of ``n_images`` source images from ``n_images`` random ``classes``.
 
     Intra-class: the style image is another image of the source's class. Inter-class:

@@ -26,8 +26,20 @@ from tqdm.auto import tqdm
 from .. import config
 from ..hooks import capture, frozen
 
-__all__ = ["INPUT", "FCDetector", "ConvDetector", "DETECTORS", "layer_embeddings", "cached_layer_embeddings",
-           "train_detector", "detector_scores", "msp_scores", "mahalanobis_scores", "detection_accuracy", "auroc"]  # fmt: skip
+__all__ = [
+    "INPUT",
+    "FCDetector",
+    "ConvDetector",
+    "DETECTORS",
+    "layer_embeddings",
+    "cached_layer_embeddings",
+    "train_detector",
+    "detector_scores",
+    "msp_scores",
+    "mahalanobis_scores",
+    "detection_accuracy",
+    "auroc",
+]
 
 INPUT = "input"  # the name used for layer 0 (the normalised image)
 _CACHE_VERSION = 1
@@ -53,9 +65,14 @@ def _shrink(act: torch.Tensor, max_side: int) -> torch.Tensor:
 
 
 def layer_embeddings(
-    model: nn.Module, x: torch.Tensor, layers: list[str], *, max_side: int = 8, batch_size: int = 64,
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: list[str],
+    *,
+    max_side: int = 8,
+    batch_size: int = 64,
     progress: bool | None = None,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+) -> dict[str, torch.Tensor]:
     """Activations ``[N, C, h, w]`` of each named layer (``"input"`` = the image) for a normalised batch.
 
     Maps larger than ``max_side`` are average-pooled to ``max_side`` × ``max_side``; vectors
@@ -91,9 +108,14 @@ def _fingerprint(*parts) -> str:
 
 
 def cached_layer_embeddings(
-    model: nn.Module, x: torch.Tensor, layers: list[str], *, max_side: int = 8, progress: bool | None = None,
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: list[str],
+    *,
+    max_side: int = 8,
+    progress: bool | None = None,
     cache: bool = True,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+) -> dict[str, torch.Tensor]:
     """:func:`layer_embeddings`, cached per layer under ``config.data_dir()/novelty_features``.
 
     The key hashes the model's weights, the layer, the input batch and ``max_side``. Files are
@@ -142,8 +164,15 @@ class FCDetector(nn.Sequential):
 
     def __init__(self, train_x: torch.Tensor, hidden: tuple[int, int] = (256, 64)) -> None:
         d = train_x[0].numel()
-        super().__init__(_Standardize(train_x), nn.Flatten(1), nn.Linear(d, hidden[0]), nn.ReLU(),
-                         nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Linear(hidden[1], 1))  # fmt: skip
+        super().__init__(
+            _Standardize(train_x),
+            nn.Flatten(1),
+            nn.Linear(d, hidden[0]),
+            nn.ReLU(),
+            nn.Linear(hidden[0], hidden[1]),
+            nn.ReLU(),
+            nn.Linear(hidden[1], 1),
+        )
 
 
 class ConvDetector(nn.Sequential):
@@ -151,19 +180,34 @@ class ConvDetector(nn.Sequential):
 
     def __init__(self, train_x: torch.Tensor, width: int = 32, hidden: tuple[int, int] = (256, 64)) -> None:
         c, h, w = train_x.shape[1:]
-        super().__init__(_Standardize(train_x), nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Flatten(1),
-                         nn.Linear(width * h * w, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]),
-                         nn.ReLU(), nn.Linear(hidden[1], 1))  # fmt: skip
+        super().__init__(
+            _Standardize(train_x),
+            nn.Conv2d(c, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(1),
+            nn.Linear(width * h * w, hidden[0]),
+            nn.ReLU(),
+            nn.Linear(hidden[0], hidden[1]),
+            nn.ReLU(),
+            nn.Linear(hidden[1], 1),
+        )
 
 
 DETECTORS = {"fc": FCDetector, "conv": ConvDetector}
 
 
 def train_detector(
-    kind: str, train_x: torch.Tensor, train_y, *, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
+    kind: str,
+    train_x: torch.Tensor,
+    train_y,
+    *,
+    epochs: int = 50,
+    batch_size: int = 64,
+    lr: float = 1e-3,
     seed: int = 0,
-) -> nn.Module:  # fmt: skip
+) -> nn.Module:
     """Train a seen (0) vs unseen (1) detector (``"fc"`` or ``"conv"``) with Adam and a logistic loss."""
     if kind not in DETECTORS:
         raise ValueError(f"kind must be 'fc' or 'conv', got {kind!r}.")

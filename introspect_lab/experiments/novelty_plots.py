@@ -30,8 +30,16 @@ def _panel(ax, results: dict, layers: list[int], block: dict, title: str) -> Non
     ax.bar(
         x + w / 2, block["test_acc"], w, yerr=block.get("test_acc_sd"), color="#3182bd", label="test accuracy"
     )
-    ax.errorbar(x, block["test_auroc"], yerr=block.get("test_auroc_sd"), color="#e6550d", marker="o", lw=1.5,
-                capsize=3, label="test AUROC")  # fmt: skip
+    ax.errorbar(
+        x,
+        block["test_auroc"],
+        yerr=block.get("test_auroc_sd"),
+        color="#e6550d",
+        marker="o",
+        lw=1.5,
+        capsize=3,
+        label="test AUROC",
+    )
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(x, _ticks(results, layers), fontsize=8)
     ax.set_ylim(0, 1.05)
@@ -56,8 +64,10 @@ def plot_figure4(results: dict, size: float = 4.2):
         _panel(ax, results, block["layers"], block[kind], f"{name} ({ep['detector']} epochs)")
     axes[0].legend(loc="lower right", fontsize=8, ncol=4)
     axes[1].set_xlabel("layer (paper numbering → ResNet-18 name)")
-    fig.suptitle(f"Figure 4 · fine-tuned {ep['figure4'][0]}+{ep['figure4'][1]} epochs · {_subtitle(results)}",
-                 fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"Figure 4 · fine-tuned {ep['figure4'][0]}+{ep['figure4'][1]} epochs · {_subtitle(results)}",
+        fontsize=11,
+    )
     fig.tight_layout()
     return fig
 
@@ -69,8 +79,10 @@ def plot_figure5(results: dict, size: float = 4.2):
     block = results["figure5"]
     ep = results["epochs"]["this_run"]
     fig, axes = plt.subplots(2, 1, figsize=(1.5 * size, 2 * size * 0.62), sharex=True)
-    titles = {"without": f"without fine-tuning (adaptation layer alone, {ep['figure5_without'][0]} epochs)",
-              "with": f"with fine-tuning ({ep['figure5_with'][0]} + {ep['figure5_with'][1]} epochs)"}  # fmt: skip
+    titles = {
+        "without": f"without fine-tuning (adaptation layer alone, {ep['figure5_without'][0]} epochs)",
+        "with": f"with fine-tuning ({ep['figure5_with'][0]} + {ep['figure5_with'][1]} epochs)",
+    }
     for ax, key in zip(axes, ("without", "with")):
         _panel(ax, results, block["layers"], block[key]["fc"], titles[key])
     axes[0].legend(loc="lower left", fontsize=8, ncol=2)
@@ -84,8 +96,10 @@ def plot_baselines(results: dict, size: float = 3.6):
     import matplotlib.pyplot as plt
 
     panels = [("Figure 4 network", results["figure4"], results["figure4"]["layers"])]
-    panels += [(f"Figure 5, {k} fine-tuning", results["figure5"][k], results["figure5"]["layers"])
-               for k in ("without", "with")]  # fmt: skip
+    panels += [
+        (f"Figure 5, {k} fine-tuning", results["figure5"][k], results["figure5"]["layers"])
+        for k in ("without", "with")
+    ]
     ratios = [len(p[2]) + 2 for p in panels]
     fig, axes = plt.subplots(
         1, 3, figsize=(3.2 * size, size), sharey=True, gridspec_kw={"width_ratios": ratios}

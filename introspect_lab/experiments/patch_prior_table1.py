@@ -51,15 +51,39 @@ METHODS = ("[8]+rand", "[8]+[7]", "ours", "ours, tile-normalised")
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower")
 RESULT = Path(__file__).resolve().parents[2] / "data" / "results" / "patch_prior_table1.json"
 #: Every setting of the stored run (the CLI's defaults).
-DEFAULTS = {"model": "alexnet", "size": 96, "steps": 60, "lr": 0.05, "tv_weight": 1e-4, "alpha_weight": 1e-5,
-            "prior_weight": 3.0, "tau": 0.2, "k": 10, "crops": 3, "patch": 8, "patch_stride": 4, "every": 10,
-            "init_scale": 0.1, "seed": 0, "photos": "chelsea,coffee,rocket,astronaut"}  # fmt: skip
+DEFAULTS = {
+    "model": "alexnet",
+    "size": 96,
+    "steps": 60,
+    "lr": 0.05,
+    "tv_weight": 1e-4,
+    "alpha_weight": 1e-5,
+    "prior_weight": 3.0,
+    "tau": 0.2,
+    "k": 10,
+    "crops": 3,
+    "patch": 8,
+    "patch_stride": 4,
+    "every": 10,
+    "init_scale": 0.1,
+    "seed": 0,
+    "photos": "chelsea,coffee,rocket,astronaut",
+}
 
 
 def inversion_settings(s: dict) -> InversionSettings:
     """Eq. 3's priors as :class:`InversionSettings`: Adam, no lr drop, ``R_α‖I‖²`` (α = 2) and ``R_β‖∇I‖²`` (β = 2)."""
-    return InversionSettings(size=s["size"], steps=s["steps"], optimizer="adam", lr=s["lr"], lr_drop=None,
-                             tv_weight=s["tv_weight"], tv_beta=2.0, alpha_weight=s["alpha_weight"], alpha=2.0)  # fmt: skip
+    return InversionSettings(
+        size=s["size"],
+        steps=s["steps"],
+        optimizer="adam",
+        lr=s["lr"],
+        lr_drop=None,
+        tv_weight=s["tv_weight"],
+        tv_beta=2.0,
+        alpha_weight=s["alpha_weight"],
+        alpha=2.0,
+    )
 
 
 def invert_photo(
@@ -73,16 +97,29 @@ def invert_photo(
     found = PP.retrieve(model, photo, layer, normalize(others, model), k=s["k"])
     start = normalize(found.average, model)
     db = {
-        "ours": PP.PatchDatabase.from_images(found.normalised, size=s["patch"], stride=s["patch_stride"], normalised=True),
-        "ours, tile-normalised": PP.PatchDatabase.from_images(found.patches, size=s["patch"], stride=s["patch_stride"]),
-    }  # fmt: skip
+        "ours": PP.PatchDatabase.from_images(
+            found.normalised, size=s["patch"], stride=s["patch_stride"], normalised=True
+        ),
+        "ours, tile-normalised": PP.PatchDatabase.from_images(
+            found.patches, size=s["patch"], stride=s["patch_stride"]
+        ),
+    }
     cfg = inversion_settings(s)
     out = {}
     for m in methods:
         prior = PP.PatchPrior(db[m], mean=info.mean, std=info.std, every=s["every"]) if m in db else None
-        out[m] = invert(model, photo, layer, settings=cfg, init="noise" if m == "[8]+rand" else start,
-                        init_scale=s["init_scale"], prior=prior, prior_weight=s["prior_weight"], seed=s["seed"],
-                        progress=False)  # fmt: skip
+        out[m] = invert(
+            model,
+            photo,
+            layer,
+            settings=cfg,
+            init="noise" if m == "[8]+rand" else start,
+            init_scale=s["init_scale"],
+            prior=prior,
+            prior_weight=s["prior_weight"],
+            seed=s["seed"],
+            progress=False,
+        )
     return out, photo, start
 
 
@@ -112,11 +149,14 @@ def run(settings: dict | None = None, progress: bool | None = None, out: Path | 
         "inversion_settings": asdict(inversion_settings(s)),
         "version": __version__,
         "paper": PAPER,
-        "slice": {"photo": "chelsea", "settings": slice_settings,
-                  "result": errors(invert_photo(model, "chelsea", slice_settings, ("[8]+rand", "ours"))[0])},
+        "slice": {
+            "photo": "chelsea",
+            "settings": slice_settings,
+            "result": errors(invert_photo(model, "chelsea", slice_settings, ("[8]+rand", "ours"))[0]),
+        },
         "per_photo": {},
         "complete": False,
-    }  # fmt: skip
+    }
     for name in tqdm(
         s["photos"].split(","),
         desc="Table 1",

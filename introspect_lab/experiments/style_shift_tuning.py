@@ -45,8 +45,13 @@ class Theta:
 
     @classmethod
     def from_dict(cls, d: dict) -> Theta:
-        return cls(tuple(float(w) for w in d["style_weights"]), float(d["content_weight"]), float(d["tv"]),
-                   float(d["lr"]), int(d["steps"]))  # fmt: skip
+        return cls(
+            tuple(float(w) for w in d["style_weights"]),
+            float(d["content_weight"]),
+            float(d["tv"]),
+            float(d["lr"]),
+            int(d["steps"]),
+        )
 
 
 #: The CMA-ES search space: log10 of every weight and of the lr, and the steps
@@ -63,8 +68,13 @@ def untuned_theta(model: nn.Module | str) -> Theta:
     learning rate and clamps to valid pixels.
     """
     s = settings(model).style
-    return Theta(tuple(float(v) for v in s.style_weights), float(s.content_weight), float(s.tv_weight),
-                 float(s.lr), int(s.steps))  # fmt: skip
+    return Theta(
+        tuple(float(v) for v in s.style_weights),
+        float(s.content_weight),
+        float(s.tv_weight),
+        float(s.lr),
+        int(s.steps),
+    )
 
 
 def _encode(theta: Theta) -> np.ndarray:
@@ -90,9 +100,16 @@ def _bounds(start: Theta) -> tuple[list[float], list[float]]:
 
 
 def tune(
-    objective, start: Theta, *, generations: int = 4, popsize: int = 6, sigma0: float = 1.0, seed: int = 0,
-    state_path: str | os.PathLike | None = None, progress: bool | None = None,
-) -> dict:  # fmt: skip
+    objective,
+    start: Theta,
+    *,
+    generations: int = 4,
+    popsize: int = 6,
+    sigma0: float = 1.0,
+    seed: int = 0,
+    state_path: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> dict:
     """CMA-ES over θ: ``objective(list_of_Theta) -> list of losses`` evaluates a whole generation at once.
 
     The search runs in the encoded space of :func:`_encode` (log10 weights and lr,
@@ -121,8 +138,15 @@ def tune(
         losses = [float(v) for v in objective(thetas)]
         es.tell(xs, losses)
         k = int(np.argmin(losses))
-        history.append({"generation": len(history) + 1, "losses": losses, "best_loss": losses[k],
-                        "best": thetas[k].to_dict(), "mean": _decode(es.mean).to_dict()})  # fmt: skip
+        history.append(
+            {
+                "generation": len(history) + 1,
+                "losses": losses,
+                "best_loss": losses[k],
+                "best": thetas[k].to_dict(),
+                "mean": _decode(es.mean).to_dict(),
+            }
+        )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".part")

@@ -91,10 +91,24 @@ def visualize_class(
         obj = obj - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     return synthesize(
-        model, obj, size=cfg.size, batch=len(targets), init="noise", init_scale=cfg.init_scale, param=cfg.param,
-        steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, transforms=transforms, image_ops=ops,
-        seed=seed, callback=callback, every=every, progress=progress, desc="class visualisation",
-    )  # fmt: skip
+        model,
+        obj,
+        size=cfg.size,
+        batch=len(targets),
+        init="noise",
+        init_scale=cfg.init_scale,
+        param=cfg.param,
+        steps=cfg.steps,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        transforms=transforms,
+        image_ops=ops,
+        seed=seed,
+        callback=callback,
+        every=every,
+        progress=progress,
+        desc="class visualisation",
+    )
 
 
 def visualize_channel(
@@ -133,10 +147,24 @@ def visualize_channel(
         obj = obj - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     return synthesize(
-        model, obj, size=cfg.size, batch=len(chans), init="noise", init_scale=cfg.init_scale, param=cfg.param,
-        steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, transforms=transforms, image_ops=ops,
-        seed=seed, callback=callback, every=every, progress=progress, desc=f"channels of {layer}",
-    )  # fmt: skip
+        model,
+        obj,
+        size=cfg.size,
+        batch=len(chans),
+        init="noise",
+        init_scale=cfg.init_scale,
+        param=cfg.param,
+        steps=cfg.steps,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        transforms=transforms,
+        image_ops=ops,
+        seed=seed,
+        callback=callback,
+        every=every,
+        progress=progress,
+        desc=f"channels of {layer}",
+    )
 
 
 def deepdream(
@@ -186,10 +214,20 @@ def deepdream(
         base = F.interpolate(image, size=hw, mode="bilinear", align_corners=False) if hw != (h, w) else image
         d = F.interpolate(detail, size=hw, mode="bilinear", align_corners=False)
         res = synthesize(
-            model, obj, size=hw, init=base + d, steps=cfg.steps, optimizer="dream", lr=cfg.lr * strength,
-            transforms=[R.Jitter(int(cfg.jitter))] if cfg.jitter else [], seed=None if seed is None else seed + i,
-            callback=callback, every=every, progress=progress, desc=f"octave {i + 1}/{n_oct}",
-        )  # fmt: skip
+            model,
+            obj,
+            size=hw,
+            init=base + d,
+            steps=cfg.steps,
+            optimizer="dream",
+            lr=cfg.lr * strength,
+            transforms=[R.Jitter(int(cfg.jitter))] if cfg.jitter else [],
+            seed=None if seed is None else seed + i,
+            callback=callback,
+            every=every,
+            progress=progress,
+            desc=f"octave {i + 1}/{n_oct}",
+        )
         histories += res.history
         detail = res.image - base
         if res.interrupted or res.note.startswith("Stopped by the callback"):
@@ -238,8 +276,16 @@ def invert(
     [0, 1] pixels (:func:`relative_error`; seed 002, Table 1). Unset
     parameters come from ``models.settings(model).inversion``.
     """
-    cfg = override(settings or model_settings(model).inversion, size=size, steps=steps, lr=lr,
-                   tv_weight=tv_weight, tv_beta=tv_beta, alpha_weight=alpha_weight, alpha=alpha)  # fmt: skip
+    cfg = override(
+        settings or model_settings(model).inversion,
+        size=size,
+        steps=steps,
+        lr=lr,
+        tv_weight=tv_weight,
+        tv_beta=tv_beta,
+        alpha_weight=alpha_weight,
+        alpha=alpha,
+    )
     image = check_batch(image, "image", model).float()
     hw = image_size(cfg.size)
     if tuple(image.shape[-2:]) != hw:
@@ -253,11 +299,23 @@ def invert(
     if prior is not None:
         loss = loss + float(prior_weight) * prior.term()
     res = synthesize(
-        model, -loss, size=hw, batch=image.shape[0], init=init, init_scale=init_scale, steps=cfg.steps,
-        optimizer=cfg.optimizer, lr=cfg.lr, lr_drop=cfg.lr_drop, image_ops=[prior] if prior is not None else [],
-        seed=seed, callback=callback, every=every, progress=progress,
+        model,
+        -loss,
+        size=hw,
+        batch=image.shape[0],
+        init=init,
+        init_scale=init_scale,
+        steps=cfg.steps,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        lr_drop=cfg.lr_drop,
+        image_ops=[prior] if prior is not None else [],
+        seed=seed,
+        callback=callback,
+        every=every,
+        progress=progress,
         desc=f"inverting {layer}" + (" with the patch prior" if prior is not None else ""),
-    )  # fmt: skip
+    )
     info = model_info(model)
     with torch.no_grad():
         feats = layer_features(model, res.image, layer)[layer]

@@ -180,9 +180,19 @@ def multifaceted(
         objective = objective - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     res = synthesize(
-        model, objective, size=cfg.size, init=starts, steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr,
-        transforms=transforms, image_ops=ops, seed=seed, progress=progress, desc=f"facets of {desc}",
-    )  # fmt: skip
+        model,
+        objective,
+        size=cfg.size,
+        init=starts,
+        steps=cfg.steps,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        transforms=transforms,
+        image_ops=ops,
+        seed=seed,
+        progress=progress,
+        desc=f"facets of {desc}",
+    )
     return Facets(desc, res, starts, clusters, best, scores)
 
 

@@ -244,9 +244,13 @@ def train_style_net(
             gen = {n: f[:batch] for n, f in feats.items()}
             c = 0.5 * F.mse_loss(gen[cfg.content_layer], feats[cfg.content_layer][batch:].detach())
             style_term = torch.cat(
-                [_style_terms(model, out[i : i + 1], targets[int(s[i])], cfg, {n: gen[n][i : i + 1] for n in gen})
-                 for i in range(batch)]
-            ).mean()  # fmt: skip
+                [
+                    _style_terms(
+                        model, out[i : i + 1], targets[int(s[i])], cfg, {n: gen[n][i : i + 1] for n in gen}
+                    )
+                    for i in range(batch)
+                ]
+            ).mean()
             loss = content_weight * c + style_term + cfg.tv_weight * _tv(model, out)
             loss = loss + RANGE_WEIGHT * range_penalty(out).mean()
             opt.zero_grad()
@@ -357,8 +361,17 @@ def content_images(model: nn.Module, size: int = 96) -> torch.Tensor:
 
 
 #: The committed networks' training settings (the CLI's defaults; ``meta["train"]`` of the weights file).
-TRAIN = {"size": 64, "steps": 300, "batch": 4, "lr": 1e-3, "width": 16, "n_res": 3, "seed": 0,
-         "content_weight": 200.0, "range_weight": RANGE_WEIGHT}  # fmt: skip
+TRAIN = {
+    "size": 64,
+    "steps": 300,
+    "batch": 4,
+    "lr": 1e-3,
+    "width": 16,
+    "n_res": 3,
+    "seed": 0,
+    "content_weight": 200.0,
+    "range_weight": RANGE_WEIGHT,
+}
 #: Held-out noise (generator seeds) on which texture networks are scored; training never draws these.
 NOISE_SEEDS = (101, 102, 103)
 
@@ -413,8 +426,9 @@ def norm_study(
         res[key] = []
     for seed in seeds:
         for norm in ("instance", "batch"):
-            t = train_texture_net(model, texture01, cfg=cfg, norm=norm, size=size, steps=steps, seed=seed,
-                                  progress=progress)  # fmt: skip
+            t = train_texture_net(
+                model, texture01, cfg=cfg, norm=norm, size=size, steps=steps, seed=seed, progress=progress
+            )
             res[norm].append(
                 sum(held_out_losses(model, t.net, target, size=size, cfg=cfg)) / len(NOISE_SEEDS)
             )
@@ -458,8 +472,15 @@ def main(argv: list[str] | None = None) -> int:
     train = dict(TRAIN, steps=args.steps, size=args.size, content_weight=args.content_weight)
     texture = sample01(TEXTURE, model, args.size)
     styles = [sample01(s, model, args.size) for s in STYLES]
-    common = dict(cfg=cfg, size=train["size"], steps=train["steps"], batch=train["batch"], lr=train["lr"],
-                  width=train["width"], seed=train["seed"])  # fmt: skip
+    common = dict(
+        cfg=cfg,
+        size=train["size"],
+        steps=train["steps"],
+        batch=train["batch"],
+        lr=train["lr"],
+        width=train["width"],
+        seed=train["seed"],
+    )
     nets = {
         f"texture_{norm}": train_texture_net(model, texture, norm=norm, **common)
         for norm in ("instance", "batch")

@@ -107,9 +107,19 @@ def texture_synthesis(
     if cfg.tv_weight:
         loss = loss + float(cfg.tv_weight) * R.tv()
     res = synthesize(
-        model, -loss, size=hw, init="uniform", steps=cfg.steps, optimizer="adam", lr=cfg.lr,
-        seed=seed, callback=callback, every=every, progress=progress, desc="texture synthesis",
-    )  # fmt: skip
+        model,
+        -loss,
+        size=hw,
+        init="uniform",
+        steps=cfg.steps,
+        optimizer="adam",
+        lr=cfg.lr,
+        seed=seed,
+        callback=callback,
+        every=every,
+        progress=progress,
+        desc="texture synthesis",
+    )
     res.extra["loss_start"] = -res.history[0]
     end = style_losses(model, res.image, targets)
     res.extra["loss_end"] = sum(w[n] * v for n, v in end.items())
@@ -164,9 +174,21 @@ def style_transfer(
     start = content if isinstance(init, str) and init == "content" else init
     clamp = tuple(cfg.clamp_range) if cfg.clamp_range else True
     res = synthesize(
-        model, -loss, size=hw, init=start, steps=cfg.steps, optimizer="adam", lr=cfg.lr, lr_drop=cfg.lr_drop,
-        clamp=clamp, seed=seed, callback=callback, every=every, progress=progress, desc="style transfer",
-    )  # fmt: skip
+        model,
+        -loss,
+        size=hw,
+        init=start,
+        steps=cfg.steps,
+        optimizer="adam",
+        lr=cfg.lr,
+        lr_drop=cfg.lr_drop,
+        clamp=clamp,
+        seed=seed,
+        callback=callback,
+        every=every,
+        progress=progress,
+        desc="style transfer",
+    )
 
     def losses(img):
         f = layer_features(model, img, c_layer)[c_layer]

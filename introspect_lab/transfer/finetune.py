@@ -51,8 +51,15 @@ class TransferModel(nn.Module):
     train mode, so its BatchNorm layers keep their ImageNet statistics.
     """
 
-    def __init__(self, backbone: nn.Module, layer: str, head: nn.Linear, classes: Sequence[str],
-                 trainable: Sequence[str] = (), bn: str = "train") -> None:  # fmt: skip
+    def __init__(
+        self,
+        backbone: nn.Module,
+        layer: str,
+        head: nn.Linear,
+        classes: Sequence[str],
+        trainable: Sequence[str] = (),
+        bn: str = "train",
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.layer = layer
@@ -65,9 +72,14 @@ class TransferModel(nn.Module):
             for p in get_layer(self.backbone, name).parameters():
                 p.requires_grad_(True)
         info = model_info(backbone)
-        self.lab_info = ModelInfo(name=f"{info.name}+head", source=f"{info.name} features at {layer}",
-                                  input_size=info.input_size, mean=info.mean, std=info.std,
-                                  categories=tuple(classes))  # fmt: skip
+        self.lab_info = ModelInfo(
+            name=f"{info.name}+head",
+            source=f"{info.name} features at {layer}",
+            input_size=info.input_size,
+            mean=info.mean,
+            std=info.std,
+            categories=tuple(classes),
+        )
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -136,9 +148,20 @@ def feature_extraction(
     )
     torch.manual_seed(seed)
     head = nn.Linear(feats.shape[1], len(classes))
-    hist = train(head, feats, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, x_val=val,
-                 labels_val=labels_val, desc="feature extraction (head only)", label="feature extraction",
-                 progress=progress)  # fmt: skip
+    hist = train(
+        head,
+        feats,
+        labels,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        x_val=val,
+        labels_val=labels_val,
+        desc="feature extraction (head only)",
+        label="feature extraction",
+        progress=progress,
+    )
     tm = TransferModel(copy.deepcopy(model), layer, head, classes).eval()
     return tm, hist
 
@@ -178,15 +201,36 @@ def fine_tune(
     """
     if bn not in ("train", "frozen"):
         raise ValueError(f"bn must be 'train' (re-estimate statistics) or 'frozen', got {bn!r}.")
-    tm, head_hist = feature_extraction(model, x, labels, classes, layer=layer, epochs=head_epochs,
-                                       batch_size=batch_size, x_val=x_val, labels_val=labels_val, seed=seed,
-                                       progress=progress)  # fmt: skip
+    tm, head_hist = feature_extraction(
+        model,
+        x,
+        labels,
+        classes,
+        layer=layer,
+        epochs=head_epochs,
+        batch_size=batch_size,
+        x_val=x_val,
+        labels_val=labels_val,
+        seed=seed,
+        progress=progress,
+    )
     trainable = _resolve_trainable(tm.backbone, layers)
     tm = TransferModel(tm.backbone, tm.layer, tm.head, classes, trainable, bn)
     what = "everything" if layers == "all" else ", ".join(trainable)
-    hist = train(tm, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, x_val=x_val,
-                 labels_val=labels_val, desc=f"fine-tuning ({what})", label=f"fine-tuning ({what})",
-                 progress=progress)  # fmt: skip
+    hist = train(
+        tm,
+        x,
+        labels,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        x_val=x_val,
+        labels_val=labels_val,
+        desc=f"fine-tuning ({what})",
+        label=f"fine-tuning ({what})",
+        progress=progress,
+    )
     hist.epoch = [head_epochs + e for e in hist.epoch]  # the curve continues where the head's ended
     if head_hist.val_acc:
         hist.epoch.insert(0, head_epochs)
@@ -218,8 +262,13 @@ def linear_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
     return float(_probe(f_train, y_train, C).score(np.asarray(f_test), np.asarray(y_test)))
 
 
-def _stage_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
-                    progress: bool | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+def _stage_features(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> dict[str, torch.Tensor]:
     """Spatially averaged activations of several layers in one forward pass per batch."""
     show = config.show_progress() if progress is None else progress
     out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
@@ -323,10 +372,20 @@ def examples_per_class(
     x_all = task.batch(model)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
-        fe, _ = feature_extraction(model, x_all[tr], y[tr], task.classes, epochs=head_epochs, seed=seed,
-                                   progress=progress)  # fmt: skip
-        ft, _ = fine_tune(model, x_all[tr], y[tr], task.classes, layers=layers, epochs=epochs,
-                          head_epochs=head_epochs, seed=seed, progress=progress)  # fmt: skip
+        fe, _ = feature_extraction(
+            model, x_all[tr], y[tr], task.classes, epochs=head_epochs, seed=seed, progress=progress
+        )
+        ft, _ = fine_tune(
+            model,
+            x_all[tr],
+            y[tr],
+            task.classes,
+            layers=layers,
+            epochs=epochs,
+            head_epochs=head_epochs,
+            seed=seed,
+            progress=progress,
+        )
         hit_fe, hit_ft = correct(fe, x_all[te], y[te]), correct(ft, x_all[te], y[te])
         rows["n"].append(n)
         rows["feature extraction"].append(float(hit_fe.mean()))
@@ -371,13 +430,24 @@ def pretrained_vs_scratch(
                 net = small_cnn(task.classes, width=width, kernel=kernel, size=info.input_size, seed=seed)
                 if kind == "pretrained":
                     net.features.load_state_dict(pretrained.features.state_dict())
-                train(net, task.batch(net, tr), y[tr], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                      progress=False)  # fmt: skip
+                train(
+                    net,
+                    task.batch(net, tr),
+                    y[tr],
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                    seed=seed,
+                    progress=False,
+                )
                 hits[kind].append(correct(net, task.batch(net, te), y[te]))
         for kind in hits:
             rows[kind].append(float(np.mean([h.mean() for h in hits[kind]])))
-        rows["gain"].append(paired_difference(hits["pretrained"], hits["scratch"], ("pretrained", "scratch"),
-                                              unit="seeds and test examples"))  # fmt: skip
+        rows["gain"].append(
+            paired_difference(
+                hits["pretrained"], hits["scratch"], ("pretrained", "scratch"), unit="seeds and test examples"
+            )
+        )
     return rows
 
 

@@ -56,8 +56,9 @@ def _gray_to_task(name: str, gray: np.ndarray, labels, classes, size: int, descr
     _check_int("size", size, 8)
     t = torch.as_tensor(np.asarray(gray, dtype=np.float32))[:, None]
     t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    return Task(name, t.expand(-1, 3, -1, -1).contiguous(), torch.as_tensor(labels).long(), list(classes),
-                description)  # fmt: skip
+    return Task(
+        name, t.expand(-1, 3, -1, -1).contiguous(), torch.as_tensor(labels).long(), list(classes), description
+    )
 
 
 def digits(size: int = 32) -> Task:
@@ -66,8 +67,14 @@ def digits(size: int = 32) -> Task:
     White strokes on black: very far from ImageNet photos.
     """
     d = load_digits()
-    return _gray_to_task("digits", d.images / 16.0, d.target, [str(i) for i in range(10)], size,
-                         f"scikit-learn load_digits, 8×8 upsampled to {size} px")  # fmt: skip
+    return _gray_to_task(
+        "digits",
+        d.images / 16.0,
+        d.target,
+        [str(i) for i in range(10)],
+        size,
+        f"scikit-learn load_digits, 8×8 upsampled to {size} px",
+    )
 
 
 def faces(size: int = 64, source_size: int | None = None) -> Task:
@@ -85,8 +92,14 @@ def faces(size: int = 64, source_size: int | None = None) -> Task:
         imgs = F.interpolate(t, size=(source_size, source_size), mode="area")[:, 0].numpy()
         what = f"25×25 shrunk to {source_size}×{source_size}"
     labels = np.r_[np.ones(100), np.zeros(100)].astype(int)
-    return _gray_to_task("faces", imgs, labels, ["non-face", "face"], size,
-                         f"scikit-image lfw_subset (faces vs non-faces), {what}, upsampled to {size} px")  # fmt: skip
+    return _gray_to_task(
+        "faces",
+        imgs,
+        labels,
+        ["non-face", "face"],
+        size,
+        f"scikit-image lfw_subset (faces vs non-faces), {what}, upsampled to {size} px",
+    )
 
 
 def photo_tiles(per_class: int = 30, size: int = 64, seed: int = 0) -> Task:
@@ -96,8 +109,13 @@ def photo_tiles(per_class: int = 30, size: int = 64, seed: int = 0) -> Task:
     """
     pool = offline_pool(per_class=per_class, size=size, seed=seed)
     keep = np.flatnonzero(pool.labels < len(OFFLINE_PHOTOS))
-    return Task("photo tiles", pool.float01(torch.as_tensor(keep)), torch.as_tensor(pool.labels[keep]).long(),
-                list(OFFLINE_PHOTOS), f"{per_class} random tiles of each of 10 bundled photos, {size} px")  # fmt: skip
+    return Task(
+        "photo tiles",
+        pool.float01(torch.as_tensor(keep)),
+        torch.as_tensor(pool.labels[keep]).long(),
+        list(OFFLINE_PHOTOS),
+        f"{per_class} random tiles of each of 10 bundled photos, {size} px",
+    )
 
 
 SHAPES = ("circle", "square", "triangle", "plus", "cross", "bar", "slash", "arc", "corner", "zigzag")
@@ -164,8 +182,13 @@ def synthetic_shapes(per_class: int = 200, size: int = 32, seed: int = 0) -> Tas
             images.append(np.asarray(img, dtype=np.float32) / 255.0)
             labels.append(label)
     t = torch.from_numpy(np.stack(images))[:, None].expand(-1, 3, -1, -1).contiguous()
-    return Task("shapes", t, torch.as_tensor(labels), list(SHAPES),
-                f"{per_class} rendered drawings of each of {len(SHAPES)} shapes, {size} px")  # fmt: skip
+    return Task(
+        "shapes",
+        t,
+        torch.as_tensor(labels),
+        list(SHAPES),
+        f"{per_class} rendered drawings of each of {len(SHAPES)} shapes, {size} px",
+    )
 
 
 def _check_int(name: str, value, low: int) -> None:

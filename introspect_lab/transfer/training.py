@@ -40,16 +40,28 @@ def small_cnn(
     torch.manual_seed(seed)
     pad = kernel // 2
     model = nn.Sequential()
-    model.add_module("features", nn.Sequential(
-        nn.Conv2d(3, width, kernel, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, kernel, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(2 * width, 4 * width, kernel, padding=pad), nn.ReLU(),
-    ))  # fmt: skip
+    model.add_module(
+        "features",
+        nn.Sequential(
+            nn.Conv2d(3, width, kernel, padding=pad),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, kernel, padding=pad),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, kernel, padding=pad),
+            nn.ReLU(),
+        ),
+    )
     model.add_module("pool", nn.AdaptiveAvgPool2d(1))
     model.add_module("flatten", nn.Flatten(1))
     model.add_module("classifier", nn.Linear(4 * width, len(classes)))
-    model.lab_info = ModelInfo(name="small_cnn", source=f"trained here (width {width}, {kernel}×{kernel} kernels)",
-                               input_size=size, categories=tuple(classes))  # fmt: skip
+    model.lab_info = ModelInfo(
+        name="small_cnn",
+        source=f"trained here (width {width}, {kernel}×{kernel} kernels)",
+        input_size=size,
+        categories=tuple(classes),
+    )
     return model.eval()
 
 
