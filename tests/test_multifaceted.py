@@ -44,14 +44,19 @@ def test_facets_differ_more_than_noise_seeds_of_one_start(lite0, facets):
     # at 128 px, 100 steps: features 0.182 vs 0.145, pixels 0.918 vs 0.580
     assert feat_f > 1.3 * feat_n
     assert pix_f > 1.1 * pix_n
-    # the ascent raised the class for every facet: the start picks which of its optima it reaches
+    # the ascent raised the class score it maximises, S_c (the logit, seed 001), for every facet: the
+    # start picks which of its optima it reaches. The softmax need not follow: with torch 2.14 one start's
+    # p(sea urchin) falls (0.0014 → 2e-8) while its logit rises, because other classes rise faster.
     with torch.no_grad():
-        before = lite0(facets.starts).softmax(1)[:, 328]
-        after = lite0(facets.result.image).softmax(1)[:, 328]
-    print("p(sea urchin) starts", before.tolist(), "facets", after.tolist())
-    assert (
-        after > before
-    ).all()  # measured 64 px, 40 steps: ≈0.0 → 1.00, 0.02, 1.00, 1.00 (the dark Hubble start is slowest)
+        before, after = lite0(facets.starts), lite0(facets.result.image)
+    print(
+        "p(sea urchin) starts",
+        before.softmax(1)[:, 328].tolist(),
+        "facets",
+        after.softmax(1)[:, 328].tolist(),
+    )
+    print("S(sea urchin) starts", before[:, 328].tolist(), "facets", after[:, 328].tolist())
+    assert (after[:, 328] > before[:, 328]).all()
 
 
 def test_a_channel_has_facets_too_and_the_model_is_unchanged(lite0, pool, unchanged):
