@@ -28,15 +28,32 @@ def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
     assert predict(lite0, reg.image, 1)[0][0].index == 281
 
 
-def test_lucent_priors_give_a_recognised_class_with_natural_image_statistics(lite0):
-    # Lucent's recipe (transforms + decorrelated Fourier spectrum): the class is recognised, and the
-    # picture is smooth, unlike plain ascent; measured at 128 px, 256 steps, seed 0: goldfish 0.99.
+@pytest.fixture(scope="module")
+def lucent_and_plain(lite0):
+    """Goldfish by Lucent's recipe (transforms + decorrelated Fourier spectrum) and by plain ascent, seed 0."""
     lucent = visualize_class(lite0, "goldfish", settings=LUCENT, seed=0, progress=False)
     plain = visualize_class(
         lite0, "goldfish", size=128, l2_weight=0, blur_every=0, jitter=0, seed=0, progress=False
     )
-    assert predict(lite0, lucent.image, 1)[0][0].index == 1
+    return lucent, plain
+
+
+def test_lucent_priors_give_natural_image_statistics(lucent_and_plain):
+    # the picture is smooth, unlike plain ascent
+    lucent, plain = lucent_and_plain
     assert R.total_variation(lucent.image) * 3 < R.total_variation(plain.image)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured with torch 2.14.1 at 128 px, 256 steps: seed 0 gives starfish 0.82 (goldfish 0.18), "
+    "seed 1 goldfish 1.00, seed 2 peacock 1.00 (earlier measured: goldfish 0.99 at seed 0); whether "
+    "Lucent's recipe gives a recognised goldfish depends on the seed here. Notebook 05 prints the "
+    "top-1 it gets; the pictures issue revisits its class visualisations.",
+)
+def test_lucent_priors_give_a_recognised_class(lite0, lucent_and_plain):
+    lucent, _ = lucent_and_plain
+    assert predict(lite0, lucent.image, 1)[0][0].index == 1
 
 
 def test_fourier_parameterisation_starts_near_grey_not_saturated():
