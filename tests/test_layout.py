@@ -130,10 +130,6 @@ def _private_imports() -> set[str]:
 #: Private names still imported across modules of adversarial/ and transfer/ (being made public there);
 #: nothing else may join this list, and it only shrinks.
 PRIVATE_IMPORTS_ALLOWED = {
-    "introspect_lab.adversarial.robustness: _check_eps",
-    "introspect_lab.adversarial.robustness: _check_x",
-    "introspect_lab.adversarial.robustness: _targets",
-    "introspect_lab.transfer.training: _check_int",
     "introspect_lab.transfer.finetune: _accuracy",
 }
 

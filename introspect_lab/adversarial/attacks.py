@@ -15,6 +15,7 @@ from .. import config
 from ..hooks import frozen
 from ..images import check_batch, denormalize, normalize
 from ..models import class_indices, model_info
+from ..validation import check_eps
 
 Target = int | str | Sequence[int | str] | torch.Tensor | None
 
@@ -23,25 +24,7 @@ Target = int | str | Sequence[int | str] | torch.Tensor | None
 # ---------------------------------------------------------------------------
 
 
-def _check_x(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The package's one validator (:func:`~introspect_lab.images.check_batch`): float ``[B,3,H,W]``, finite."""
-    return check_batch(x, "x", model)
-
-
-def _check_eps(eps, name: str = "eps") -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
-        raise TypeError(f"{name} must be a number in pixel units of [0, 1] (e.g. 2/255), got {eps!r}.")
-    if eps < 0:
-        raise ValueError(f"{name} must be ≥ 0 (a budget in pixel units of [0, 1], e.g. 2/255); got {eps}.")
-    if eps > 1:
-        raise ValueError(
-            f"{name}={eps} is more than the whole pixel range [0, 1]; budgets are in [0, 1] units: "
-            f"for {eps:g} grey levels pass {eps:g}/255."
-        )
-    return float(eps)
-
-
-def _targets(model: nn.Module, target: Target, logits: torch.Tensor) -> torch.Tensor:
+def target_indices(model: nn.Module, target: Target, logits: torch.Tensor) -> torch.Tensor:
     """Class indices ``[B]``; ``None`` means the model's prediction."""
     batch, n_classes = logits.shape
     if target is None:
@@ -128,13 +111,13 @@ def fgsm(model: nn.Module, x: torch.Tensor, target: Target = None, *, eps: float
     ``eps`` is the L∞ budget in pixel units of [0, 1] (``2/255`` = two grey
     levels). Returns the adversarial batch in the model's normalised space.
     """
-    x = _check_x(model, x)
-    eps = _check_eps(eps)
+    x = check_batch(x, "x", model)
+    eps = check_eps(eps)
     with frozen(model):
         f = _pixel_fn(model)
         p = _to_pixels(model, x)
         with torch.no_grad():
-            y = _targets(model, target, f(p))
+            y = target_indices(model, target, f(p))
         _, grad = _loss_grad(f, p, y)
         sign = -1.0 if targeted else 1.0
         adv = (p + sign * eps * grad.sign()).clamp(0, 1)
@@ -180,12 +163,12 @@ def pgd(
     ε = 0.3 on MNIST, 2/255 × 7 steps at ε = 8/255 on CIFAR-10. For 10 steps
     the two agree (α = ε/4). ``step`` may not exceed ``ε``.
     """
-    x = _check_x(model, x)
-    eps = _check_eps(eps)
+    x = check_batch(x, "x", model)
+    eps = check_eps(eps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     step = min(eps, 2.5 * eps / steps) if step is None else step
-    step = _check_eps(step, "step")
+    step = check_eps(step, "step")
     if step > eps:
         raise ValueError(
             f"step={step:g} is larger than eps={eps:g}: one step would leave the ε-ball. "
@@ -197,7 +180,7 @@ def pgd(
         f = _pixel_fn(model)
         p0 = _to_pixels(model, x)
         with torch.no_grad():
-            y = _targets(model, target, f(p0))
+            y = target_indices(model, target, f(p0))
         lo, hi = (p0 - eps).clamp(min=0), (p0 + eps).clamp(max=1)
         best = best_score = None
         if keep_best:  # FGSM as the first candidate
@@ -236,7 +219,7 @@ def quantize(model: nn.Module, x: torch.Tensor, levels: int = 255) -> torch.Tens
     below 0.5/255 of an 8-bit image is erased, one of 1/255 survives. The
     result is in the model's normalised space.
     """
-    x = _check_x(model, x)
+    x = check_batch(x, "x", model)
     return _to_model(model, torch.round(_to_pixels(model, x) * levels) / levels).detach()
 
 
@@ -246,8 +229,8 @@ def random_sign(model: nn.Module, x: torch.Tensor, *, eps: float, seed: int = 0)
     Same L∞ size as FGSM, but a direction that knows nothing of the
     network (Goodfellow et al. 2015 compare the two). Normalised in, normalised out.
     """
-    x = _check_x(model, x)
-    eps = _check_eps(eps)
+    x = check_batch(x, "x", model)
+    eps = check_eps(eps)
     gen = torch.Generator().manual_seed(seed)
     s = torch.randint(0, 2, x.shape, generator=gen).to(x) * 2 - 1
     return _to_model(model, (_to_pixels(model, x) + eps * s).clamp(0, 1)).detach()
@@ -296,7 +279,7 @@ def fool(
     by that many logits). ``lr`` is the L2 length of one step in [0, 1] pixel
     units (0.5 ≈ a change of 0.5/√(3·H·W) per pixel on average).
     """
-    x = _check_x(model, x)
+    x = check_batch(x, "x", model)
     if not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
         raise ValueError(f"lr must be a positive number (the L2 step in [0, 1] pixel units), got {lr!r}.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
@@ -306,7 +289,7 @@ def fool(
         f = _pixel_fn(model)
         p0 = _to_pixels(model, x)
         with torch.no_grad():
-            y = _targets(model, target, f(p0))
+            y = target_indices(model, target, f(p0))
         p = p0.clone()
         steps = torch.full((p.shape[0],), -1, dtype=torch.long)
 

@@ -11,8 +11,10 @@ from tqdm.auto import tqdm
 
 from .. import config
 from ..hooks import frozen
+from ..images import check_batch
 from ..transfer.training import correct, train
-from .attacks import _check_eps, _check_x, _targets, fgsm, pgd, quantize
+from ..validation import check_eps
+from .attacks import fgsm, pgd, quantize, target_indices
 
 # ---------------------------------------------------------------------------
 # Measuring robustness
@@ -103,10 +105,10 @@ def eps_sweep(
     (``accuracy_8bit``): pass an 8-bit ``x`` (:func:`~introspect_lab.adversarial.quantize`)
     and a budget below half a grey level leaves the stored image unchanged.
     """
-    x = _check_x(model, x)
+    x = check_batch(x, "x", model)
     with frozen(model), torch.no_grad():
         clean = model(x)
-    labels = clean.argmax(1) if labels is None else torch.as_tensor(_targets(model, labels, clean))
+    labels = clean.argmax(1) if labels is None else torch.as_tensor(target_indices(model, labels, clean))
     method = _attack(attack)
     if attack == "pgd":
         options.setdefault("progress", False)
@@ -158,7 +160,7 @@ def adversarial_training(
     so the model's weights change; its train/eval mode is restored.
     Returns the :class:`~introspect_lab.transfer.History` of the run.
     """
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
 
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a number of epochs ≥ 0, got {warmup!r}.")

@@ -17,6 +17,7 @@ from torch import nn
 from ..datasets import OFFLINE_PHOTOS, offline_pool
 from ..images import normalize
 from ..models import model_info
+from ..validation import check_int
 
 # ---------------------------------------------------------------------------
 # Offline tasks
@@ -53,7 +54,7 @@ class Task:
 
 def _gray_to_task(name: str, gray: np.ndarray, labels, classes, size: int, description: str) -> Task:
     """``[N, h, w]`` floats in [0, 1] → bilinear-upsampled RGB ``[N, 3, size, size]``."""
-    _check_int("size", size, 8)
+    check_int("size", size, 8)
     t = torch.as_tensor(np.asarray(gray, dtype=np.float32))[:, None]
     t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     return Task(
@@ -87,7 +88,7 @@ def faces(size: int = 64, source_size: int | None = None) -> Task:
     imgs = lfw_subset()
     what = "25×25"
     if source_size is not None:
-        _check_int("source_size", source_size, 2)
+        check_int("source_size", source_size, 2)
         t = torch.as_tensor(np.asarray(imgs, dtype=np.float32))[:, None]
         imgs = F.interpolate(t, size=(source_size, source_size), mode="area")[:, 0].numpy()
         what = f"25×25 shrunk to {source_size}×{source_size}"
@@ -157,8 +158,8 @@ def synthetic_shapes(per_class: int = 200, size: int = 32, seed: int = 0) -> Tas
     seed 003's "Pretraining on artificial data" (Richter et al. 2016,
     "Playing for data").
     """
-    _check_int("per_class", per_class, 1)
-    _check_int("size", size, 8)
+    check_int("per_class", per_class, 1)
+    check_int("size", size, 8)
     rng = np.random.default_rng(seed)
     big = size * 4  # draw at 4× and downsample: anti-aliased strokes
     images, labels = [], []
@@ -191,18 +192,13 @@ def synthetic_shapes(per_class: int = 200, size: int = 32, seed: int = 0) -> Tas
     )
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}.")
-
-
 def per_class_split(labels, n_per_class: int, *, seed: int = 0, test_size: float | int | None = None):
     """Indices ``(train, test)``: ``n_per_class`` random training examples of each class, the rest for testing.
 
     ``test_size`` caps the test set (a fraction of the remainder or a count),
     drawn stratified with :func:`sklearn.model_selection.train_test_split`.
     """
-    _check_int("n_per_class", n_per_class, 1)
+    check_int("n_per_class", n_per_class, 1)
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
     train_idx = []

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .. import config
 from ..hooks import frozen
 from ..models import ModelInfo
-from .tasks import _check_int
+from ..validation import check_int
 
 # ---------------------------------------------------------------------------
 # A small network that trains in seconds on one core
@@ -36,7 +36,7 @@ def small_cnn(
     attached, so every library function (attacks, :func:`predict`, probes)
     treats it like the pretrained models.
     """
-    _check_int("width", width, 1)
+    check_int("width", width, 1)
     torch.manual_seed(seed)
     pad = kernel // 2
     model = nn.Sequential()
@@ -128,8 +128,8 @@ def train(
     training). After each epoch, accuracy on ``(x_val, labels_val)`` is recorded.
     The model's train/eval flags are restored at the end.
     """
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
     y = torch.as_tensor(labels).long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"Got {x.shape[0]} images and {y.shape[0]} labels; give one label per image.")
