@@ -127,21 +127,14 @@ def _private_imports() -> set[str]:
     return found
 
 
-#: Private names still imported across modules of adversarial/ and transfer/ (being made public there);
-#: nothing else may join this list, and it only shrinks.
-PRIVATE_IMPORTS_ALLOWED = {
-    "introspect_lab.transfer.finetune: _accuracy",
-}
+#: Private names imported across modules: none, and nothing may join this list.
+PRIVATE_IMPORTS_ALLOWED: set[str] = set()
 
 
 def test_no_private_name_is_imported_across_modules():
     found = _private_imports()
     assert found <= PRIVATE_IMPORTS_ALLOWED, (
         f"private names imported across modules: {sorted(found - PRIVATE_IMPORTS_ALLOWED)}"
-    )
-    assert all(
-        e.startswith(("introspect_lab.adversarial.", "introspect_lab.transfer."))
-        for e in PRIVATE_IMPORTS_ALLOWED
     )
 
 

@@ -12,19 +12,13 @@ from tqdm.auto import tqdm
 from .. import config
 from ..hooks import frozen
 from ..images import check_batch
-from ..transfer.training import correct, train
+from ..transfer.training import accuracy, train
 from ..validation import check_eps
 from .attacks import fgsm, pgd, quantize, target_indices
 
 # ---------------------------------------------------------------------------
 # Measuring robustness
 # ---------------------------------------------------------------------------
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> float:
-    """Fraction of ``x`` (normalised) that the model classifies as ``labels`` (eval mode, no grad)."""
-    hits = correct(model, x, labels, batch_size=batch_size)
-    return float(hits.mean()) if hits.size else 0.0
 
 
 def robust_accuracy(

@@ -40,7 +40,7 @@ from .finetune import (
     stage_layers,
 )
 from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes, val_test_split
-from .training import History, correct, small_cnn, train
+from .training import History, accuracy, correct, small_cnn, train
 
 __all__ = [
     "Task",
@@ -55,6 +55,7 @@ __all__ = [
     "History",
     "train",
     "correct",
+    "accuracy",
     "Probes",
     "TransferModel",
     "feature_extraction",
