@@ -29,7 +29,15 @@ from .engine import SynthesisResult, layer_features, synthesize
 from .parameterisation import image_size
 from .patch_prior import PatchPrior
 
-__all__ = ["visualize_class", "visualize_channel", "deepdream", "invert", "relative_error", "yosinski_priors"]
+__all__ = [
+    "visualize_class",
+    "visualize_channel",
+    "ascend",
+    "deepdream",
+    "invert",
+    "relative_error",
+    "yosinski_priors",
+]
 
 
 def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
@@ -87,28 +95,8 @@ def visualize_class(
     cfg = override(settings or model_settings(model).class_vis, **overrides)
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
-    if cfg.l2_weight:
-        obj = obj - float(cfg.l2_weight) * R.l2()
-    transforms, ops = yosinski_priors(cfg)
-    return synthesize(
-        model,
-        obj,
-        size=cfg.size,
-        batch=len(targets),
-        init="noise",
-        init_scale=cfg.init_scale,
-        param=cfg.param,
-        steps=cfg.steps,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        transforms=transforms,
-        image_ops=ops,
-        seed=seed,
-        callback=callback,
-        every=every,
-        progress=progress,
-        desc="class visualisation",
-    )
+    run = dict(seed=seed, callback=callback, every=every, progress=progress)
+    return ascend(model, obj, cfg, batch=len(targets), desc="class visualisation", **run)
 
 
 def visualize_channel(
@@ -143,15 +131,39 @@ def visualize_channel(
         return sel.reshape(sel.shape[0], -1).mean(1).sum()
 
     obj = O.Objective.term(f"channel[{layer}:{chans}]", fn, [layer])
+    run = dict(seed=seed, callback=callback, every=every, progress=progress)
+    return ascend(model, obj, cfg, batch=len(chans), desc=f"channels of {layer}", **run)
+
+
+def ascend(
+    model: nn.Module,
+    objective: O.Objective,
+    cfg: ClassVisSettings,
+    *,
+    init: str | torch.Tensor = "noise",
+    batch: int = 1,
+    desc: str = "gradient ascent",
+    **run,
+) -> SynthesisResult:
+    """Gradient ascent on ``objective − λ‖I‖²`` with the priors of ``cfg`` (Yosinski et al. 2015; Lucent).
+
+    The one loop behind :func:`visualize_class`, :func:`visualize_channel` and
+    :func:`~introspect_lab.synthesis.multifaceted.multifaceted`: λ is
+    ``cfg.l2_weight``, the transforms and image operations come from
+    :func:`yosinski_priors`, and ``size``, ``steps``, ``optimizer``, ``lr``,
+    ``param`` and ``init_scale`` from ``cfg``. ``init`` is ``"noise"`` or
+    start images; ``run`` passes ``seed``, ``callback``, ``every`` and
+    ``progress`` to :func:`~introspect_lab.synthesis.engine.synthesize`.
+    """
     if cfg.l2_weight:
-        obj = obj - float(cfg.l2_weight) * R.l2()
+        objective = objective - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     return synthesize(
         model,
-        obj,
+        objective,
         size=cfg.size,
-        batch=len(chans),
-        init="noise",
+        batch=batch,
+        init=init,
         init_scale=cfg.init_scale,
         param=cfg.param,
         steps=cfg.steps,
@@ -159,11 +171,8 @@ def visualize_channel(
         lr=cfg.lr,
         transforms=transforms,
         image_ops=ops,
-        seed=seed,
-        callback=callback,
-        every=every,
-        progress=progress,
-        desc=f"channels of {layer}",
+        desc=desc,
+        **run,
     )
 
 
