@@ -34,11 +34,10 @@ from .finetune import (
     fine_tune,
     layer_probes,
     linear_probe,
-    plot_layer_probes,
-    plot_learning_curves,
     pretrained_vs_scratch,
     stage_layers,
 )
+from .plots import plot_layer_probes, plot_learning_curves
 from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes, val_test_split
 from .training import History, accuracy, correct, small_cnn, train
 
