@@ -250,15 +250,8 @@ def invert(
     model: nn.Module,
     image: torch.Tensor,
     layer: str,
-    *,
     settings: InversionSettings | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    tv_weight: float | None = None,
-    tv_beta: float | None = None,
-    alpha_weight: float | None = None,
-    alpha: float | None = None,
+    *,
     prior: PatchPrior | None = None,
     prior_weight: float = 3.0,
     init: str | torch.Tensor = "zeros",
@@ -267,14 +260,18 @@ def invert(
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """Feature inversion (Mahendran & Vedaldi 2015; seed 001; seed 002 Eq. 1 and, with ``prior``, Eq. 3).
 
     ``Î = argmin_I ‖Φ(I) − Φ₀‖²/‖Φ₀‖² + λ_α ‖I‖_α^α + λ_TV R_{V^β}(I) + R_γ Σ_p ‖Ĩ_p − D̃_p‖²``
-    with ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``; ``λ_α`` is
-    ``alpha_weight``, ``α`` ``alpha`` (``α = 2`` gives seed 002's ``R_α‖I‖²``),
-    ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta`` (``β = 2``: ``R_β‖∇I‖²``). The
-    last term is seed 002's patch prior (a
+    with ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``. The settings are
+    ``settings`` (default ``models.settings(model).inversion``, an
+    :class:`~introspect_lab.settings.InversionSettings`) with ``overrides`` by
+    field name: ``λ_α`` is ``alpha_weight``, ``α`` ``alpha`` (``α = 2`` gives
+    seed 002's ``R_α‖I‖²``), ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta`` (``β = 2``:
+    ``R_β‖∇I‖²``); also ``size``, ``steps``, ``lr``, ``lr_drop``, ``optimizer``.
+    The last term is seed 002's patch prior (a
     :class:`~introspect_lab.synthesis.patch_prior.PatchPrior`, weight ``R_γ`` =
     ``prior_weight``), used when ``prior`` is given; without it this is
     Mahendran & Vedaldi's model. ``init``: ``"zeros"``, ``"noise"``
@@ -282,19 +279,9 @@ def invert(
     image (e.g. the retrieved average, "[8]+[7]"). The result's ``extra``
     holds ``feature_error`` (Eq. 1's data term), ``relative_error``
     ``‖I₀ − Î‖/‖I₀‖`` in the model's normalised space and ``pixel_error`` in
-    [0, 1] pixels (:func:`relative_error`; seed 002, Table 1). Unset
-    parameters come from ``models.settings(model).inversion``.
+    [0, 1] pixels (:func:`relative_error`; seed 002, Table 1).
     """
-    cfg = override(
-        settings or model_settings(model).inversion,
-        size=size,
-        steps=steps,
-        lr=lr,
-        tv_weight=tv_weight,
-        tv_beta=tv_beta,
-        alpha_weight=alpha_weight,
-        alpha=alpha,
-    )
+    cfg = override(settings or model_settings(model).inversion, **overrides)
     image = check_batch(image, "image", model).float()
     hw = image_size(cfg.size)
     if tuple(image.shape[-2:]) != hw:
