@@ -31,6 +31,8 @@ __all__ = [
     "to_rgb",
     "load_image",
     "check_batch",
+    "device_dtype",
+    "as_model_input",
     "normalize",
     "denormalize",
     "to_display",
@@ -241,6 +243,26 @@ def load_image(
         img = img.resize((w, h), Image.BICUBIC)
     arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return normalize(arr.unsqueeze(0), model)
+
+
+def device_dtype(model) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type ``model`` computes: its first floating parameter's (or buffer's).
+
+    A model without floating tensors, or ``None``, gives ``(cpu, float32)``.
+    Entry points create their images, noise, masks and baselines with these,
+    so a model moved with ``model.to("cuda")`` or ``model.double()`` just works.
+    """
+    if model is not None:
+        for t in (*model.parameters(), *model.buffers()):
+            if t.is_floating_point():
+                return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def as_model_input(x: torch.Tensor, model) -> torch.Tensor:
+    """``x`` on ``model``'s device and in its float type (a no-op when they already match)."""
+    device, dtype = device_dtype(model)
+    return x.to(device=device, dtype=dtype)
 
 
 def check_batch(

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..config import show_progress
 from ..hooks import capture, frozen, no_inplace
-from ..images import check_batch
+from ..images import check_batch, device_dtype
 from ..models import model_info
 from . import objectives as O
 from . import priors as R
@@ -283,11 +283,14 @@ def _parameterisation(model, param: str, init, init_scale: float, shape, g, lrs)
     """The starting image as pixels (one parameter per image with per-image rates) or a spectrum."""
     batch, (h, w) = shape
     info = model_info(model)
+    device, dtype = device_dtype(model)
     if param == "fft":
-        return Fourier((batch, 3, h, w), info.mean, info.std, g)
+        return Fourier(
+            (batch, 3, h, w), info.mean, info.std, g, like=torch.empty(0, device=device, dtype=dtype)
+        )
     channels = init.shape[1] if isinstance(init, torch.Tensor) else 3
     x0 = initial_image(init, (batch, channels, h, w), info.mean, info.std, g, init_scale, model)
-    return Pixels(x0, per_image=lrs is not None)
+    return Pixels(x0.to(device=device, dtype=dtype), per_image=lrs is not None)
 
 
 def _transform(image: torch.Tensor, transforms: Sequence[Callable], g: torch.Generator) -> torch.Tensor:

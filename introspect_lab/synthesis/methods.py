@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..images import check_batch, denormalize
+from ..images import as_model_input, check_batch, denormalize
 from ..info import model_info
 from ..models import get_layer
 from ..models import settings as model_settings
@@ -202,7 +202,7 @@ def deepdream(
     name: ``octaves``, ``octave_scale``, ``steps``, ``lr``, ``jitter``.
     """
     cfg = override(settings or model_settings(model).deepdream, layer=layer, **overrides)
-    image = check_batch(image, "image", model).float()
+    image = as_model_input(check_batch(image, "image", model), model)
     if size is not None:
         image = F.interpolate(
             image, size=image_size(size), mode="bilinear", align_corners=False, antialias=True
@@ -282,7 +282,7 @@ def invert(
     [0, 1] pixels (:func:`relative_error`; seed 002, Table 1).
     """
     cfg = override(settings or model_settings(model).inversion, **overrides)
-    image = check_batch(image, "image", model).float()
+    image = as_model_input(check_batch(image, "image", model), model)
     hw = image_size(cfg.size)
     if tuple(image.shape[-2:]) != hw:
         image = F.interpolate(image, size=hw, mode="bilinear", align_corners=False, antialias=True)
