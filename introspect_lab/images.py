@@ -227,7 +227,8 @@ def load_image(
         ``size``, changing the aspect ratio.
 
     Then ``[0, 1]`` pixels are normalised with the model's mean and std
-    (:func:`normalize`).
+    (:func:`normalize`), on the model's device and in its dtype
+    (:func:`device_dtype`; CPU float32 without a model).
     """
     if size is None:
         size = model_info(model).input_size if model is not None else 224
@@ -242,7 +243,7 @@ def load_image(
     else:
         img = img.resize((w, h), Image.BICUBIC)
     arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return normalize(arr.unsqueeze(0), model)
+    return as_model_input(normalize(arr.unsqueeze(0), model), model)
 
 
 def device_dtype(model) -> tuple[torch.device, torch.dtype]:
@@ -252,7 +253,7 @@ def device_dtype(model) -> tuple[torch.device, torch.dtype]:
     Entry points create their images, noise, masks and baselines with these,
     so a model moved with ``model.to("cuda")`` or ``model.double()`` just works.
     """
-    if model is not None:
+    if hasattr(model, "parameters"):
         for t in (*model.parameters(), *model.buffers()):
             if t.is_floating_point():
                 return t.device, t.dtype

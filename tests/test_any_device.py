@@ -96,3 +96,33 @@ def test_every_entry_point_runs_on_cuda(lite0, name):
     s = load_image(sample_image("coffee"), m, size=SIZE).cuda()
     out = _entry_points(m, x, s)[name]()
     assert out.device.type == "cuda", (name, out.device)
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, capsys):
+    from introspect_lab.devices import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    assert "CPU (no CUDA or MPS GPU found)" in capsys.readouterr().out
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Tesla T4")
+    assert pick_device("auto") == torch.device("cuda")
+    assert "CUDA GPU Tesla T4" in capsys.readouterr().out
+
+
+def test_asking_for_a_missing_gpu_names_the_fix(monkeypatch):
+    from introspect_lab.devices import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU; use device='auto' or 'cpu'"):
+        pick_device("cuda")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_load_image_follows_the_model(lite0_64):
+    x = load_image(sample_image("chelsea"), lite0_64, size=SIZE)
+    assert (x.device, x.dtype) == device_dtype(lite0_64)
+    assert load_image(sample_image("chelsea"), size=SIZE).dtype == torch.float32  # no model: CPU float32
