@@ -27,6 +27,7 @@ from .download import DownloadError, fetch_file, hash_matches, mirrored
 from .efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from .hooks import capture, frozen
 from .images import check_batch
+from .inferred import infer_settings
 from .info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, imagenet_categories, model_info
 from .names import UnknownNameError, get_layer, layer_names, suggest, unknown_name_error
 from .settings import ModelSettings
@@ -160,26 +161,21 @@ def _spec(name: str) -> ModelSpec:
 
 
 def settings(model_or_name: nn.Module | str) -> ModelSettings:
-    """The registry's :class:`~introspect_lab.settings.ModelSettings` for a model or a model name.
+    """The :class:`~introspect_lab.settings.ModelSettings` for a model or a registry model name.
 
     ``settings(model).cam_layer``, ``settings("resnet18").style.style_layers``,
-    ``settings(model).class_vis.l2_weight``. A model that is not in the
-    registry (your own network) has no settings: the error says what to
-    pass instead.
+    ``settings(model).class_vis.l2_weight``. Any other network (your own, or a
+    torchvision model built directly) gets the registry's settings when its
+    architecture is recognised, else settings derived from its structure,
+    announced once (:func:`~introspect_lab.inferred.infer_settings`).
     """
     name = model_or_name if isinstance(model_or_name, str) else model_info(model_or_name).name
     spec = MODELS.get(name)
-    if spec is None or spec.settings is None:
-        if isinstance(model_or_name, str):
-            raise unknown_name_error("model", name, list(MODELS))
-        raise UnknownNameError(
-            f"{name} is not a registry model ({', '.join(MODELS)}), so it has no registry settings. "
-            "Pass them yourself: layer names via layer=... (see list_layers(model)), and synthesis "
-            "settings via settings=..., e.g. visualize_class(model, 'tabby', settings=ClassVisSettings(size=128)) "
-            "or style_transfer(..., settings=StyleSettings(content_layer=..., style_layers=(...), "
-            "style_weights=(...))); the dataclasses are in introspect_lab.settings."
-        )
-    return spec.settings
+    if spec is not None and spec.settings is not None:
+        return spec.settings
+    if isinstance(model_or_name, str):
+        raise unknown_name_error("model", name, list(MODELS))
+    return infer_settings(model_or_name)
 
 
 def weights_path(name: str):

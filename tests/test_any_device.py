@@ -10,43 +10,11 @@ import copy
 
 import pytest
 import torch
+from entry_points import SIZE, entry_points
 
-from introspect_lab import adversarial as Adv
-from introspect_lab import attribution as A
 from introspect_lab import load_image, sample_image
 from introspect_lab.images import as_model_input, device_dtype
-from introspect_lab.settings import LUCENT
-from introspect_lab.synthesis import deepdream, invert, visualize_channel, visualize_class
-from introspect_lab.texture.gatys import style_transfer, texture_synthesis
-
-SIZE = 48
-
-
-def _entry_points(m, x, s):
-    """One small call of every public entry point that takes a model and images."""
-    tiny = dict(size=SIZE, steps=2, progress=False, seed=0)
-    return {
-        "gradient": lambda: A.gradient(m, x, 1),
-        "saliency": lambda: A.saliency(m, x, 1),
-        "smoothgrad": lambda: A.smoothgrad(m, x, 1, n_samples=2),
-        "integrated_gradients": lambda: A.integrated_gradients(m, x, 1, n_steps=4, rtol=1.0),
-        "occlusion (plain)": lambda: A.occlusion(m, x, 1, window=24, stride=24, method="plain"),
-        "occlusion (incremental)": lambda: A.occlusion(m, x, 1, window=16, stride=16, method="incremental"),
-        "cam": lambda: A.cam(m, x, 1),
-        "grad_cam": lambda: A.grad_cam(m, x, 1),
-        "guided_backprop": lambda: A.guided_backprop(m, x, 1),
-        "deconvnet": lambda: A.deconvnet(m, x, 1),
-        "guided_grad_cam": lambda: A.guided_grad_cam(m, x, 1),
-        "fgsm": lambda: Adv.fgsm(m, x, 1, eps=1 / 255),
-        "pgd": lambda: Adv.pgd(m, x, 1, eps=1 / 255, steps=2),
-        "visualize_class": lambda: visualize_class(m, 1, **tiny).image,
-        "visualize_class (fft)": lambda: visualize_class(m, 1, LUCENT, **tiny).image,
-        "visualize_channel": lambda: visualize_channel(m, "blocks.3", 0, **tiny).image,
-        "deepdream": lambda: deepdream(m, x, steps=2, octaves=1, progress=False).image,
-        "invert": lambda: invert(m, x, "blocks.3", **tiny).image,
-        "style_transfer": lambda: style_transfer(m, x, s, **tiny).image,
-        "texture_synthesis": lambda: texture_synthesis(m, s, **tiny).image,
-    }
+from introspect_lab.synthesis import visualize_class
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +37,12 @@ def test_device_dtype_reads_the_model():
     assert as_model_input(torch.zeros(1, 3, 4, 4), net).dtype == torch.float64
 
 
-@pytest.mark.parametrize("name", list(_entry_points(None, None, None)))
+@pytest.mark.parametrize("name", list(entry_points(None, None, None)))
 def test_every_entry_point_runs_in_float64(lite0_64, photos64, name, unchanged):
     """The float64 proxy: no tensor inside is made in float32, and the result keeps the model's dtype."""
     check = unchanged(lite0_64)
     x, s = photos64
-    out = _entry_points(lite0_64, x, s)[name]()
+    out = entry_points(lite0_64, x, s)[name]()
     assert out.dtype == torch.float64, (name, out.dtype)
     assert torch.isfinite(out).all()
     check()
@@ -89,12 +57,12 @@ def test_float64_synthesis_matches_float32(lite0, lite0_64):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-@pytest.mark.parametrize("name", list(_entry_points(None, None, None)))
+@pytest.mark.parametrize("name", list(entry_points(None, None, None)))
 def test_every_entry_point_runs_on_cuda(lite0, name):
     m = copy.deepcopy(lite0).cuda()
     x = load_image(sample_image("chelsea"), m, size=SIZE).cuda()
     s = load_image(sample_image("coffee"), m, size=SIZE).cuda()
-    out = _entry_points(m, x, s)[name]()
+    out = entry_points(m, x, s)[name]()
     assert out.device.type == "cuda", (name, out.device)
 
 
