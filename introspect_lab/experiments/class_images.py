@@ -144,7 +144,7 @@ def photo_images(size: int = 128, folder=None) -> ClassImages:
 
 
 #: Image size per data set: the paper's 224 px on real ImageNet subsets.
-DATASET_SIZE = {"imagenette": 224, "imagewoof": 224, "photos": 96, "stand-in": 96}
+DATASET_SIZE = {"imagenette": 224, "imagewoof": 224, "photos": 64, "stand-in": 96}
 
 
 def dataset_images(dataset: str = "imagenette", per_class: int = 8, size: int = 224) -> ClassImages:
