@@ -94,11 +94,12 @@ def evaluate_partition(net, part, data, names, layers, kinds, s: Settings, seed:
                                       accuracy(y_te, p_te), accuracy(y_te, p_te, t))):  # fmt: skip
                 out[kind][m].append(v)
         seen = fit[y_fit == 0]
-        labels = data.labels[part.train][seen]
-        for key, y, x in (("select_auroc", y_sel, tr[sel]), ("test_auroc", y_te, te)):
-            out["mahalanobis"][key].append(
-                auroc(y, mahalanobis_scores(tr[seen].mean((2, 3)), labels, x.mean((2, 3))))
-            )
+        both = torch.cat([tr[sel], te]).mean(
+            (2, 3)
+        )  # one fit of the class means and covariance for both sets
+        maha = mahalanobis_scores(tr[seen].mean((2, 3)), data.labels[part.train][seen], both)
+        out["mahalanobis"]["select_auroc"].append(auroc(y_sel, maha[: len(sel)]))
+        out["mahalanobis"]["test_auroc"].append(auroc(y_te, maha[len(sel) :]))
     with torch.no_grad():
         logits = torch.cat([net(x_test[i : i + 128]) for i in range(0, len(x_test), 128)])
     out["msp_auroc"] = auroc(y_te, msp_scores(logits))
