@@ -27,7 +27,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import show_progress
-from .synthesis.priors import total_variation
+from .synthesis.engine import synthesize
+from .synthesis.objectives import class_score
+from .synthesis.priors import Jitter, l2, tv
 
 __all__ = ["digits_tensors", "DigitsCNN", "TrainedDigits", "train_digits_cnn", "maximize_digit"]
 
@@ -127,7 +129,8 @@ def maximize_digit(
 ) -> torch.Tensor:
     """The input in ``[0, 1]`` that maximises class ``digit``'s score (seed 003), with a data prior.
 
-    Projected gradient ascent ``x ← clip_[0,1](x + η g/mean|g|)`` on
+    Projected gradient ascent ``x ← clip_[0,1](x + η g/mean|g|)`` (the synthesis
+    engine's ``"dream"`` step, clamped to ``[0, 1]``) on
 
         h_c(x) − λ ‖x − x̄‖² − λ_TV R_{V²}(x)
 
@@ -148,30 +151,24 @@ def maximize_digit(
         raise ValueError(f"start must be 'mean' or 'noise', got {start!r}.")
     size = getattr(model, "size", 16)
     mean = digits_tensors(size)[0].mean(0, keepdim=True)
-    g = torch.Generator().manual_seed(seed) if seed is not None else None
     if start == "mean":
-        x = mean.repeat(len(digits), 1, 1, 1)
+        x0 = mean.repeat(len(digits), 1, 1, 1)
     else:
-        x = (0.1 + 0.05 * torch.randn(len(digits), 1, size, size, generator=g)).clamp(0, 1)
-    target = torch.tensor(digits)
-    flags = [p.requires_grad for p in model.parameters()]
-    was_training = model.training
-    model.eval()
-    try:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for _ in range(steps):
-            x.requires_grad_(True)
-            dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
-            score = model(torch.roll(x, (dy, dx), dims=(2, 3))).gather(1, target[:, None]).sum()
-            penalty = prior_weight * (x - mean).pow(2).sum() + tv_weight * total_variation(x, 2.0)
-            (grad,) = torch.autograd.grad(score - penalty, x)
-            with torch.no_grad():
-                x = (x + lr * grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)).clamp(
-                    0, 1
-                )
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
-        model.train(was_training)
-    return x.detach()
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        x0 = (0.1 + 0.05 * torch.randn(len(digits), 1, size, size, generator=g)).clamp(0, 1)
+    objective = class_score(model, digits) - prior_weight * l2(center=mean) - tv_weight * tv(beta=2.0)
+    result = synthesize(
+        model,
+        objective,
+        init=x0,
+        size=None,
+        steps=steps,
+        optimizer="dream",
+        lr=lr,
+        transforms=[Jitter(jitter)],
+        clamp=(0.0, 1.0),
+        seed=seed,
+        progress=False,
+        desc="maximize_digit",
+    )
+    return result.image

@@ -243,11 +243,14 @@ def load_image(
     return normalize(arr.unsqueeze(0), model)
 
 
-def check_batch(x, name: str = "x", model=None, *, warn: bool = True, single: bool = True) -> torch.Tensor:
+def check_batch(
+    x, name: str = "x", model=None, *, warn: bool = True, single: bool = True, channels: int | None = 3
+) -> torch.Tensor:
     """The one validator of image batches: a float ``[B, 3, H, W]`` tensor of finite values.
 
     A single ``[3, H, W]`` image gets a batch axis (``single=False``: it is
-    an error). Wrong types, shapes and
+    an error). ``channels=None`` accepts any number of channels (a grey
+    ``[B, 1, H, W]`` batch for a digits model). Wrong types, shapes and
     dtypes, and NaN/inf values raise an error that names the argument
     (``name``) and says how to make a valid one. With ``model`` (and
     ``warn=True``), values far outside the model's normalised range, or
@@ -262,7 +265,7 @@ def check_batch(x, name: str = "x", model=None, *, warn: bool = True, single: bo
         )
     if x.dim() == 3 and single:
         x = x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[1] != 3:
+    if x.dim() != 4 or (channels is not None and x.shape[1] != channels):
         raise ValueError(
             f"{name} must have shape [B,3,H,W] (a batch of RGB images), got {tuple(x.shape)}. "
             "Use load_image(...) for one photo, torch.cat([...]) for a batch."

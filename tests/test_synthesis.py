@@ -215,6 +215,27 @@ def test_lr_schedule_dict_and_bad_arguments(lite0):
     assert count_hooks(lite0) == 0
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "dream"])
+def test_per_image_rates_and_steps_equal_separate_runs(lite0, optimizer):
+    """One batch where image b runs at lr_b for steps_b steps = separate runs, image by image."""
+    torch.manual_seed(0)
+    start = torch.randn(3, 3, 32, 32) * 0.5
+    obj = O.channel("blocks.1", 3) - 1e-2 * R.tv()
+    kw = dict(size=None, optimizer=optimizer, progress=False, seed=0)
+    lrs, steps = [0.05, 0.2, 0.01], [3, 1, 5]
+    many = synthesize(lite0, obj, init=start, lr=lrs, steps=steps, **kw)
+    assert many.steps_done == 5
+    for b in range(3):
+        one = synthesize(lite0, obj, init=start[b : b + 1], lr=lrs[b], steps=steps[b], **kw)
+        assert (many.image[b] - one.image[0]).abs().max() < 1e-5, b
+    with pytest.raises(ValueError, match="one per image"):
+        synthesize(lite0, obj, init=start, lr=[0.1, 0.2], **kw)
+    with pytest.raises(ValueError, match="one per image"):
+        synthesize(lite0, obj, init=start, steps=[1, 2], **kw)
+    with pytest.raises(ValueError, match="steps must be"):
+        synthesize(lite0, obj, init=start, steps=[1, 0, 2], **kw)
+
+
 def test_yosinski_ops_do_what_they_say():
     torch.manual_seed(0)
     x = torch.randn(1, 3, 16, 16)

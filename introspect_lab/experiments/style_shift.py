@@ -37,13 +37,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .. import config
-from ..hooks import capture, frozen
+from ..hooks import frozen
 from ..images import normalize
 from ..models import settings
-from ..synthesis import layer_features
+from ..synthesis import layer_features, synthesize
 from ..synthesis import objectives as O
 from ..synthesis import priors as R
 from ..texture.gatys import style_targets
@@ -88,7 +86,6 @@ PAPER_TABLE1: dict[str, tuple[float, float, float]] = {
     "inter/train": (272.0, 251.2, 18.2),
     "inter/test": (590.1, 459.2, 29.8),
 }
-
 
 
 # ---------------------------------------------------------------------------
@@ -156,16 +153,24 @@ def class_gram(model: nn.Module, images: torch.Tensor, layers: Sequence[str], no
 
 
 def f_theta(
-    model: nn.Module, sources: torch.Tensor, style_grams: dict[str, torch.Tensor], thetas: Sequence[Theta],
-    *, progress: bool | None = None,
-) -> torch.Tensor:  # fmt: skip
+    model: nn.Module,
+    sources: torch.Tensor,
+    style_grams: dict[str, torch.Tensor],
+    thetas: Sequence[Theta],
+    *,
+    lr_drop: tuple[float, float] | None = None,
+    progress: bool | None = None,
+) -> torch.Tensor:
     """``I_new = f_θ(I_src, I_style)`` for a whole batch at once, each sample with its own θ.
 
     Minimises, per sample ``b``, ``α_b ½‖F(I)−F(I_src)‖² + Σ_l w_bl E_l(I, A_bl) + γ_b TV(I)``
     (content at one layer, Gram loss ``E_l`` against the style Grams ``A_bl``
     ``style_grams[layer][b]``, TV with β = 2) with Adam at lr ``lr_b`` for ``steps_b``
-    steps, from ``I = I_src`` and clamped to valid pixels. ``sources`` are normalised
-    model inputs ``[B, 3, H, W]``; returns ``I_new`` the same way.
+    steps, from ``I = I_src`` and clamped to valid pixels: one run of the synthesis
+    engine with per-image weights, learning rates and step counts. ``lr_drop=(fraction,
+    factor)`` multiplies each sample's lr by ``factor`` after that fraction of its own steps
+    (cs231n: ``(0.9, 0.1)``; used on real data). ``sources`` are
+    normalised model inputs ``[B, 3, H, W]``; returns ``I_new`` the same way.
     """
     b = sources.shape[0]
     if len(thetas) != b:
@@ -177,31 +182,24 @@ def f_theta(
     w = torch.tensor([t.style_weights for t in thetas], dtype=torch.float32)  # [B, L]
     alpha = torch.tensor([t.content_weight for t in thetas], dtype=torch.float32)
     gamma = torch.tensor([t.tv for t in thetas], dtype=torch.float32)
-    steps = [int(t.steps) for t in thetas]
-    lo, hi = normalize(torch.zeros(1, 3, 1, 1), model), normalize(torch.ones(1, 3, 1, 1), model)
-    params = [sources[i : i + 1].detach().clone().requires_grad_(True) for i in range(b)]
-    opt = torch.optim.Adam([{"params": [p], "lr": t.lr} for p, t in zip(params, thetas)])
-    bar = tqdm(total=max(steps), desc="f_θ (batched)", leave=False,
-               disable=not (config.show_progress() if progress is None else progress))  # fmt: skip
-    with frozen(model), capture(model, [*layers, c_layer], detach=False, stop=True) as cap:
-        for step in range(max(steps)):
-            active = [i for i in range(b) if step < steps[i]]
-            idx = torch.tensor(active)
-            x = torch.cat([params[i] for i in active])
-            cap.run(x)
-            loss = O.content_loss(c_layer, content[idx], weight=alpha[idx]) + R.tv(weight=gamma[idx])
-            for j, n in enumerate(layers):
-                loss = loss + O.gram_loss(n, style_grams[n][idx], weight=w[idx, j])
-            value = loss(O.Context(cap.activations, image=x, input=x))
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            with torch.no_grad():
-                for i in active:
-                    params[i].copy_(torch.maximum(torch.minimum(params[i], hi), lo))
-            bar.update(1)
-    bar.close()
-    return torch.cat([p.detach() for p in params])
+    loss = O.content_loss(c_layer, content, weight=alpha) + R.tv(weight=gamma)
+    for j, n in enumerate(layers):
+        loss = loss + O.gram_loss(n, style_grams[n], weight=w[:, j])
+    result = synthesize(
+        model,
+        -loss,
+        init=sources,
+        size=None,
+        steps=[int(t.steps) for t in thetas],
+        lr=[float(t.lr) for t in thetas],
+        lr_drop=lr_drop,
+        optimizer="adam",
+        clamp=True,
+        seed=0,
+        progress=progress,
+        desc="f_θ (batched)",
+    )
+    return result.image
 
 
 def logits(model: nn.Module, x: torch.Tensor, chunk: int = 32) -> torch.Tensor:
@@ -228,7 +226,8 @@ def _style_targets(model, data: ClassImages, pairs: Sequence[Pair], gram: str, e
 
 def evaluate(
     model: nn.Module, data: ClassImages, pairs: Sequence[Pair], thetas: Sequence[Theta | None], *,
-    gram: str = "single", exemplars: int = 4, seed: int = 0, progress: bool | None = None,
+    gram: str = "single", exemplars: int = 4, seed: int = 0, lr_drop: tuple[float, float] | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Ordinal ranks ``[len(thetas), len(pairs)]`` of each pair's target class in ``f_θ(I_src, I_style)``.
 
@@ -248,7 +247,7 @@ def evaluate(
         grams = _style_targets(model, data, pairs, gram, exemplars, np.random.default_rng(seed))
         p = len(run_)
         new = f_theta(model, src.repeat(p, 1, 1, 1), {n: g.repeat(p, 1, 1) for n, g in grams.items()},
-                      [t for t in run_ for _ in pairs], progress=progress)  # fmt: skip
+                      [t for t in run_ for _ in pairs], lr_drop=lr_drop, progress=progress)  # fmt: skip
         ranks = ordinal_rank(logits(model, new), target.repeat(p)).numpy().reshape(p, len(pairs))
         rows = iter(ranks)
         for k, t in enumerate(thetas):
@@ -264,7 +263,7 @@ def evaluate(
 
 def rerank(
     model: nn.Module, data: ClassImages, sources: Sequence[int], theta: Theta, *, k: int = 5, seed: int = 0,
-    progress: bool | None = None,
+    lr_drop: tuple[float, float] | None = None, progress: bool | None = None,
 ) -> dict:  # fmt: skip
     """Transfer each source towards each of its top-``k`` classes and re-rank them (seed 000, Conclusion).
 
@@ -287,7 +286,9 @@ def rerank(
             pool = [j for j in data.of_class(c) if j != s]
             pairs.append(Pair(int(s), int(rng.choice(pool)), int(c)))
     grams = _style_targets(model, data, pairs, "single", 1, rng)
-    new = f_theta(model, src.repeat_interleave(k, 0), grams, [theta] * len(pairs), progress=progress)
+    new = f_theta(
+        model, src.repeat_interleave(k, 0), grams, [theta] * len(pairs), lr_drop=lr_drop, progress=progress
+    )
     logp_new = torch.log_softmax(logits(model, new), 1)
     tgt = torch.tensor([p.target for p in pairs]).view(-1, 1)
     after = logp_new.gather(1, tgt).view(-1, k)

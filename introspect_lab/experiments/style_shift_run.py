@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..models import load_model, model_info
+from ..models import load_model, model_info, settings
 from .class_images import RELATIONS, ClassImages, Pair, load_images, resolve_data, sample_pairs, split_classes
 from .intervals import cluster_bootstrap, compare, fmt_interval
 from .style_shift import PAPER_TABLE1, evaluate, rerank, style_layers
@@ -52,9 +52,11 @@ def _cluster(ranks, sources, n_boot, seed) -> list[float]:
     return list(cluster_bootstrap(ranks, sources, n_boot=n_boot, seed=seed))
 
 
-def _row(model, data, pairs, thetas: dict, progress) -> dict:
+def _row(model, data, pairs, thetas: dict, cfg, progress) -> dict:
     """One row of Table 1: per-pair ranks of every column, their means and the differences, with intervals."""
-    ranks = evaluate(model, data, pairs, [thetas.get(c) for c in COLUMNS], progress=progress)
+    ranks = evaluate(
+        model, data, pairs, [thetas.get(c) for c in COLUMNS], lr_drop=cfg["lr_drop"], progress=progress
+    )
     src = [int(data.sources[p.source]) for p in pairs]
     row = {"pairs": [asdict(p) for p in pairs], "source_photos": src,
            "ranks": {c: ranks[i].tolist() for i, c in enumerate(COLUMNS)}}  # fmt: skip
@@ -83,7 +85,7 @@ def _fold(model, data, train, test, untuned, cfg, rng, state_dir, tag, progress)
         te = sample_pairs(data, test, rel, rng, cfg["n_images"], cfg["test_batches"])
 
         def objective(thetas, tr=tr):
-            return evaluate(model, data, tr, thetas, progress=progress).mean(1)
+            return evaluate(model, data, tr, thetas, lr_drop=cfg["lr_drop"], progress=progress).mean(1)
 
         state = Path(state_dir) / f"cma_{tag}_{rel}.pkl" if state_dir else None
         cma = tune(objective, untuned, generations=cfg["generations"], popsize=cfg["popsize"] or None,
@@ -97,7 +99,7 @@ def _fold(model, data, train, test, untuned, cfg, rng, state_dir, tag, progress)
         fold["tuning"][rel] = {"cmaes": {**cma["settings"], "history": cma["history"]},
                                "random": {**rs["settings"], "history": rs["history"]}}  # fmt: skip
         for split, ps in (("train", tr), ("test", te)):
-            fold["rows"][f"{rel}/{split}"] = _row(model, data, ps, thetas, progress)
+            fold["rows"][f"{rel}/{split}"] = _row(model, data, ps, thetas, cfg, progress)
     return fold
 
 
@@ -109,7 +111,7 @@ def _extras(model, data, fold, cfg, rng, progress) -> dict:
     cg = {"pairs": "fold 1 inter/test", "theta": "inter (CMA-ES)", "exemplars": cfg["exemplars"], "ranks": {}}
     for mode in ("single", "mean", "normalized"):
         cg["ranks"][mode] = evaluate(model, data, pairs, [best], gram=mode, exemplars=cfg["exemplars"],
-                                     seed=cfg["seed"], progress=progress)[0].tolist()  # fmt: skip
+                                     seed=cfg["seed"], lr_drop=cfg["lr_drop"], progress=progress)[0].tolist()  # fmt: skip
     src = row["source_photos"]
     for mode in ("mean", "normalized"):
         d = np.subtract(cg["ranks"][mode], cg["ranks"]["single"])
@@ -118,7 +120,7 @@ def _extras(model, data, fold, cfg, rng, progress) -> dict:
     pick = sorted(
         int(i) for i in rng.choice(images, size=min(cfg["rerank_sources"], len(images)), replace=False)
     )
-    rr = rerank(model, data, pick, best, seed=cfg["seed"], progress=progress)
+    rr = rerank(model, data, pick, best, seed=cfg["seed"], lr_drop=cfg["lr_drop"], progress=progress)
     photos = [int(data.sources[i]) for i in pick]
     for rule in ("after", "gain"):
         d = np.subtract(rr["correct"][rule], rr["correct"]["before"]).astype(float)
@@ -129,7 +131,12 @@ def _extras(model, data, fold, cfg, rng, progress) -> dict:
     return {"class_gram": cg, "rerank": rr}
 
 
-def resolve_config(data: ClassImages, **cfg) -> dict:
+def lr_drop(model: nn.Module | str) -> tuple[float, float]:
+    """The lr decay on real data: the model's style settings' ``lr_drop``, else cs231n's ``(0.9, 0.1)``."""
+    return tuple(settings(model).style.lr_drop or (0.9, 0.1))
+
+
+def resolve_config(data: ClassImages, model: nn.Module | str = "squeezenet1_1", **cfg) -> dict:
     """:data:`RUN_DEFAULTS` overridden by ``cfg``, with the data-dependent values filled in.
 
     On real data (Imagenette, Imagewoof) the step range ends at the paper's 200 steps (with the
@@ -141,6 +148,7 @@ def resolve_config(data: ClassImages, **cfg) -> dict:
     cfg = {**RUN_DEFAULTS, **cfg}
     real = data.data in ("imagenette", "imagewoof")
     cfg["steps_max"] = cfg["steps_max"] or (200 if real else 16)
+    cfg["lr_drop"] = list(lr_drop(model) if real else ()) or None
     cfg["size"] = int(data.images.shape[-1])
     return cfg
 
@@ -151,7 +159,7 @@ def run(model: nn.Module, data: ClassImages, *, state_dir: str | os.PathLike | N
 
     ``cfg`` overrides :data:`RUN_DEFAULTS`; every setting that made the numbers is stored.
     """
-    cfg = resolve_config(data, **cfg)
+    cfg = resolve_config(data, model, **cfg)
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg["seed"])
     first, second = split_classes(data.classes, cfg["n_train_classes"], cfg["seed"])

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -182,12 +183,21 @@ def check_objective(objective) -> None:
         )
 
 
-def _scheduler(opt, lr: float, schedule, lr_drop, steps: int):
-    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (``None``: constant ``lr``)."""
+def _scheduler(opt, lr: float, schedule, lr_drop, steps: int, image_steps=None):
+    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (``None``: constant ``lr``).
+
+    With one parameter group per image and per-image steps, ``lr_drop`` drops each image's rate
+    after that fraction of *its own* steps (``LambdaLR`` with one factor function per group).
+    """
     if schedule is not None and lr_drop is not None:
         raise ValueError("Give lr_schedule or lr_drop, not both.")
     if lr_drop is not None:
         frac, factor = lr_drop
+        if image_steps is not None and len(opt.param_groups) == len(image_steps):
+            at = [max(1, int(frac * n)) for n in image_steps]
+            return torch.optim.lr_scheduler.LambdaLR(
+                opt, [lambda k, m=m: factor if k >= m else 1.0 for m in at]
+            )
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(frac * steps))], gamma=factor)
     if schedule is None:
         return None
@@ -220,9 +230,9 @@ def synthesize(
     init: str | torch.Tensor | None = "noise",
     init_scale: float = 1.0,
     param: str = "pixel",
-    steps: int = 100,
+    steps: int | Sequence[int] = 100,
     optimizer: str = "adam",
-    lr: float = 0.05,
+    lr: float | Sequence[float] = 0.05,
     lr_schedule=None,
     lr_drop: tuple[float, float] | None = None,
     transforms: Sequence[Callable] = (),
@@ -255,7 +265,12 @@ def synthesize(
     param:
         ``"pixel"`` or ``"fft"`` (Lucent's decorrelated Fourier
         parameterisation; no image ops or clamping needed then).
+    steps:
+        Number of steps; or one per image (image ``b`` stops changing after
+        ``steps[b]`` steps, so one batch holds several optimisations).
     optimizer, lr, lr_schedule:
+        ``lr`` is one rate, or one per image (each image's step is scaled
+        by its own rate; a ``{step: lr}`` schedule needs one rate).
         ``"adam"``, ``"sgd"`` (momentum 0.9), ``"ascent"`` (step
         ``lr·g/‖g‖₂``, cs231n) or ``"dream"`` (``lr·g/mean|g|``, DeepDream).
         ``lr_schedule``: ``None``, ``"cosine"``, ``{step: lr}`` (e.g.
@@ -293,42 +308,47 @@ def synthesize(
         raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {_OPTIMIZERS}.")
     if param not in ("pixel", "fft"):
         raise ValueError(f"param must be 'pixel' or 'fft', got {param!r}.")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be ≥ 1, got {steps}.")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}.")
     if int(batch) < 1:
         raise ValueError(f"batch must be ≥ 1, got {batch}.")
     if int(every) < 1:
         raise ValueError(f"every must be ≥ 1, got {every}.")
     if param == "fft" and (image_ops or isinstance(init, torch.Tensor)):
         raise ValueError("param='fft' works on a spectrum: use param='pixel' for image_ops or an init image.")
-    steps, batch, every = int(steps), int(batch), int(every)
+    batch, every = int(batch), int(every)
     info = model_info(model)
     mean, std = tuple(info.mean), tuple(info.std)
     if isinstance(init, torch.Tensor):
-        init = check_batch(init, "init")
+        init = check_batch(init, "init", channels=None)
         if size is None:
             size = tuple(init.shape[-2:])
         if init.shape[0] > 1:
             batch = init.shape[0]
+    lr, lrs = _per_image_rates(lr, batch)
+    steps, image_steps = _per_image_steps(steps, batch)
+    if lrs is not None and isinstance(lr_schedule, Mapping):
+        raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
+    if param == "fft" and (lrs is not None or image_steps is not None):
+        raise ValueError("Per-image learning rates or steps need param='pixel'.")
     h, w = image_size(size)
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     g = torch.Generator().manual_seed(int(seed))
 
     if param == "pixel":
-        p = Pixels(initial_image(init, (batch, 3, h, w), mean, std, g, init_scale, model))
+        channels = init.shape[1] if isinstance(init, torch.Tensor) else 3
+        x0 = initial_image(init, (batch, channels, h, w), mean, std, g, init_scale, model)
+        p = Pixels(x0, per_image=lrs is not None)
     else:
         p = Fourier((batch, 3, h, w), mean, std, g)
     params = p.params()
+    groups = [{"params": [q], "lr": r} for q, r in zip(params, lrs)] if lrs is not None else params
     if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = torch.optim.Adam(groups, lr=lr)
     elif optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
     else:
-        opt = torch.optim.SGD(params, lr=lr)
-    scheduler = _scheduler(opt, lr, lr_schedule, lr_drop, steps)
+        opt = torch.optim.SGD(groups, lr=lr)
+    scheduler = _scheduler(opt, lr, lr_schedule, lr_drop, steps, image_steps)
     if clamp is True and param == "pixel":
         lo, hi = valid_range(mean, std)
     elif isinstance(clamp, tuple):
@@ -384,7 +404,7 @@ def synthesize(
                     msg = (
                         f"The objective became non-finite ({v}) at step {step + 1} of {steps}; "
                         f"non-finite term(s): {', '.join(bad)}. Likely culprits: the learning rate "
-                        f"(lr={cur_lr:g} with optimizer '{optimizer}') is too large — try it 10× smaller; "
+                        f"(lr={_rate_text(cur_lr, lrs)} with optimizer '{optimizer}') is too large — try it 10× smaller; "
                         f"or a term's weight is too large (weights: {weights}; last finite terms: {last}). "
                         "The best image reached before is in the error's .result."
                     )
@@ -397,15 +417,15 @@ def synthesize(
                 if v > best_value:
                     best_value, best_image, best_step = v, img.detach().clone(), step
                 (-value).backward()
-                grad = p.pixels.grad if p.pixels is not None else None
-                if grad is not None:
-                    if optimizer == "ascent":
-                        grad.div_(grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
-                    elif optimizer == "dream":
-                        grad.div_(grad.abs().flatten(1).mean(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
-                elif optimizer in ("ascent", "dream"):
-                    for q in params:
+                for q in params:
+                    if p.pixels is None and optimizer in ("ascent", "dream"):
                         q.grad.div_(q.grad.norm().clamp_min(1e-12))
+                    elif optimizer == "ascent":
+                        q.grad.div_(q.grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
+                    elif optimizer == "dream":
+                        q.grad.div_(q.grad.abs().flatten(1).mean(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
+                grad = p.grad if p.pixels is not None else None
+                before = p.pixels.detach().clone() if image_steps else None
                 opt.step()
                 if scheduler is not None:
                     scheduler.step()
@@ -418,6 +438,8 @@ def synthesize(
                             op.after_step(xpix, ascent, step)
                         if lo is not None:
                             xpix.copy_(torch.maximum(torch.minimum(xpix, hi), lo))
+                if image_steps is not None:
+                    _keep_finished(p.pixels, before, image_steps, step)
                 bar.update(1)
                 if callback is not None and ((step + 1) % every == 0 or step + 1 == steps):
                     state = SynthesisState(step + 1, steps, p().detach().clone(), v, dict(parts))
@@ -436,15 +458,59 @@ def synthesize(
         bar.close()
     with torch.no_grad():
         final = p().detach().clone()
-    _warn_if_diverged(history, lr, optimizer)
+    _warn_if_diverged(history, _rate_text(lr, lrs), optimizer)
     return result(final)
+
+
+def _per_image_rates(lr, batch: int) -> tuple[float, list[float] | None]:
+    """``(rate, per-image rates or None)``: equal rates are one rate; else one parameter group per image."""
+    if isinstance(lr, (torch.Tensor, np.ndarray)):
+        lr = lr.tolist()
+    many = isinstance(lr, Sequence)
+    rates = list(lr) if many else [lr]
+    if not all(isinstance(v, Real) and v > 0 and math.isfinite(v) for v in rates):
+        raise ValueError(f"lr must be a positive number (or one per image), got {lr!r}.")
+    rates = [float(v) for v in rates]
+    if many and len(rates) != batch:
+        raise ValueError(f"Got {len(rates)} learning rates for {batch} images; give one, or one per image.")
+    if len(set(rates)) == 1:
+        return rates[0], None
+    return max(rates), rates
+
+
+def _per_image_steps(steps, batch: int) -> tuple[int, list[int] | None]:
+    """``(steps of the loop, per-image steps or None)``: one count, or one per image."""
+    many = isinstance(steps, (Sequence, np.ndarray))
+    counts = [int(v) for v in steps] if many else [int(steps)]
+    if min(counts, default=0) < 1:
+        raise ValueError(f"steps must be ≥ 1 (or one such count per image), got {steps!r}.")
+    if many and len(counts) != batch:
+        raise ValueError(f"Got {len(counts)} step counts for {batch} images; give one, or one per image.")
+    if len(set(counts)) == 1:
+        return counts[0], None
+    return max(counts), counts
+
+
+def _rate_text(lr: float, lrs: list[float] | None) -> str:
+    """The learning rate for a message: one number, or the range of the per-image rates."""
+    if lrs is None:
+        return f"{lr:g}"
+    return f"{min(lrs):g}…{max(lrs):g} per image"
+
+
+@torch.no_grad()
+def _keep_finished(pixels: torch.Tensor, before: torch.Tensor, image_steps: Sequence[int], step: int) -> None:
+    """Images whose steps are done (``step ≥ steps_b``) keep their pixels from before this step."""
+    done = torch.tensor([step >= n for n in image_steps])
+    if done.any():
+        pixels[done] = before[done]
 
 
 class DivergenceWarning(UserWarning):
     """The optimisation moved away from its goal: the objective ended far below where it started."""
 
 
-def _warn_if_diverged(history: Sequence[float], lr: float, optimizer: str) -> None:
+def _warn_if_diverged(history: Sequence[float], lr: str, optimizer: str) -> None:
     """Warn when the start was the best point and the objective fell by more than its own size.
 
     A learning rate far too large throws the image to the edge of the valid range at the
@@ -456,7 +522,7 @@ def _warn_if_diverged(history: Sequence[float], lr: float, optimizer: str) -> No
     if max(history) <= start and end < start - max(abs(start), 1e-8):
         warnings.warn(
             f"The optimisation diverged: the objective fell from {start:.4g} to {end:.4g} and never rose "
-            f"above its start. The learning rate (lr={lr:g}, optimizer '{optimizer}') is probably far too "
+            f"above its start. The learning rate (lr={lr}, optimizer '{optimizer}') is probably far too "
             "large: try it 10× smaller.",
             DivergenceWarning,
             stacklevel=3,

@@ -27,22 +27,41 @@ def valid_range(mean, std) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Pixels:
-    """The image itself, in normalised model space, is the parameter."""
+    """The image itself, in normalised model space, is the parameter.
 
-    def __init__(self, init: torch.Tensor):
-        self.x = init.detach().clone().float().requires_grad_(True)
+    ``per_image=True`` makes each image of the batch its own parameter (a
+    view of the one pixel tensor), so an optimiser can give each image its
+    own learning rate (one parameter group per image).
+    """
+
+    def __init__(self, init: torch.Tensor, per_image: bool = False):
+        self.x = init.detach().clone().float()
+        if per_image:
+            self.rows = [self.x[i : i + 1].requires_grad_(True) for i in range(self.x.shape[0])]
+        else:
+            self.rows = []
+            self.x.requires_grad_(True)
 
     def params(self) -> list[torch.Tensor]:
-        """The tensors the optimiser updates."""
-        return [self.x]
+        """The tensors the optimiser updates (one per image with ``per_image=True``)."""
+        return self.rows or [self.x]
 
     def __call__(self) -> torch.Tensor:
-        return self.x
+        return torch.cat(self.rows) if self.rows else self.x
 
     @property
     def pixels(self) -> torch.Tensor | None:
         """The pixel tensor (image operations edit it in place)."""
         return self.x
+
+    @property
+    def grad(self) -> torch.Tensor | None:
+        """The gradient with respect to the pixels, ``[B, C, H, W]`` (``None`` before a backward pass)."""
+        if not self.rows:
+            return self.x.grad
+        if any(r.grad is None for r in self.rows):
+            return None
+        return torch.cat([r.grad for r in self.rows])
 
 
 # Lucent's colour decorrelation matrix (square root of ImageNet's colour covariance).
@@ -101,7 +120,7 @@ def initial_image(init, shape, mean, std, g: torch.Generator, init_scale: float,
     """
     b, _, h, w = shape
     if isinstance(init, torch.Tensor):
-        x = check_batch(init, "init").float()
+        x = check_batch(init, "init", channels=None).float()
         if x.shape[-2:] != (h, w):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return x.expand(b, -1, -1, -1).clone() if x.shape[0] == 1 else x.clone()

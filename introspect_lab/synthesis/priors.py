@@ -49,9 +49,16 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def l2() -> Objective:
-    """``‖I‖₂² = Σ I²`` over the batch (seed 001: ``argmax_I S_c(I) − λ‖I‖²``). Subtract it, times λ."""
-    return Objective.term("l2", lambda ctx: ctx[INPUT].pow(2).sum(), [INPUT])
+def l2(center: torch.Tensor | None = None) -> Objective:
+    """``‖I − c‖₂² = Σ (I − c)²`` over the batch (seed 001: ``argmax_I S_c(I) − λ‖I‖²``). Subtract it, times λ.
+
+    ``center`` ``c`` (default 0) is a fixed image the penalty pulls towards,
+    e.g. the mean of a data set (a data prior, seed 003's digits).
+    """
+    if center is None:
+        return Objective.term("l2", lambda ctx: ctx[INPUT].pow(2).sum(), [INPUT])
+    c = center.detach()
+    return Objective.term("l2", lambda ctx: (ctx[INPUT] - c).pow(2).sum(), [INPUT])
 
 
 def alpha_norm(alpha: float = 6.0) -> Objective:
