@@ -194,7 +194,8 @@ _LABEL = {"no_transfer": "no transfer", "untuned": "untuned transfer", "tuned": 
 def claims(results: dict) -> list[str]:
     """Sentences computed from the intervals: a winner is named only when the interval of the difference excludes 0."""
     lines = []
-    for key, row in results["table1"].items():
+    for key in PAPER_TABLE1:
+        row = results["table1"][key]
         for d, iv in row["diff"].items():
             a, b = d.split("-")
             lines.append(f"{key} (n = {row['n_pairs']} pairs, {row['n_source_photos']} photos): "
@@ -213,7 +214,8 @@ def table1(results: dict) -> str:
     """Table 1 (mean ordinal rank [95 % cluster-bootstrap interval]), pooled over folds, the paper's beside."""
     head = ["condition", "n", *(_LABEL[c] for c in COLUMNS), "paper (none / untuned / tuned)"]
     rows = []
-    for key, r in results["table1"].items():
+    for key in PAPER_TABLE1:
+        r = results["table1"][key]
         rel, split = key.split("/")
         cells = [fmt_interval(*r["mean"][c]) for c in COLUMNS]
         rows.append([f"{rel}-class {split}", f"{r['n_pairs']}/{r['n_source_photos']}", *cells,

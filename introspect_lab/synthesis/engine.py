@@ -325,6 +325,8 @@ def synthesize(
             batch = init.shape[0]
     lr, lrs = _per_image_rates(lr, batch)
     steps, image_steps = _per_image_steps(steps, batch)
+    if lr_drop is not None and image_steps is not None and lrs is None:
+        lrs = [lr] * batch  # one group per image, so each drops after its own steps
     if lrs is not None and isinstance(lr_schedule, Mapping):
         raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
     if param == "fft" and (lrs is not None or image_steps is not None):
