@@ -355,6 +355,6 @@ def stand_in_settings() -> Settings:
 
 
 def quick_settings() -> Settings:
-    """A tiny run for fast mode and tests: 30 digits per class, 1–8 epochs, one repeat."""
-    return Settings(per_class=30, figure4=(3, 1), figure5_without=(3, 0), figure5_with=(3, 1),
-                    detector_epochs=15, partitions=2)  # fmt: skip
+    """A tiny run for fast mode and tests: 12 digits per class, 1–2 epochs, two partitions."""
+    return Settings(per_class=12, figure4=(1, 1), figure5_without=(2, 0), figure5_with=(1, 1),
+                    detector_epochs=4, partitions=2)  # fmt: skip
