@@ -6,13 +6,15 @@ winner only when the interval (over partitions, paired) excludes zero, layers ar
 held-out S2, and the stand-in says that it cannot show the layer trend.
 """
 
+import json
+
 from introspect_lab.experiments import novelty_run as NR
 
 
 def test_intervals_and_verdict_follow_from_the_partitions():
     res = NR.load_results()
     f4 = res["figure4"]
-    again = NR.aggregate(f4["partitions"], ("fc", "conv"), f4["layers"])
+    again = json.loads(json.dumps(NR.aggregate(f4["partitions"], ("fc", "conv"), f4["layers"])))  # as stored
     assert again["fc"]["test_auroc"] == f4["fc"]["test_auroc"] and again["diff"] == f4["diff"]
     assert NR.verdict(res) == res["verdict"]
     for line in res["verdict"]:
