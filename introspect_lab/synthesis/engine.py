@@ -184,11 +184,7 @@ def check_objective(objective) -> None:
 
 
 def _scheduler(opt, lr: float, schedule, lr_drop, steps: int, image_steps=None):
-    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (``None``: constant ``lr``).
-
-    With one parameter group per image and per-image steps, ``lr_drop`` drops each image's rate
-    after that fraction of *its own* steps (``LambdaLR`` with one factor function per group).
-    """
+    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (per-image steps: each its own drop)."""
     if schedule is not None and lr_drop is not None:
         raise ValueError("Give lr_schedule or lr_drop, not both.")
     if lr_drop is not None:
