@@ -349,14 +349,16 @@ def fine_tune(
         for p in net.parameters():
             p.requires_grad_(True)
         opt = torch.optim.Adam(net.parameters(), lr=lr_full)
-        for _ in range(full_epochs):
-            for b in shuffled_batches(len(indices), batch_size, gen):
-                loss = F.cross_entropy(net(data.batch(backbone, indices[b.numpy()])), target[b])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            net.history.append(("full", loss.item()))
-            bar.update()
+        with torch.random.fork_rng():  # dropout's masks come from the seed, not from the caller's state
+            torch.manual_seed(seed)
+            for _ in range(full_epochs):
+                for b in shuffled_batches(len(indices), batch_size, gen):
+                    loss = F.cross_entropy(net(data.batch(backbone, indices[b.numpy()])), target[b])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                net.history.append(("full", loss.item()))
+                bar.update()
     bar.close()
     net.eval()
     for p in net.parameters():
