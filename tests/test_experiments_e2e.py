@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from introspect_lab import load_model
 from introspect_lab.datasets import DATASETS, dataset_path
+from introspect_lab.experiments import novelty as nv
 from introspect_lab.experiments import novelty_run as NR
 from introspect_lab.experiments import style_shift_run as R
-from introspect_lab.experiments.class_images import ClassImages
+from introspect_lab.experiments.class_images import ClassImages, load_images
 
 
 @pytest.fixture
@@ -42,11 +44,17 @@ def test_style_shift_main_on_a_fake_imagenette(cache, monkeypatch):
     _fake_imagenette(cache)
     monkeypatch.setenv("INTROSPECT_LAB_SMOKE_MODEL", "squeezenet1_1")
     out = cache / "ss.json"
+    model = load_model("squeezenet1_1")
+    assert load_images(model, "imagenette", per_class=3).images.shape[-2:] == (224, 224)  # the default size
     argv = [
         "--out",
         str(out),
         "--model",
         "squeezenet1_1",
+        "--size",
+        "64",  # the real path at a size a test affords; the default (224) is checked above
+        "--n-images",
+        "2",
         "--per-class",
         "3",
         "--n-train-classes",
@@ -71,9 +79,7 @@ def test_style_shift_main_on_a_fake_imagenette(cache, monkeypatch):
     assert R.main(argv) == 0
     res = json.loads(out.read_text())
     spec = DATASETS["imagenette"]
-    assert (
-        res["data"]["name"] == "imagenette" and res["image_size"] == 224 and res["model"] == "squeezenet1_1"
-    )
+    assert res["data"]["name"] == "imagenette" and res["image_size"] == 64 and res["model"] == "squeezenet1_1"
     assert sorted(int(c) for c in res["classes"]["names"]) == sorted(i for i, _ in spec.classes.values())
     f1, f2 = res["folds"]
     assert f1["train_classes"] == f2["test_classes"] and f1["test_classes"] == f2["train_classes"]
@@ -85,6 +91,7 @@ def test_style_shift_main_on_a_fake_imagenette(cache, monkeypatch):
     assert f1["tuning"]["inter"]["random"]["evaluations"] == cma["evaluations"] == 2
     assert {"sigma0", "popsize", "CMA_stds", "steps_range"} <= set(cma)
     assert res["command"].startswith("python -m introspect_lab.experiments.style_shift_run --out")
+    assert res["config"]["steps_max"] == 2 and res["config"]["lr_drop"] == [0.9, 0.1]  # real data: lr decay
     assert all(
         res["table1"][k]["mean"]["tuned"][1] <= res["table1"][k]["mean"]["tuned"][0] for k in res["table1"]
     )
@@ -125,9 +132,22 @@ def test_novelty_main_on_a_fake_flowers102(cache, monkeypatch):
     )  # the fake .mat files have other MD5s
     monkeypatch.setenv("INTROSPECT_LAB_SMOKE_MODEL", "resnet18")
     out = cache / "nv.json"
-    assert NR.main(["--out", str(out), "--preset", "quick", "--data", "flowers102", "--partitions", "2"]) == 0
+    assert nv.load_data("flowers102").images.shape[-2:] == (224, 224)  # the default size on Flowers
+    argv = [
+        "--out",
+        str(out),
+        "--preset",
+        "quick",
+        "--data",
+        "flowers102",
+        "--partitions",
+        "2",
+        "--size",
+        "64",
+    ]
+    assert NR.main(argv) == 0
     res = json.loads(out.read_text())
-    assert res["data"]["name"] == "flowers102" and res["data"]["image_size"] == 224
+    assert res["data"]["name"] == "flowers102" and res["data"]["image_size"] == 64
     assert res["model"]["ran"] == "resnet18" and [n for _, _, n in res["model"]["layers"]][-1] == "avgpool"
     assert len(res["partitions"]) == 2 == res["settings"]["partitions"]
     for p in res["partitions"]:

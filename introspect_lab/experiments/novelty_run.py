@@ -319,10 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--data", default="auto", choices=("auto", "flowers102", "digits"))
     ap.add_argument("--partitions", type=int, default=None)
+    ap.add_argument("--size", type=int, default=None, help="image size (default: 224 Flowers, 48 digits)")
     args = ap.parse_args(argv)
     s = {"stand-in": stand_in_settings, "paper": NoveltySettings, "quick": quick_settings}[args.preset]()
     s.model, s.data = args.model, args.data
     s.partitions = args.partitions or s.partitions
+    s.size = args.size or s.size
     results = run(s, command=" ".join([CLI, *argv]))
     print("\n".join(results["verdict"]))
     print(f"Wrote {save_results(results, args.out)} in {results['seconds']:.0f} s.")
