@@ -101,7 +101,7 @@ def test_real_data_gets_the_papers_step_budget():
     real = ClassImages(np.zeros((2, 3, 224, 224)), np.array([0, 1]), {0: "a", 1: "b"}, "imagenette", "", "")
     photos = ClassImages(np.zeros((2, 3, 96, 96)), np.array([0, 1]), {0: "a", 1: "b"}, "photos", "", "")
     assert R.resolve_config(real)["steps_max"] == 200 and R.resolve_config(real)["size"] == 224
-    assert R.resolve_config(photos)["steps_max"] == 16 and R.resolve_config(photos)["lr_drop"] is None
+    assert R.resolve_config(photos)["steps_max"] == 24 and R.resolve_config(photos)["lr_drop"] is None
     assert R.resolve_config(real)["lr_drop"] == [0.9, 0.1]  # SqueezeNet's own decay, cs231n's
     with pytest.raises(ValueError, match="Unknown settings"):
         R.resolve_config(real, step_max=3)

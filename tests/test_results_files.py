@@ -74,6 +74,7 @@ def test_style_shift_file_records_every_setting_and_todays_theta(style_shift):
     res, model, data = style_shift
     check_style_shift_settings(res, model)
     assert res["classes"]["names"] == {str(c): data.names[c] for c in data.classes}
+    assert res["data"]["description"] == data.description and res["data"]["limits"] == data.limits
     bad = copy.deepcopy(res)  # a stored setting altered: the check must notice
     bad["theta"]["untuned"]["tv"] *= 10
     with pytest.raises(AssertionError):

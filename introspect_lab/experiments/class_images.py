@@ -120,9 +120,9 @@ PHOTO_LIMITS = (
     "names, kept when the model ranks their class in its top 5), but few: 3 to 7 photos of each of 7 "
     "classes (castles, dams, hammers, palaces, screwdrivers, solar dishes, triumphal arches). Train and "
     "test classes are 3 and 4 classes, not the paper's 5 and 5 of ImageNet's 1000, and the photos were "
-    "selected for being recognised, so ranks without transfer are low (near the paper's 2-4 for intra, "
-    "not its 272-590 for inter: the inter classes here are all in the model's vocabulary of buildings and "
-    "tools). Numbers are not comparable with the paper's ImageNet-validation numbers."
+    "selected for being recognised, so a photo's own class starts near the top (the intra-class rows) and "
+    "the effective sample is the number of distinct source photos, not of pairs. Numbers are not "
+    "comparable with the paper's ImageNet-validation numbers."
 )
 
 
@@ -148,7 +148,7 @@ def photo_images(size: int = 128, folder=None) -> ClassImages:
 
 
 #: Image size per data set: the paper's 224 px on real ImageNet subsets.
-DATASET_SIZE = {"imagenette": 224, "imagewoof": 224, "photos": 64, "stand-in": 96}
+DATASET_SIZE = {"imagenette": 224, "imagewoof": 224, "photos": 96, "stand-in": 96}
 
 
 def dataset_images(dataset: str = "imagenette", per_class: int = 8, size: int = 224) -> ClassImages:
