@@ -95,7 +95,7 @@ def check_novelty_settings(res: dict, model) -> None:
     assert len(res["partitions"]) == s.partitions >= 5
 
 
-def check_novelty_slice(res: dict, model, layer: int = 9) -> None:
+def check_novelty_slice(res: dict, model, layer: int = 6) -> None:
     """Partition 1, Figure 4 network, one layer: FC detector's test AUROC and MSP recomputed."""
     s = nv.NoveltySettings(**{**res["settings"], "figure4": tuple(res["settings"]["figure4"])})
     data = nv.load_data(s.data, s.size, per_class=s.per_class)
