@@ -219,8 +219,8 @@ def synthesize(
         init = check_batch(init, "init", channels=None)
         size = tuple(init.shape[-2:]) if size is None else size
         batch = init.shape[0] if init.shape[0] > 1 else batch
-    lr, lrs = S.per_image_rates(lr, int(batch))
     steps, image_steps = S.per_image_steps(steps, int(batch))
+    lr, lrs = S.per_image_rates(lr, int(batch), split=lr_drop is not None and image_steps is not None)
     if lrs is not None and isinstance(lr_schedule, Mapping):
         raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
     if param == "fft" and (lrs is not None or image_steps is not None):
@@ -229,7 +229,7 @@ def synthesize(
     g = torch.Generator().manual_seed(seed)
     p = _parameterisation(model, param, init, init_scale, (int(batch), image_size(size)), g, lrs)
     opt = S.make_optimizer(p.params(), optimizer, lr, lrs)
-    scheduler = S.make_scheduler(opt, lr, lr_schedule, lr_drop, steps)
+    scheduler = S.make_scheduler(opt, lr, lr_schedule, lr_drop, steps, image_steps)
     limits = S.clamp_range(clamp, param, info.mean, info.std)
     with torch.no_grad():
         record = Record(p().detach().clone(), info.mean, info.std, seed)
