@@ -27,9 +27,12 @@ from .efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from .hooks import capture, frozen
 from .images import check_batch
 from .info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, imagenet_categories, model_info
+from .lazy import lazy_import
 from .names import UnknownNameError, get_layer, layer_names, suggest, unknown_name_error
 from .settings import ModelSettings
 from .settings_table import SETTINGS
+
+torchvision_models = lazy_import("torchvision.models")
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -89,9 +92,7 @@ class ModelSpec:
         return self.torchvision_weights is None
 
     def weights(self):  # -> torchvision WeightsEnum member
-        from torchvision.models import get_weight
-
-        return get_weight(self.torchvision_weights)
+        return torchvision_models.get_weight(self.torchvision_weights)
 
     @property
     def url(self) -> str | None:
@@ -283,9 +284,7 @@ def load_model(
         if spec.bundled:
             model = EfficientNetLite0()
         else:
-            import torchvision
-
-            model = torchvision.models.get_model(name, weights=None)
+            model = torchvision_models.get_model(name, weights=None)
         return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose)
     if spec.bundled:
         model = load_efficientnet_lite0(progress=bool(progress))
@@ -309,9 +308,7 @@ def load_model(
                     f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
                 )
             return load_model(fallback, progress=progress, verbose=verbose)
-        import torchvision
-
-        model = torchvision.models.get_model(name, weights=None)
+        model = torchvision_models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         source = f"torchvision weights {spec.filename}"
     return _finish(model, name, source, spec, verbose)
