@@ -37,6 +37,9 @@ HEAVY = (
 STATEMENTS = {
     "import torch": "import torch",
     "import introspect_lab": "import introspect_lab",
+    "import every lesson module": (
+        "from introspect_lab import adversarial, attribution, features, pathways, synthesis, texture, transfer, widgets"
+    ),
     "first cell (00)": (
         "from introspect_lab import load_image, load_model, predict, sample_image\n"
         "m = load_model('efficientnet_lite0', verbose=False)\n"

@@ -40,8 +40,11 @@ import torch
 from . import config
 from .download import PREFETCH_HINT, DownloadError, fetch_file, file_digest, hash_matches, mirrored
 from .images import normalize, sample_image, to_rgb
+from .lazy import lazy_import
 from .names import unknown_name_error
 from .validation import check_int
+
+sklearn_datasets = lazy_import("sklearn.datasets")
 
 __all__ = [
     "DATASETS",
@@ -379,7 +382,6 @@ _POOL_VERSION = 1  # bump when the recipe below changes: old cache files are the
 def _build_offline_pool(per_class: int, size: int, seed: int) -> dict[str, np.ndarray]:
     """Deterministic recipe: random square tiles of each photo, plus upscaled digits."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
     rng = np.random.default_rng(seed)
     images, labels, sources = [], [], []
@@ -397,7 +399,7 @@ def _build_offline_pool(per_class: int, size: int, seed: int) -> dict[str, np.nd
             images.append(np.asarray(tile, dtype=np.uint8).transpose(2, 0, 1))
             labels.append(label)
             sources.append(f"{name} tile x={left} y={top} side={side} (of the photo at 256 px)")
-    digits = load_digits()
+    digits = sklearn_datasets.load_digits()
     for d in range(10):
         names.append(f"digit {d}")
         picks = np.flatnonzero(digits.target == d)[:per_class]

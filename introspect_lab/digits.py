@@ -21,15 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 from tqdm.auto import tqdm
 
 from .config import show_progress
+from .lazy import lazy_import
 from .synthesis.engine import synthesize
 from .synthesis.objectives import class_score
 from .synthesis.priors import Jitter, l2, tv
+
+datasets = lazy_import("sklearn.datasets")
+model_selection = lazy_import("sklearn.model_selection")
 
 __all__ = ["digits_tensors", "DigitsCNN", "TrainedDigits", "train_digits_cnn", "maximize_digit"]
 
@@ -41,7 +43,7 @@ def digits_tensors(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if size < 8:
         raise ValueError(f"size must be at least 8 (the digits are 8×8), got {size}.")
-    data = load_digits()
+    data = datasets.load_digits()
     x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
@@ -95,7 +97,7 @@ def train_digits_cnn(
     A few seconds on one core. The split is stratified and seeded.
     """
     x, y = digits_tensors(size)
-    idx_train, idx_test = train_test_split(
+    idx_train, idx_test = model_selection.train_test_split(
         np.arange(len(y)), test_size=0.25, stratify=y.numpy(), random_state=seed
     )
     torch.manual_seed(seed)

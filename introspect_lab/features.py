@@ -38,9 +38,13 @@ from . import config
 from .datasets import ImagePool
 from .hooks import capture, frozen
 from .images import check_batch, to_display
+from .lazy import lazy_import
 from .models import MODELS, WeightsUnavailableError, get_layer, is_cached, load_model, model_info
 from .names import unknown_name_error
 from .receptive import ReceptiveField, measure_receptive_field, receptive_field
+
+decomposition = lazy_import("sklearn.decomposition")
+manifold = lazy_import("sklearn.manifold")
 
 __all__ = [
     "first_conv",
@@ -360,9 +364,6 @@ def embed(
     ``q_ij ∝ (1 + ‖y_i − y_j‖²)⁻¹`` in 2-D, the FC7 maps of seed 001. As is standard, t-SNE runs on the first 50 PCA
     components. ``perplexity`` (≈ effective neighbours) must be below the number of points.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     x = torch.as_tensor(features).detach().double().flatten(1).cpu().numpy()
     n = x.shape[0]
     if method not in ("pca", "tsne"):
@@ -370,13 +371,15 @@ def embed(
     if n < 3:
         raise ValueError(f"Need at least 3 points to embed, got {n}.")
     if method == "pca":
-        return PCA(n_components=n_components, random_state=random_state).fit_transform(x)
+        return decomposition.PCA(n_components=n_components, random_state=random_state).fit_transform(x)
     if not 0 < perplexity < n:
         raise ValueError(
             f"perplexity must be in (0, {n}) for {n} points, got {perplexity}; try {max(2, n // 4)}."
         )
-    x = PCA(n_components=min(50, n, x.shape[1]), random_state=random_state).fit_transform(x)
-    tsne = TSNE(n_components=n_components, perplexity=perplexity, init="pca", random_state=random_state)
+    x = decomposition.PCA(n_components=min(50, n, x.shape[1]), random_state=random_state).fit_transform(x)
+    tsne = manifold.TSNE(
+        n_components=n_components, perplexity=perplexity, init="pca", random_state=random_state
+    )
     return tsne.fit_transform(x)
 
 

@@ -22,7 +22,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .info import IMAGENET_MEAN, IMAGENET_STD, model_info
+from .lazy import lazy_import
 from .names import unknown_name_error
+
+skimage_data = lazy_import("skimage.data")
+sklearn_datasets = lazy_import("sklearn.datasets")
 
 __all__ = [
     "SAMPLES",
@@ -409,18 +413,14 @@ class Sample:
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import skimage.data
-
-        return getattr(skimage.data, name)()
+        return getattr(skimage_data, name)()
 
     return load
 
 
 def _sklearn(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_image
-
-        return load_sample_image(name)
+        return sklearn_datasets.load_sample_image(name)
 
     return load
 

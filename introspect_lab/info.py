@@ -17,6 +17,10 @@ from pathlib import Path
 
 from torch import nn
 
+from .lazy import lazy_import
+
+torchvision_models = lazy_import("torchvision.models")
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "model_info", "imagenet_categories"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,9 +52,7 @@ def imagenet_categories() -> tuple[str, ...]:
             return cats
     except (AttributeError, OSError, StopIteration, SyntaxError, ValueError):
         pass
-    from torchvision.models import SqueezeNet1_1_Weights
-
-    return tuple(SqueezeNet1_1_Weights.DEFAULT.meta["categories"])
+    return tuple(torchvision_models.SqueezeNet1_1_Weights.DEFAULT.meta["categories"])
 
 
 @dataclass(frozen=True)

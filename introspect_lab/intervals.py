@@ -23,7 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+
+from .lazy import lazy_import
+
+stats = lazy_import("scipy.stats")
 
 __all__ = [
     "Difference",

@@ -29,9 +29,12 @@ from .hooks import capture, frozen
 from .images import check_batch
 from .inferred import infer_settings
 from .info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, imagenet_categories, model_info
+from .lazy import lazy_import
 from .names import UnknownNameError, get_layer, layer_names, suggest, unknown_name_error
 from .settings import ModelSettings
 from .settings_table import SETTINGS
+
+torchvision_models = lazy_import("torchvision.models")
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -91,9 +94,7 @@ class ModelSpec:
         return self.torchvision_weights is None
 
     def weights(self):  # -> torchvision WeightsEnum member
-        from torchvision.models import get_weight
-
-        return get_weight(self.torchvision_weights)
+        return torchvision_models.get_weight(self.torchvision_weights)
 
     @property
     def url(self) -> str | None:
@@ -285,9 +286,7 @@ def load_model(
         if spec.bundled:
             model = EfficientNetLite0()
         else:
-            import torchvision
-
-            model = torchvision.models.get_model(name, weights=None)
+            model = torchvision_models.get_model(name, weights=None)
         return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose, device)
     if spec.bundled:
         model = load_efficientnet_lite0(progress=bool(progress))
@@ -311,9 +310,7 @@ def load_model(
                     f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
                 )
             return load_model(fallback, progress=progress, verbose=verbose, device=device)
-        import torchvision
-
-        model = torchvision.models.get_model(name, weights=None)
+        model = torchvision_models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         source = f"torchvision weights {spec.filename}"
     return _finish(model, name, source, spec, verbose, device)
@@ -321,9 +318,7 @@ def load_model(
 
 def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool, device) -> nn.Module:
     model.eval()
-    if (
-        str(device) != "cpu"
-    ):  # built on the CPU (or the meta device, for a layout check): moved only when asked
+    if str(device) != "cpu":  # built on the CPU (or the meta device, for a layout check): moved when asked
         model.to(pick_device(device, verbose=verbose))
     model.lab_info = ModelInfo(name=name, source=source, input_size=spec.input_size)
     if verbose:

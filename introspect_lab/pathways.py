@@ -39,18 +39,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from sklearn.decomposition import NMF
 from torch import nn
 
 from .hooks import capture, forward_hooks, frozen
 from .images import sample_image
 from .info import model_info
+from .lazy import lazy_import
 from .models import MODELS
 from .settings import PathwayLayers
 from .synthesis import layer_features, synthesize, visualize_class
 from .synthesis import objectives as O
 from .synthesis import priors as R
 from .validation import check_probability
+
+decomposition = lazy_import("sklearn.decomposition")
 
 __all__ = [
     "PathwayLayers",
@@ -294,7 +296,7 @@ def nmf_topics(features: torch.Tensor, k: int = 3, seed: int = 0, max_iter: int 
         raise ValueError("NMF needs non-negative features (outputs of a ReLU); these have negative values.")
     if not 1 <= k <= min(x.shape):
         raise ValueError(f"k must be between 1 and {min(x.shape)} for {x.shape[0]} images, got {k}.")
-    nmf = NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=max_iter)
+    nmf = decomposition.NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=max_iter)
     w = nmf.fit_transform(x.numpy().astype(np.float64))
     h = nmf.components_
     err = float(np.linalg.norm(x.numpy() - w @ h) / max(np.linalg.norm(x.numpy()), 1e-12))

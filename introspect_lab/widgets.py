@@ -17,6 +17,7 @@ from . import attribution as A
 from .attribution.plots import attribution_grid
 from .features import activation_maps, channel_maxima, top_patches
 from .images import load_image, sample_image, sample_names, to_display, to_pil
+from .lazy import lazy_import
 from .models import class_index, list_layers, model_info, predict
 from .plotting import (
     plot_activation_grid,
@@ -24,6 +25,8 @@ from .plotting import (
     plot_patches,
     plot_predictions,
 )
+
+widgets = lazy_import("ipywidgets")
 
 
 def _not_reentrant(fn: Callable) -> Callable:
@@ -55,8 +58,6 @@ def _not_reentrant(fn: Callable) -> Callable:
 
 def _figure_view():
     """An ``ipywidgets.Image`` that shows a figure as PNG (see :func:`_show_figure`)."""
-    import ipywidgets as widgets
-
     return widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
 
 
@@ -115,8 +116,6 @@ def activation_explorer(
     :func:`introspect_lab.features.activation_maps` and cached per (photo, layer).
     Returns the widget box (display it, or make it the cell's last expression).
     """
-    import ipywidgets as widgets
-
     photos = list(photos) if photos is not None else sample_names()
     layers = list(layers) if layers is not None else default_layers(model)
     if not photos or not layers:
@@ -166,8 +165,6 @@ def patch_explorer(model, pool, layers=None, *, k: int = 8, batch_size: int = 16
     channel's top-``k`` patches at once, so moving the slider does not run the pool again.
     ``pool`` is an :class:`~introspect_lab.datasets.ImagePool` or a normalised batch.
     """
-    import ipywidgets as widgets
-
     layers = list(layers) if layers is not None else default_layers(model)[:8]
     if not layers:
         raise ValueError("patch_explorer needs at least one layer.")
@@ -210,8 +207,6 @@ def attribution_explorer(model, photos=None, *, layers=None, size: int | None = 
     guided Grad-CAM (all from :mod:`introspect_lab.attribution`). A typo in
     the class name is shown with the library's suggestion. Returns the widget.
     """
-    import ipywidgets as widgets
-
     photos = list(photos or ["chelsea", "coffee", "rocket", "astronaut", "motorcycle", "china", "flower"])
     layers = list(layers or default_layers(model))
     cats = model_info(model).categories
@@ -306,8 +301,6 @@ class LiveOptimization:
     ):
         import threading
 
-        import ipywidgets as W
-
         if not callable(run):
             raise TypeError(
                 "run must be a callable such as lambda **kw: visualize_class(model, 'tabby', **kw)."
@@ -323,20 +316,20 @@ class LiveOptimization:
         self.controls = dict(controls or {})
         self.size, self.steps = int(size), int(steps)
         self.preview_size, self.preview_steps, self.every = int(preview_size), int(preview_steps), int(every)
-        self.image = W.Image(format="png", width=256, height=256)
-        self.status = W.Label(value="ready")
-        self.stop_button = W.Button(description="Stop", icon="stop")
-        self.restart_button = W.Button(description="Restart", icon="refresh")
+        self.image = widgets.Image(format="png", width=256, height=256)
+        self.status = widgets.Label(value="ready")
+        self.stop_button = widgets.Button(description="Stop", icon="stop")
+        self.restart_button = widgets.Button(description="Restart", icon="refresh")
         self.stop_button.on_click(lambda _: self.stop())
         self.restart_button.on_click(lambda _: self.restart())
         for c in self._widgets():
             c.observe(self._on_change, names="value")
-        head = [W.HTML(f"<b>{title}</b>")] if title else []
-        self.widget = W.VBox(
+        head = [widgets.HTML(f"<b>{title}</b>")] if title else []
+        self.widget = widgets.VBox(
             head
             + [
-                W.HBox([W.VBox(self._widgets()), self.image]),
-                W.HBox([self.stop_button, self.restart_button, self.status]),
+                widgets.HBox([widgets.VBox(self._widgets()), self.image]),
+                widgets.HBox([self.stop_button, self.restart_button, self.status]),
             ]
         )
         self.previews = 0
@@ -465,8 +458,6 @@ def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str 
     untargeted against ``target`` (default the model's prediction) or, with the
     "targeted" box, towards the class typed in. Returns the widget box.
     """
-    import ipywidgets as widgets
-
     x = x[:1]
     eps_w = widgets.FloatSlider(
         value=1.0, min=0.0, max=float(eps_max), step=0.25, description="ε (/255)", continuous_update=False

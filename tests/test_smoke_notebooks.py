@@ -2,8 +2,10 @@
 
 The switch is ``INTROSPECT_LAB_SMOKE_MODEL`` (see :mod:`introspect_lab.config`):
 ``load_model`` then builds that architecture with random weights whatever a
-notebook asks for, and prints so. Each notebook runs top to bottom in a fresh
-kernel in fast mode, offline. The run fails on errors only: outputs are not
+notebook asks for, and prints so. Each notebook runs top to bottom in fast mode,
+offline, once per smoke model; both runs share one kernel (the first run pays
+for importing torch and the library), with the namespace reset and every figure
+closed in between. The run fails on errors only: outputs are not
 compared, and checks whose claim needs trained weights print that they were
 skipped (``config.needs_trained_weights``).
 
@@ -41,20 +43,46 @@ def _printed(nb) -> str:
     return "".join(text)
 
 
-def run_smoke(path: Path, model: str, monkeypatch) -> str:
-    """Execute ``path`` with ``INTROSPECT_LAB_SMOKE_MODEL=model``; return everything it printed."""
+@pytest.fixture(scope="class")
+def kernel(request):
+    """One kernel for every smoke run of the class's notebook (the environment of :data:`ENV`)."""
     from nbclient import NotebookClient
+
+    path = request.cls.path
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        mp.setenv("PYTHONPATH", str(ROOT))
+        mp.delenv("INTROSPECT_LAB_SMOKE_MODEL", raising=False)
+        client = NotebookClient(
+            nbformat.v4.new_notebook(),
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+            shutdown_kernel="immediate",  # a graceful shutdown waits seconds for nothing a test needs
+        )
+        with client.setup_kernel():
+            yield client
+
+
+RESET = """\
+get_ipython().run_line_magic("reset", "-f")
+import os, matplotlib.pyplot
+matplotlib.pyplot.close("all")
+os.environ["INTROSPECT_LAB_SMOKE_MODEL"] = {model!r}
+"""
+
+
+def run_smoke(path: Path, model: str, client) -> str:
+    """Execute ``path`` in ``client``'s kernel with ``INTROSPECT_LAB_SMOKE_MODEL=model``; return what it printed."""
     from nbclient.exceptions import CellExecutionError
 
-    for key, value in {**ENV, "INTROSPECT_LAB_SMOKE_MODEL": model}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
+    nb.cells.insert(0, nbformat.v4.new_code_cell(RESET.format(model=model)))
+    client.nb = nb
     try:
-        client.execute()
+        for i, cell in enumerate(nb.cells):
+            client.execute_cell(cell, i)
     except CellExecutionError as exc:
         plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # the traceback without terminal colours
         pytest.fail(f"{path.name} with INTROSPECT_LAB_SMOKE_MODEL={model} failed:\n{plain}", pytrace=False)
@@ -65,8 +93,8 @@ class _Smoke:
     path: Path
 
     @pytest.mark.parametrize("model", SMOKE_MODELS)
-    def test_runs_end_to_end(self, model, monkeypatch):
-        printed = run_smoke(self.path, model, monkeypatch)
+    def test_runs_end_to_end(self, model, kernel):
+        printed = run_smoke(self.path, model, kernel)
         if "load_model" in self.path.read_text():
             assert f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={model})" in printed or (
                 f"Model: {model} " in printed and "random weights" in printed

@@ -12,12 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import nn
 
 from ..hooks import frozen
+from ..lazy import lazy_import
 from ..models import class_indices, model_info
 from ..validation import check_probability
+
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = ["to_map", "reduce_channels", "saliency_to_mask"]
 

@@ -15,18 +15,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from torch import nn
-from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
 from ..config import show_progress
 from ..hooks import frozen
 from ..images import check_batch
+from ..lazy import lazy_import
 from ..models import get_layer
 from .base import Target, forward_eval, logits_of, resolve_targets, to_map
 from .cam import cam_layer, grad_cam
 from .gradients import guided_backprop, saliency
+
+stats = lazy_import("scipy.stats")
+TF = lazy_import("torchvision.transforms.functional")
 
 __all__ = [
     "spearman",
@@ -52,7 +54,7 @@ def spearman(a, b) -> float:
         raise ValueError(f"Maps must have the same size, got {a.size} and {b.size}.")
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
-    return float(spearmanr(a, b).statistic)
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def cascade_layers(model: nn.Module) -> list[str]:

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..lazy import lazy_import
+
+P = lazy_import(
+    "nbgrader.preprocessors",
+    hint="Generating exercises needs nbgrader: `pip install -e '.[dev]'` (or `pip install nbgrader`).",
+)
+
 __all__ = ["student_version", "source_notebooks", "generate"]
-
-
-def _nbgrader():
-    try:
-        from nbgrader import preprocessors as P
-    except ImportError as exc:  # pragma: no cover - nbgrader is in the dev extra
-        raise ImportError(
-            "Generating exercises needs nbgrader: `pip install -e '.[dev]'` (or `pip install nbgrader`)."
-        ) from exc
-    return P
 
 
 def student_version(nb):
@@ -37,7 +34,6 @@ def student_version(nb):
     """
     import copy
 
-    P = _nbgrader()
     nb = copy.deepcopy(nb)
     resources: dict = {}
     steps = [

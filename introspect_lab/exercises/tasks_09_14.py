@@ -10,8 +10,11 @@ from __future__ import annotations
 import torch
 
 from ..experiments import style_shift as SS
+from ..lazy import lazy_import
 from ._common import randint_between, randn64
 from .checks import Task, register
+
+metrics = lazy_import("sklearn.metrics")
 
 # --- ex09: adversarial examples --------------------------------------------------------------
 # Pixel-space formulas of introspect_lab.adversarial (fgsm, pgd, fool), written out here.
@@ -180,9 +183,7 @@ def _auroc_cases(g, more):
 
 
 def _auroc_reference(y, scores):
-    from sklearn.metrics import roc_auc_score
-
-    return torch.tensor(roc_auc_score(y.numpy(), scores.numpy()), dtype=torch.float64)
+    return torch.tensor(metrics.roc_auc_score(y.numpy(), scores.numpy()), dtype=torch.float64)
 
 
 register(

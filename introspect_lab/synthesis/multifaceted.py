@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
 from torch import nn
 
 from ..datasets import ImagePool
 from ..features import penultimate_layer
 from ..hooks import capture, frozen
 from ..images import check_batch
+from ..lazy import lazy_import
 from ..models import class_indices, get_layer
 from ..models import settings as model_settings
 from ..settings import ClassVisSettings, override
@@ -41,6 +41,8 @@ from ..validation import check_channel, check_int
 from . import objectives as O
 from .engine import SynthesisResult, layer_features
 from .methods import ascend
+
+cluster = lazy_import("sklearn.cluster")
 
 __all__ = ["Facets", "unit_scores", "multifaceted", "spread"]
 
@@ -167,7 +169,9 @@ def multifaceted(
     if top > len(scores):
         raise ValueError(f"top ({top}) is larger than the number of images ({len(scores)}).")
     best = torch.argsort(scores, descending=True)[:top].numpy()
-    labels = KMeans(n_clusters=int(k), n_init=10, random_state=int(seed)).fit_predict(feats[best].numpy())
+    labels = cluster.KMeans(n_clusters=int(k), n_init=10, random_state=int(seed)).fit_predict(
+        feats[best].numpy()
+    )
     clusters = sorted(
         (best[labels == j] for j in range(int(k))), key=lambda c: int(np.flatnonzero(best == c[0])[0])
     )

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 
+from ..lazy import lazy_import
 from .objectives import INPUT, Objective, batch_sum
+
+TF = lazy_import("torchvision.transforms.v2.functional")
 
 __all__ = [
     "l2",

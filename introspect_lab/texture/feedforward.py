@@ -38,7 +38,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -46,11 +45,14 @@ from .. import __version__
 from ..config import show_progress
 from ..hooks import capture, frozen
 from ..images import denormalize, load_image, normalize, sample_image, sample_names
+from ..lazy import lazy_import
 from ..models import load_model, model_info, settings
 from ..settings import StyleSettings
 from ..synthesis.objectives import colour_statistics, gram, gram_error
 from ..synthesis.priors import total_variation
 from .stylenet import StyleNet
+
+stats = lazy_import("scipy.stats")
 
 __all__ = [
     "TrainedNet",

@@ -29,10 +29,12 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
-from scipy.ndimage import binary_dilation, uniform_filter
 from tqdm.auto import tqdm
 
 from ..config import show_progress
+from ..lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = ["NonParametricResult", "efros_leung", "verbatim_fraction"]
 
@@ -93,8 +95,8 @@ def _onion_order(out_h: int, out_w: int, window: int, seed_at: tuple[int, int]):
     r, c = seed_at
     known[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = True
     while not known.all():
-        ring = binary_dilation(known) & ~known
-        count = uniform_filter(known.astype(np.float32), size=window, mode="constant")
+        ring = ndimage.binary_dilation(known) & ~known
+        count = ndimage.uniform_filter(known.astype(np.float32), size=window, mode="constant")
         ys, xs = np.nonzero(ring)
         for k in np.argsort(-count[ys, xs], kind="stable"):
             yield int(ys[k]), int(xs[k])

@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -18,9 +15,14 @@ from .. import config
 from ..features import extract_features, penultimate_layer
 from ..hooks import capture, frozen
 from ..intervals import Difference, paired_difference
+from ..lazy import lazy_import
 from ..models import ModelInfo, get_layer, list_layers, model_info
 from .tasks import Task, per_class_split, val_test_split
 from .training import History, correct, small_cnn, train
+
+linear_model = lazy_import("sklearn.linear_model")
+pipeline = lazy_import("sklearn.pipeline")
+preprocessing = lazy_import("sklearn.preprocessing")
 
 # ---------------------------------------------------------------------------
 # Feature extraction and fine-tuning of a pretrained model
@@ -247,7 +249,9 @@ def fine_tune(
 
 
 def _probe(f_train, y_train, C: float = 1.0):
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    clf = pipeline.make_pipeline(
+        preprocessing.StandardScaler(), linear_model.LogisticRegression(C=C, max_iter=2000)
+    )
     return clf.fit(np.asarray(f_train), np.asarray(y_train))
 
 

@@ -9,15 +9,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
-from skimage.data import lfw_subset
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from ..datasets import OFFLINE_PHOTOS, offline_pool
 from ..images import normalize
+from ..lazy import lazy_import
 from ..models import model_info
 from ..validation import check_int
+
+skimage_data = lazy_import("skimage.data")
+sklearn_datasets = lazy_import("sklearn.datasets")
+model_selection = lazy_import("sklearn.model_selection")
 
 # ---------------------------------------------------------------------------
 # Offline tasks
@@ -67,7 +69,7 @@ def digits(size: int = 32) -> Task:
 
     White strokes on black: very far from ImageNet photos.
     """
-    d = load_digits()
+    d = sklearn_datasets.load_digits()
     return _gray_to_task(
         "digits",
         d.images / 16.0,
@@ -85,7 +87,7 @@ def faces(size: int = 64, source_size: int | None = None) -> Task:
     digits' resolution), so the same photos can be compared at the resolution
     of another task: a control that separates resolution from domain.
     """
-    imgs = lfw_subset()
+    imgs = skimage_data.lfw_subset()
     what = "25×25"
     if source_size is not None:
         check_int("source_size", source_size, 2)
@@ -213,7 +215,9 @@ def per_class_split(labels, n_per_class: int, *, seed: int = 0, test_size: float
     train_idx = np.sort(np.asarray(train_idx))
     rest = np.setdiff1d(np.arange(len(y)), train_idx)
     if test_size is not None and test_size < len(rest):
-        rest, _ = train_test_split(rest, train_size=test_size, stratify=y[rest], random_state=seed)
+        rest, _ = model_selection.train_test_split(
+            rest, train_size=test_size, stratify=y[rest], random_state=seed
+        )
         rest = np.sort(rest)
     return train_idx, rest
 
@@ -226,5 +230,5 @@ def val_test_split(labels, indices, *, seed: int = 0) -> tuple[np.ndarray, np.nd
     """
     y = np.asarray(labels)
     idx = np.asarray(indices)
-    val, test = train_test_split(idx, test_size=0.5, stratify=y[idx], random_state=seed)
+    val, test = model_selection.train_test_split(idx, test_size=0.5, stratify=y[idx], random_state=seed)
     return np.sort(val), np.sort(test)
