@@ -282,8 +282,9 @@ def check_batch(
     (``name``) and says how to make a valid one. With ``model`` (and
     ``warn=True``), values far outside the model's normalised range, or
     plainly un-normalised [0, 1] images, give a ``UserWarning``. Returns
-    the (batched) tensor. Every entry point that takes an image batch
-    calls it.
+    the (batched) tensor, on ``model``'s device and in its dtype when a model
+    is given (:func:`as_model_input`). Every entry point that takes an image
+    batch calls it.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(
@@ -310,7 +311,7 @@ def check_batch(
         )
     if warn and model is not None and x.numel():
         _warn_if_not_normalised(x, name, model)
-    return x
+    return as_model_input(x, model) if model is not None else x
 
 
 def _warn_if_not_normalised(x: torch.Tensor, name: str, model) -> None:

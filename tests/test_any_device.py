@@ -94,3 +94,12 @@ def test_load_image_follows_the_model(lite0_64):
     x = load_image(sample_image("chelsea"), lite0_64, size=SIZE)
     assert (x.device, x.dtype) == device_dtype(lite0_64)
     assert load_image(sample_image("chelsea"), size=SIZE).dtype == torch.float32  # no model: CPU float32
+
+
+@pytest.mark.parametrize("name", ["saliency", "grad_cam", "occlusion (plain)", "fgsm", "invert"])
+def test_a_float32_photo_follows_a_float64_model(lite0_64, name):
+    """A photo loaded without the model (CPU float32) is moved to the model's device and dtype on entry."""
+    x = load_image(sample_image("chelsea"), size=SIZE)
+    assert x.dtype == torch.float32
+    out = entry_points(lite0_64, x, x)[name]()
+    assert out.dtype == torch.float64
