@@ -82,10 +82,12 @@ def run(path: Path, timeout: int = 900) -> dict:
     start = time.perf_counter()
     try:
         client.execute()
-        ok = True
+        ok, error = True, ""
     except Exception as exc:  # report, keep going with the other notebooks
         print(f"{path.name}: FAILED: {exc}", file=sys.stderr)
         ok = False
+        capped = "MemoryError" in str(exc) or type(exc).__name__ == "DeadKernelError"
+        error = "stopped by the memory cap" if capped else f"raised {type(exc).__name__}"
     wall = time.perf_counter() - start
     done.set()
     watcher.join()
@@ -97,7 +99,7 @@ def run(path: Path, timeout: int = 900) -> dict:
         Path(group).rmdir()  # the kernel has exited: its cgroup is empty
     shutil.rmtree(spec_root, ignore_errors=True)
     return {"notebook": path.name, "ok": ok, "wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20),
-            "limits": LIMITS["how"]}  # fmt: skip
+            "limits": LIMITS["how"], "error": error}  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -111,6 +113,7 @@ def main(argv: list[str]) -> int:
         results[r["notebook"]] = r
         failed += not r["ok"]
         flag = "" if r["wall_s"] < 180 and r["peak_rss_mb"] < 1536 else "  (over the 3 min / 1.5 GB goal)"
+        flag = f"  FAILED: {r['error']}" if r.get("error") else flag
         if r["peak_rss_mb"] >= BINDER_LIMIT_MB:
             flag = f"  FAILED: over Binder's {BINDER_LIMIT_MB} MB, the kernel would restart"
             failed += 1

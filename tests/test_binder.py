@@ -70,3 +70,21 @@ def test_bench_fails_a_notebook_over_binders_2gb(tmp_path, monkeypatch, capsys):
     assert bench.main(["a.ipynb", "b.ipynb"]) == 1
     out = capsys.readouterr().out
     assert "b.ipynb" in out and "over Binder's 2048 MB" in out
+
+
+def test_the_bench_kernel_takes_binders_limits_before_the_kernel_starts(monkeypatch, tmp_path):
+    """bench/binder_kernel.py: one CPU, RLIMIT_DATA at the cap, then exec ipykernel (nothing applied here)."""
+    spec = importlib.util.spec_from_file_location("binder_kernel", ROOT / "bench" / "binder_kernel.py")
+    kernel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernel)
+    calls = []
+    monkeypatch.setattr(kernel.os, "sched_setaffinity", lambda pid, cpus: calls.append(("cpus", cpus)))
+    monkeypatch.setattr(kernel.resource, "setrlimit", lambda what, lim: calls.append((what, lim)))
+    monkeypatch.setattr(kernel.os, "execv", lambda exe, argv: calls.append(("exec", argv[1:])))
+    monkeypatch.setattr(kernel.os, "environ", {"BINDER_BENCH_REPORT": str(tmp_path / "how.txt")})
+    kernel.main(["-f", "conn.json"])
+    assert calls[0][0] == "cpus" and len(calls[0][1]) == 1
+    assert calls[1] == (kernel.resource.RLIMIT_DATA, (2048 * 2**20, 2048 * 2**20))
+    assert calls[2] == ("exec", ["-m", "ipykernel_launcher", "-f", "conn.json"])
+    assert kernel.os.environ["OMP_NUM_THREADS"] == "1"
+    assert "RLIMIT_DATA 2048 MB" in (tmp_path / "how.txt").read_text()
