@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import DATASETS, imagenette_pool, is_cached, offline_pool
+from ..classroom import use_data
+from ..datasets import DATASETS, imagenette_pool, offline_pool
 from ..hooks import frozen
 from ..images import load_image, sample_image
 from ..models import model_info
@@ -127,7 +128,7 @@ def dataset_images(dataset: str = "imagewoof", per_class: int = 8, size: int = 1
 def load_images(model: nn.Module, data: str = "auto", per_class: int = 8, size: int = 128) -> ClassImages:
     """``data="auto"``: Imagewoof if cached, else Imagenette if cached, else the offline stand-in (printed)."""
     if data == "auto":
-        data = next((d for d in ("imagewoof", "imagenette") if is_cached(d)), "stand-in")
+        data = use_data("style shift").dataset or "stand-in"
     if data == "stand-in":
         out = stand_in_images(model, per_class=per_class, size=size)
     elif data in ("imagewoof", "imagenette"):
