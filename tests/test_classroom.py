@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_caches import FLOWERS_SPLIT, N_TRAIN, N_VAL, build_cache, build_dataset
+from fake_caches import FLOWER_CLASSES, FLOWERS_SPLIT, N_TRAIN, N_VAL, build_cache, build_dataset
 
 from introspect_lab import classroom, config, datasets, load_model
 from introspect_lab.experiments import novelty
@@ -40,7 +40,7 @@ def test_fake_caches_have_the_layout_fetch_dataset_leaves(full_cache, monkeypatc
             assert all(len(list((root / name / spec.root / split / w).glob("*.JPEG"))) == n for w in folders)
     base = root / "flowers102" / "flowers-102"
     assert {p.name for p in base.iterdir()} == {"jpg", "imagelabels.mat", "setid.mat"}
-    assert len(list((base / "jpg").glob("image_*.jpg"))) == 102 * sum(FLOWERS_SPLIT)
+    assert len(list((base / "jpg").glob("image_*.jpg"))) == FLOWER_CLASSES * sum(FLOWERS_SPLIT)
 
 
 def test_fake_images_are_photographs_that_differ_by_class(full_cache, monkeypatch):
@@ -66,9 +66,9 @@ def test_flowers_reader_agrees_with_torchvision(full_cache, monkeypatch):
         ds = Flowers102(str(datasets.dataset_path("flowers102")), split=name)
         expected += ds._labels
     assert data.labels.tolist() == expected
-    assert (data.split == 0).sum() == 102 * FLOWERS_SPLIT[0] and (
+    assert (data.split == 0).sum() == FLOWER_CLASSES * FLOWERS_SPLIT[0] and (
         data.split == 1
-    ).sum() == 102 * FLOWERS_SPLIT[1]
+    ).sum() == FLOWER_CLASSES * FLOWERS_SPLIT[1]
     assert not data.stand_in and data.images.shape == (len(expected), 3, 32, 32)
 
 
