@@ -203,7 +203,7 @@ NOTEBOOKS: dict[str, Needs] = {
     "05_activation_maximization": Needs(data=("feature space",)),
     "06_deepdream": Needs(),
     "07_feature_inversion": Needs(),
-    "08_texture_and_style": Needs((("efficientnet_lite0", "efficientnet_lite0"), ("vgg19", None))),
+    "08_texture_and_style": Needs(),
     "09_adversarial_examples": Needs((("efficientnet_lite0", None),), ("adversarial sweep",), True),
     "10_transfer_learning": Needs((("efficientnet_lite0", None),), ("transfer",)),
     "11_style_shift": Needs((("squeezenet1_1", "efficientnet_lite0"),), ("style shift",)),
