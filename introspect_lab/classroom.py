@@ -185,18 +185,22 @@ def other_cached_model(
 
 @dataclass(frozen=True)
 class Needs:
-    """What a lecture notebook asks for: ``load_model`` requests, data purposes, a second cached model."""
+    """What a lecture notebook asks for: ``load_model`` requests, data purposes, a second cached model,
+    and models it loads only when they are bundled or cached (notebook 01's ``first_layer_filters``)."""
 
     models: tuple[tuple[str, str | None], ...] = (("efficientnet_lite0", "efficientnet_lite0"),)
     data: tuple[str, ...] = ()
     second_model: bool = False  # notebook 09: other_cached_model(first model)
+    if_cached: tuple[str, ...] = ()
 
 
 NOTEBOOKS: dict[str, Needs] = {
     "00_welcome": Needs(
         (("efficientnet_lite0", "efficientnet_lite0"), ("squeezenet1_1", "efficientnet_lite0"))
     ),
-    "01_filters_and_activations": Needs(),
+    "01_filters_and_activations": Needs(
+        if_cached=("alexnet", "resnet18", "squeezenet1_1", "efficientnet_lite0")
+    ),
     "02_feature_space": Needs(data=("feature space",)),
     "03_saliency_and_cam": Needs(),
     "04_guided_backprop": Needs(),
@@ -227,6 +231,7 @@ def plan(notebook: str, state: State) -> tuple[tuple[str, ...], tuple[DataChoice
     if needs.second_model:
         other = other_cached_model(chosen[0], state.models)
         chosen += [other] if other else []
+    chosen += [n for n in needs.if_cached if models.MODELS[n].bundled or n in state.models]
     return tuple(chosen), tuple(choose_data(p, state.datasets) for p in needs.data)
 
 

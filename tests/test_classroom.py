@@ -130,6 +130,14 @@ def test_the_plan_changes_only_where_the_cache_matters():
     assert classroom.plan("10_transfer_learning", fetched)[1][0].dataset == "imagewoof"
     assert classroom.plan("09_adversarial_examples", binder)[0] == ("efficientnet_lite0", "resnet18")
     assert not classroom.depends_on_cache("03_saliency_and_cam")
+    # notebook 01 shows the first-layer filters of every model it can have
+    assert (
+        classroom.plan("01_filters_and_activations", STATE["nothing cached"])[0]
+        == ("efficientnet_lite0",) * 2
+    )
+    assert classroom.plan("01_filters_and_activations", binder)[0] == (
+        "efficientnet_lite0", "alexnet", "resnet18", "squeezenet1_1", "efficientnet_lite0"
+    )  # fmt: skip
 
 
 def _doc_table(path: Path) -> str:

@@ -15,12 +15,12 @@ says its model or data choice differs from every state already run, in the order
 nothing cached, Binder (what ``binder/postBuild`` fetches, parsed from it), ``make
 fetch`` (parsed from the Makefile); each notebook runs at least twice:
 
-- the notebooks whose choices do not change with the cache (01, 03, 04, 06, 07, 08,
-  14; ``classroom.depends_on_cache``) run with nothing cached, on SqueezeNet 1.1 and
+- the notebooks whose choices do not change with the cache (03, 04, 06, 07, 08, 14;
+  ``classroom.depends_on_cache``) run with nothing cached, on SqueezeNet 1.1 and
   on ResNet-18; :func:`test_the_other_notebooks_never_touch_the_caches` shows from
   their code that nothing they call reads a dataset or a classic model's cache;
 - the others run with nothing cached on SqueezeNet 1.1, then once per further
-  distinct plan: 00, 02, 05, 09, 13 on Binder (``make fetch`` changes nothing for
+  distinct plan: 00, 01, 02, 05, 09, 13 on Binder (``make fetch`` changes nothing for
   them), 10 after ``make fetch`` only (Binder has no Imagewoof: its plan is the
   nothing-cached one), 11 and 12 in both. Where the state makes a notebook load a
   classic model, ``INTROSPECT_LAB_SMOKE_MODEL=as-chosen`` builds that very model at
@@ -172,7 +172,8 @@ def test_the_rehearsed_states_are_what_binder_and_make_fetch_fetch():
 # registry and its pools, the classroom's choices, the experiments that load data, and
 # classic models requested by name (a notebook's MODEL line names the bundled model).
 CACHE_READERS = re.compile(
-    r"\b(datasets|image_pool|imagenette_pool|offline_pool|use_data|is_cached|classroom|experiments)\b"
+    r"\b(datasets|image_pool|imagenette_pool|offline_pool|use_data|is_cached|classroom|experiments"
+    r"|first_layer_filters)\b"
     r'|load_model\(\s*"(?!efficientnet_lite0"|\w+", pretrained=False)'
 )
 
