@@ -55,12 +55,14 @@ def main(argv: list[str]) -> None:
     cpu = min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    group = _cgroup(LIMIT_BYTES) if os.environ.get("BINDER_BENCH_CGROUP") == "1" else None
+    wanted = os.environ.get("BINDER_BENCH_CGROUP") == "1"
+    group = _cgroup(LIMIT_BYTES) if wanted else None
     if group:
         how = f"cgroup {group} capped at {LIMIT_BYTES >> 20} MB"
     else:
         resource.setrlimit(resource.RLIMIT_DATA, (LIMIT_BYTES, LIMIT_BYTES))
-        how = f"RLIMIT_DATA {LIMIT_BYTES >> 20} MB (no writable cgroup)"
+        why = "no writable memory cgroup" if wanted else "BINDER_BENCH_CGROUP=1 tries a memory cgroup instead"
+        how = f"RLIMIT_DATA {LIMIT_BYTES >> 20} MB per process ({why})"
     report = os.environ.get("BINDER_BENCH_REPORT")
     if report:
         Path(report).write_text(f"CPU {cpu} only (sched_setaffinity); memory: {how}\n")
