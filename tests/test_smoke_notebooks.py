@@ -31,7 +31,7 @@ The nothing-cached state on the real bundled model is the nbval run of ``noteboo
 Every run checks the printed choices (``Data (purpose): ...`` lines and the model
 each ``load_model`` resolved to) against :func:`introspect_lab.classroom.plan`.
 Each notebook is its own test class, so that pytest-xdist's ``--dist loadscope``
-spreads them over workers (and each worker builds the caches once, ~2 s).
+spreads them over workers (and each worker builds the caches once, about 0.2 s).
 """
 
 from __future__ import annotations
