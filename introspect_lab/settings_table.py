@@ -8,7 +8,8 @@ torchvision classics take the bundled model's step sizes with layers of
 their own: they run, at random weights in the tests, but are not tuned.
 CAM/Grad-CAM layers follow pytorch-grad-cam's advice per family (ResNet
 ``layer4``, VGG/AlexNet the last ``features`` module, SqueezeNet its last
-Fire module, EfficientNet its head). Look a model's settings up with
+Fire module, EfficientNet its head). VGG-16 and VGG-19 share one table,
+written in VGG's own layer names (``relu4_2``, ``pool5``). Look a model's settings up with
 :func:`introspect_lab.models.settings`.
 """
 
@@ -28,6 +29,66 @@ __all__ = ["SETTINGS"]
 
 _CS231N_CLASS = ClassVisSettings(size=224, jitter=16)
 _LITE0_CLASS = ClassVisSettings(size=128, jitter=8)
+
+
+def _vgg_layers(convs_per_block: tuple[int, ...]) -> dict[str, str]:
+    """VGG's layer names (Simonyan & Zisserman 2015; ``relu4_2``, ``pool5``, ...) → torchvision module names.
+
+    ``convs_per_block`` is (2, 2, 3, 3, 3) for VGG-16 and (2, 2, 4, 4, 4) for VGG-19; ``reluB_last`` is the
+    last ReLU of block B (``relu5_3`` in VGG-16, ``relu5_4`` in VGG-19).
+    """
+    names, i = {}, 0
+    for b, n in enumerate(convs_per_block, start=1):
+        for c in range(1, n + 1):
+            names[f"conv{b}_{c}"], names[f"relu{b}_{c}"] = f"features.{i}", f"features.{i + 1}"
+            i += 2
+        names[f"relu{b}_last"], names[f"pool{b}"] = f"features.{i - 1}", f"features.{i}"
+        i += 1
+    return names
+
+
+def _vgg(convs_per_block: tuple[int, ...]) -> ModelSettings:
+    """One table for VGG-16 and VGG-19, in VGG's layer names (they differ only in block depth)."""
+    L = _vgg_layers(convs_per_block)
+
+    def at(*names: str) -> tuple[str, ...]:
+        return tuple(L[n] for n in names)
+
+    gatys = at("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Gatys et al.'s style layers
+    return ModelSettings(
+        activation_layer=L["relu3_1"],
+        feature_layers=(*gatys, L["relu5_last"]),
+        patch_layer=L["relu4_1"],
+        patch_layers=at("relu2_1", "relu3_1", "relu3_last", "relu4_1", "relu4_last", "relu5_1"),
+        cam_layer=L["pool5"],
+        grad_cam_layers=at("pool3", "pool4", "pool5"),
+        neuron_layers=at("relu3_1", "relu4_1", "relu5_last"),
+        channel_layers=at("relu1_2", "relu3_last", "relu4_last", "relu5_last"),
+        dream_layers=at("relu3_last", "relu4_last", "relu5_1", "relu5_last"),
+        inversion_layers=at("relu1_2", "relu2_2", "relu3_last", "relu4_last", "relu5_last"),
+        mid_layer=L["relu3_last"],
+        deep_layer=L["relu5_last"],
+        class_vis=_LITE0_CLASS,
+        channel_vis=_LITE0_CLASS,
+        deepdream=DreamSettings(layer=L["relu4_last"]),
+        inversion=InversionSettings(),
+        style=StyleSettings(content_layer=L["relu4_2"], style_layers=gatys, style_weights=(1.0,) * 5),
+        texture=TextureSettings(style_layers=gatys, style_weights=(1.0,) * 5),
+        pathways=PathwayLayers(
+            location=L["pool5"],
+            topic="classifier.4",
+            dropout=("classifier.2", "classifier.5"),  # torchvision's VGG drops relu6 and relu7, as Caffe's
+            code=("classifier.4", "classifier.1", L["pool5"]),
+            roles=(
+                ("pool5", L["pool5"]),
+                ("fc6", "classifier.1 (ReLU of fc6)"),
+                ("fc7", "classifier.4 (ReLU of fc7)"),
+            ),
+        ),
+        novelty_layers=at("conv1_1", "conv1_1", "relu1_1", "pool1", "pool2", "pool3", "pool4", "pool5")
+        + ("avgpool",),
+    )
+
 
 #: The settings of every registry model, by name: one table per model, with the dataclasses' field
 #: names (fields at their defaults are left out). The torchvision classics take the bundled
@@ -257,134 +318,6 @@ SETTINGS: dict[str, ModelSettings] = {
             "avgpool",
         ),
     ),
-    "vgg16": ModelSettings(
-        activation_layer="features.11",
-        feature_layers=(
-            "features.1",
-            "features.6",
-            "features.11",
-            "features.18",
-            "features.25",
-            "features.29",
-        ),
-        patch_layer="features.18",
-        patch_layers=(
-            "features.6",
-            "features.11",
-            "features.15",
-            "features.18",
-            "features.22",
-            "features.25",
-        ),
-        cam_layer="features.30",
-        grad_cam_layers=("features.16", "features.23", "features.30"),
-        neuron_layers=("features.11", "features.18", "features.29"),
-        channel_layers=("features.3", "features.15", "features.22", "features.29"),
-        dream_layers=("features.15", "features.22", "features.25", "features.29"),
-        inversion_layers=("features.3", "features.8", "features.15", "features.22", "features.29"),
-        mid_layer="features.15",
-        deep_layer="features.29",
-        class_vis=_LITE0_CLASS,
-        channel_vis=_LITE0_CLASS,
-        deepdream=DreamSettings(
-            layer="features.22",
-        ),
-        inversion=InversionSettings(),
-        style=StyleSettings(
-            content_layer="features.20",
-            style_layers=("features.1", "features.6", "features.11", "features.18", "features.25"),
-            style_weights=(1.0, 1.0, 1.0, 1.0, 1.0),
-        ),
-        texture=TextureSettings(
-            style_layers=("features.1", "features.6", "features.11", "features.18", "features.25"),
-            style_weights=(1.0, 1.0, 1.0, 1.0, 1.0),
-        ),
-        pathways=PathwayLayers(
-            location="features.30",
-            topic="classifier.4",
-            dropout=("classifier.2", "classifier.5"),
-            code=("classifier.4", "classifier.1", "features.30"),
-            roles=(
-                ("pool5", "features.30"),
-                ("fc6", "classifier.1 (ReLU of fc6)"),
-                ("fc7", "classifier.4 (ReLU of fc7)"),
-            ),
-        ),
-        novelty_layers=(
-            "features.0",
-            "features.0",
-            "features.1",
-            "features.4",
-            "features.9",
-            "features.16",
-            "features.23",
-            "features.30",
-            "avgpool",
-        ),
-    ),
-    "vgg19": ModelSettings(
-        activation_layer="features.11",
-        feature_layers=(
-            "features.1",
-            "features.6",
-            "features.11",
-            "features.20",
-            "features.29",
-            "features.35",
-        ),
-        patch_layer="features.20",
-        patch_layers=(
-            "features.6",
-            "features.11",
-            "features.17",
-            "features.20",
-            "features.26",
-            "features.29",
-        ),
-        cam_layer="features.36",
-        grad_cam_layers=("features.18", "features.27", "features.36"),
-        neuron_layers=("features.11", "features.20", "features.35"),
-        channel_layers=("features.3", "features.17", "features.26", "features.35"),
-        dream_layers=("features.17", "features.26", "features.29", "features.35"),
-        inversion_layers=("features.3", "features.8", "features.17", "features.26", "features.35"),
-        mid_layer="features.17",
-        deep_layer="features.35",
-        class_vis=_LITE0_CLASS,
-        channel_vis=_LITE0_CLASS,
-        deepdream=DreamSettings(
-            layer="features.26",
-        ),
-        inversion=InversionSettings(),
-        style=StyleSettings(
-            content_layer="features.22",
-            style_layers=("features.1", "features.6", "features.11", "features.20", "features.29"),
-            style_weights=(1.0, 1.0, 1.0, 1.0, 1.0),
-        ),
-        texture=TextureSettings(
-            style_layers=("features.1", "features.6", "features.11", "features.20", "features.29"),
-            style_weights=(1.0, 1.0, 1.0, 1.0, 1.0),
-        ),
-        pathways=PathwayLayers(
-            location="features.36",
-            topic="classifier.4",
-            dropout=("classifier.2", "classifier.5"),
-            code=("classifier.4", "classifier.1", "features.36"),
-            roles=(
-                ("pool5", "features.36"),
-                ("fc6", "classifier.1 (ReLU of fc6)"),
-                ("fc7", "classifier.4 (ReLU of fc7)"),
-            ),
-        ),
-        novelty_layers=(
-            "features.0",
-            "features.0",
-            "features.1",
-            "features.4",
-            "features.9",
-            "features.18",
-            "features.27",
-            "features.36",
-            "avgpool",
-        ),
-    ),
+    "vgg16": _vgg((2, 2, 3, 3, 3)),
+    "vgg19": _vgg((2, 2, 4, 4, 4)),
 }

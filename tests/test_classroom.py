@@ -73,10 +73,10 @@ def test_flowers_reader_agrees_with_torchvision(full_cache, monkeypatch):
 
 
 def test_choose_data_prefers_in_order_and_falls_back():
-    assert classroom.choose_data("style shift", {"imagenette", "imagewoof"}).dataset == "imagewoof"
-    assert classroom.choose_data("style shift", {"imagenette"}).dataset == "imagenette"
+    assert classroom.choose_data("style shift", {"imagenette", "imagewoof"}).dataset == "imagenette"
+    assert classroom.choose_data("style shift", {"imagewoof"}).dataset == "imagewoof"
     off = classroom.choose_data("style shift", set())
-    assert off.dataset is None and off.pool == "offline" and "fetch --datasets imagewoof" in off.text
+    assert off.dataset is None and off.pool == "offline" and "fetch --datasets imagenette" in off.text
     assert classroom.choose_data("transfer", {"imagewoof"}).split == "train"
     assert str(classroom.choose_data("feature space", {"imagenette"})) == (
         "Data (feature space): Imagenette, validation images."

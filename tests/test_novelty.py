@@ -178,20 +178,6 @@ def test_detector_learns_a_separable_case():
         nv.train_detector("svm", x, y)
 
 
-def test_verdict_is_computed_from_the_results():
-    block = {"fc": {"test_auroc": [0.6, 0.9]}, "mahalanobis_auroc": [0.7, 0.8], "msp_auroc": 0.95}
-    results = {
-        "model": {"layers": [[6, "layer2", "a"], [7, "layer3", "b"]]},
-        "figure4": {"layers": [6, 7], **block},
-        "figure5": {"layers": [6, 7], "without": block, "with": block},
-    }
-    lines = nv.verdict(results)
-    assert len(lines) == 3
-    assert "FC at layer 7 layer3, test AUROC 0.900) does not beat the maximum softmax" in lines[0]
-    assert "beats the Mahalanobis distance at its best layer (layer 7 layer3, 0.800)" in lines[0]
-    assert "at 1 of 2 layers" in lines[0]
-
-
 def test_unknown_data_and_model_errors():
     with pytest.raises(ValueError, match="'auto', 'flowers102' or 'digits'"):
         nv.load_data("mnist")

@@ -20,9 +20,9 @@ fetch`` (parsed from the Makefile); each notebook runs at least twice:
   on ResNet-18; :func:`test_the_other_notebooks_never_touch_the_caches` shows from
   their code that nothing they call reads a dataset or a classic model's cache;
 - the others run with nothing cached on SqueezeNet 1.1, then once per further
-  distinct plan: 00, 01, 02, 05, 09, 13 on Binder (``make fetch`` changes nothing for
-  them), 10 after ``make fetch`` only (Binder has no Imagewoof: its plan is the
-  nothing-cached one), 11 and 12 in both. Where the state makes a notebook load a
+  distinct plan: 00, 01, 02, 05, 09, 11, 13 on Binder (``make fetch`` changes nothing
+  for them), 10 after ``make fetch`` only (Binder has no Imagewoof: its plan is the
+  nothing-cached one), 12 in both. Where the state makes a notebook load a
   classic model, ``INTROSPECT_LAB_SMOKE_MODEL=as-chosen`` builds that very model at
   random weights (AlexNet in notebook 13 on Binder); otherwise the run is on
   ResNet-18, keeping that architecture's coverage.

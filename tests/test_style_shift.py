@@ -9,12 +9,14 @@ from PIL import Image
 
 from introspect_lab.datasets import DATASETS, IMAGENETTE_CLASSES, IMAGEWOOF_CLASSES
 from introspect_lab.experiments import style_shift as S
+from introspect_lab.experiments import style_shift_run as SR
 from introspect_lab.experiments import style_shift_tuning as T
 from introspect_lab.models import MODELS, get_layer, imagenet_categories, load_model
 from introspect_lab.synthesis import layer_features
 from introspect_lab.synthesis import objectives as O
 from introspect_lab.synthesis import priors as R
 from introspect_lab.synthesis.objectives import gram
+from introspect_lab.texture.gatys import style_targets
 
 # ---------------------------------------------------------------------------
 # ordinal_rank on hand-made logits
@@ -214,29 +216,67 @@ def test_theta_encoding_round_trips():
 
 
 def _fake_results():
-    row = lambda a, b, c, paper: {  # noqa: E731
-        "no_transfer": {"mean": a},
-        "untuned": {"mean": b},
-        "tuned": {"mean": c},
+    cell = lambda m: [m, m - 1.0, m + 1.0]  # noqa: E731
+    row = lambda a, b, c, d, paper: {  # noqa: E731
+        "n_pairs": 6,
+        "n_source_photos": 5,
+        "mean": {"no_transfer": cell(a), "untuned": cell(b), "tuned": cell(c), "random": cell(d)},
         "paper": list(paper),
     }
     return {
-        "table1": {k: row(10.0 + i, 20.0 + i, 5.0 + i, p) for i, (k, p) in enumerate(S.PAPER_TABLE1.items())},
-        "theta": {"inter": S.Theta((1.0,), 0.1, 0.01, 0.05, 12).to_dict()},
+        "table1": {
+            k: row(10.0 + i, 20.0 + i, 5.0 + i, 7.0, p) for i, (k, p) in enumerate(S.PAPER_TABLE1.items())
+        },
         "command": "python -m x",
     }
 
 
 def test_results_file_round_trips(tmp_path):
     res = _fake_results()
-    path = S.save_results(tmp_path / "sub" / "r.json", res)
-    back = S.load_results(path)
+    path = SR.save_results(tmp_path / "sub" / "r.json", res)
+    back = SR.load_results(path)
     assert back == res and not list(path.parent.glob("*.part"))
-    assert S.table1(back) == S.table1(res)
-    assert S.Theta.from_dict(back["theta"]["inter"]) == S.Theta((1.0,), 0.1, 0.01, 0.05, 12)
-    table = S.table1(back).splitlines()
-    assert table[2].split()[:3] == ["intra-class", "train", "10.0"] and "(4.0)" in table[2]
-    assert "(29.8)" in table[5] and "8.0" in table[5]
+    table = SR.table1(back).splitlines()
+    assert table[2].split()[:4] == ["intra-class", "train", "6/5", "10.0"] and "[9.0, 11.0]" in table[2]
+    assert table[5].rstrip().endswith("590.1 / 459.2 / 29.8") and "8.0 [7.0, 9.0]" in table[5]
+
+
+def test_search_box_holds_every_models_own_lr_and_the_population_is_cma_default():
+    assert [T.default_popsize(n) for n in (2, 8, 9)] == [6, 10, 10]
+    for name in MODELS:
+        start = S.untuned_theta(name)
+        lo, hi = T.search_box(start)
+        x0 = T._encode(start)
+        assert all(a <= x <= b for a, x, b in zip(lo, x0, hi)), name  # SqueezeNet's lr 3.0 included
+
+
+def test_random_search_spends_exactly_its_budget_inside_the_box():
+    seen = []
+
+    def objective(thetas):
+        seen.extend(thetas)
+        return [t.lr for t in thetas]
+
+    start = S.Theta((1.0, 1.0), 0.1, 0.01, 0.1, 10)
+    out = T.random_search(objective, start, evaluations=23, batch=10, seed=0)
+    lo, hi = T.search_box(start)
+    assert len(seen) == 23 and out["settings"]["evaluations"] == 23
+    assert all(10 ** lo[-2] <= t.lr <= 10 ** hi[-2] for t in seen)
+    assert out["best"].lr == min(t.lr for t in seen)
+
+
+def test_lr_drop_acts_after_each_samples_own_steps(lite0):
+    x = torch.rand(2, 3, 32, 32) * 0.2 + 0.4
+    src = S.normalize(x, lite0)
+    _, layers = S.style_layers(lite0)
+    grams = style_targets(lite0, S.normalize(torch.rand(1, 3, 32, 32), lite0), layers)
+    grams = {n: g.repeat(2, 1, 1) for n, g in grams.items()}
+    th = lambda steps: S.Theta((1.0,) * len(layers), 1e-3, 6e-4, 0.05, steps)  # noqa: E731
+    # a drop to 0 after half of each sample's steps = stopping there
+    dropped = S.f_theta(lite0, src, grams, [th(4), th(8)], lr_drop=(0.5, 0.0))
+    short = S.f_theta(lite0, src, grams, [th(2), th(4)])
+    torch.testing.assert_close(dropped, short)
+    assert not torch.allclose(dropped, S.f_theta(lite0, src, grams, [th(4), th(8)]))
 
 
 # ---------------------------------------------------------------------------

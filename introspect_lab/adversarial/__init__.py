@@ -24,13 +24,12 @@ deep learning models resistant to adversarial attacks".
 
 from __future__ import annotations
 
+from ..transfer.training import accuracy, correct
 from .attacks import FoolingResult, fgsm, fool, linf_pixels, pgd, quantize, random_sign
 from .plots import plot_eps_sweeps, plot_fooling, plot_gradients
 from .robustness import (
     EpsSweep,
-    accuracy,
     adversarial_training,
-    correct,
     eps_sweep,
     neighbour_correlation,
     robust_accuracy,

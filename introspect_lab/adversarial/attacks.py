@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -12,30 +11,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import config
+from ..attribution.base import Target, resolve_targets
 from ..hooks import frozen
 from ..images import check_batch, denormalize, normalize
-from ..models import class_indices, model_info
+from ..models import model_info
 from ..validation import check_eps
-
-Target = int | str | Sequence[int | str] | torch.Tensor | None
 
 # ---------------------------------------------------------------------------
 # Checks shared by the attacks
 # ---------------------------------------------------------------------------
-
-
-def target_indices(model: nn.Module, target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """Class indices ``[B]``; ``None`` means the model's prediction."""
-    batch, n_classes = logits.shape
-    if target is None:
-        return logits.detach().argmax(1)
-    if hasattr(target, "tolist") and not isinstance(target, torch.Tensor):  # numpy arrays and scalars
-        target = target.tolist()
-    cats = model_info(model).categories
-    if len(cats) != n_classes:
-        cats = [str(i) for i in range(n_classes)]
-    idx = class_indices(cats, target, batch)
-    return torch.tensor(idx, device=logits.device)
 
 
 def _pixel_fn(model: nn.Module):
@@ -117,7 +101,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, target: Target = None, *, eps: float
         f = _pixel_fn(model)
         p = _to_pixels(model, x)
         with torch.no_grad():
-            y = target_indices(model, target, f(p))
+            y = resolve_targets(model, target, f(p))
         _, grad = _loss_grad(f, p, y)
         sign = -1.0 if targeted else 1.0
         adv = (p + sign * eps * grad.sign()).clamp(0, 1)
@@ -180,7 +164,7 @@ def pgd(
         f = _pixel_fn(model)
         p0 = _to_pixels(model, x)
         with torch.no_grad():
-            y = target_indices(model, target, f(p0))
+            y = resolve_targets(model, target, f(p0))
         lo, hi = (p0 - eps).clamp(min=0), (p0 + eps).clamp(max=1)
         best = best_score = None
         if keep_best:  # FGSM as the first candidate
@@ -289,7 +273,7 @@ def fool(
         f = _pixel_fn(model)
         p0 = _to_pixels(model, x)
         with torch.no_grad():
-            y = target_indices(model, target, f(p0))
+            y = resolve_targets(model, target, f(p0))
         p = p0.clone()
         steps = torch.full((p.shape[0],), -1, dtype=torch.long)
 

@@ -10,21 +10,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import config
+from ..attribution.base import resolve_targets
 from ..hooks import frozen
 from ..images import check_batch
-from ..transfer.training import correct, train
+from ..transfer.training import accuracy, train
 from ..validation import check_eps
-from .attacks import fgsm, pgd, quantize, target_indices
+from .attacks import fgsm, pgd, quantize
 
 # ---------------------------------------------------------------------------
 # Measuring robustness
 # ---------------------------------------------------------------------------
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> float:
-    """Fraction of ``x`` (normalised) that the model classifies as ``labels`` (eval mode, no grad)."""
-    hits = correct(model, x, labels, batch_size=batch_size)
-    return float(hits.mean()) if hits.size else 0.0
 
 
 def robust_accuracy(
@@ -108,7 +103,7 @@ def eps_sweep(
     x = check_batch(x, "x", model)
     with frozen(model), torch.no_grad():
         clean = model(x)
-    labels = clean.argmax(1) if labels is None else torch.as_tensor(target_indices(model, labels, clean))
+    labels = clean.argmax(1) if labels is None else torch.as_tensor(resolve_targets(model, labels, clean))
     method = _attack(attack)
     if attack == "pgd":
         options.setdefault("progress", False)

@@ -27,10 +27,16 @@ REDUCTIONS = ("none", "max", "mean")
 
 
 def resolve_targets(model: nn.Module, target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """Class indices ``[B]`` for ``target``, checked against the model's output size."""
+    """Class indices ``[B]`` for ``target``, checked against the model's output size.
+
+    ``target`` is ``None`` (the model's prediction), a class index or name for
+    every image, or one per image (a list, tensor or numpy array).
+    """
     batch, n_classes = logits.shape[0], logits.shape[1]
     if target is None:
         return logits.detach().argmax(1)
+    if hasattr(target, "tolist") and not isinstance(target, torch.Tensor):  # numpy arrays and scalars
+        target = target.tolist()
     cats = model_info(model).categories
     if len(cats) != n_classes:
         names = (

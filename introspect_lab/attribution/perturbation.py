@@ -158,21 +158,8 @@ def occlusion(
     as ``method`` to read its per-layer multiply-add counters afterwards.
     """
     x = check_batch(x, "x", model)
-    kh, kw = (window, window) if isinstance(window, int) else tuple(window)
-    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    (kh, kw), (sh, sw) = _check_occlusion(x, window, stride, method, tau)
     H, W = x.shape[-2:]
-    if not (0 < kh <= H and 0 < kw <= W):
-        raise ValueError(f"window {(kh, kw)} must be positive and fit in the image {(H, W)}.")
-    if not (0 < sh <= kh and 0 < sw <= kw):
-        raise ValueError(
-            f"stride {(sh, sw)} must be positive and at most the window {(kh, kw)} (else pixels are skipped)."
-        )
-    if not isinstance(method, IncrementalForward) and method not in ("auto", "plain", "incremental"):
-        raise ValueError(
-            f"method must be 'auto', 'plain', 'incremental' or an IncrementalForward, got {method!r}."
-        )
-    if tau is not None and not (0 < tau <= 1 and isinstance(method, str) and method == "incremental"):
-        raise ValueError(f"tau={tau} needs method='incremental' and 0 < tau <= 1.")
     rows, cols = _window_starts(H, kh, sh), _window_starts(W, kw, sw)
     if method == "auto" and len(rows) * len(cols) < 64:
         method = "plain"  # too few copies to repay tracing the model
@@ -182,10 +169,7 @@ def occlusion(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     positions = [(r, c) for r in rows for c in cols]
     base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
-    if base.dim() == 4 and base.shape[0] == x.shape[0]:
-        bases = base
-    else:
-        bases = base.expand_as(x)
+    bases = base if base.dim() == 4 and base.shape[0] == x.shape[0] else base.expand_as(x)
     B = x.shape[0]
     drops = torch.zeros(B, len(positions), dtype=x.dtype, device=x.device)
     show = show_progress() if progress is None else progress
@@ -202,21 +186,48 @@ def occlusion(
             for b, s in tqdm(chunks, desc="occlusion", disable=not show, leave=False):
                 pos = positions[s : s + n_batch]
                 if engine is not None:
-                    scores = _incremental_scores(engine, x[b], bases[b], pos, (kh, kw), n_batch, s == 0)[
-                        :, idx[b]
-                    ]
-                    drops[b, s : s + len(pos)] = ref[b] - scores
-                    continue
-                batch = x[b].expand(n_batch, -1, -1, -1).clone()  # fixed batch shape (the last one padded)
-                for k, (r, c) in enumerate(pos):
-                    batch[k, :, r : r + kh, c : c + kw] = bases[b, :, r : r + kh, c : c + kw]
-                scores = logits_of(net(batch.contiguous(memory_format=fmt)))[: len(pos), idx[b]]
-                drops[b, s : s + len(pos)] = ref[b] - scores
+                    scores = _incremental_scores(engine, x[b], bases[b], pos, (kh, kw), n_batch, s == 0)
+                else:
+                    scores = _plain_scores(net, x[b], bases[b], pos, (kh, kw), n_batch, fmt)
+                drops[b, s : s + len(pos)] = ref[b] - scores[: len(pos), idx[b]]
     grid = drops.view(B, len(rows), len(cols))
-    if raw:
-        return grid.clone()
-    total = torch.zeros(B, H, W, dtype=x.dtype, device=x.device)
-    count = torch.zeros(H, W, dtype=x.dtype, device=x.device)
+    return grid.clone() if raw else _spread(grid, rows, cols, (kh, kw), (H, W))
+
+
+def _check_occlusion(x, window, stride, method, tau) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Window and stride as pairs, after checking them, ``method`` and ``tau``."""
+    H, W = x.shape[-2:]
+    kh, kw = (window, window) if isinstance(window, int) else tuple(window)
+    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    if not (0 < kh <= H and 0 < kw <= W):
+        raise ValueError(f"window {(kh, kw)} must be positive and fit in the image {(H, W)}.")
+    if not (0 < sh <= kh and 0 < sw <= kw):
+        raise ValueError(
+            f"stride {(sh, sw)} must be positive and at most the window {(kh, kw)} (else pixels are skipped)."
+        )
+    if not isinstance(method, IncrementalForward) and method not in ("auto", "plain", "incremental"):
+        raise ValueError(
+            f"method must be 'auto', 'plain', 'incremental' or an IncrementalForward, got {method!r}."
+        )
+    if tau is not None and not (0 < tau <= 1 and isinstance(method, str) and method == "incremental"):
+        raise ValueError(f"tau={tau} needs method='incremental' and 0 < tau <= 1.")
+    return (kh, kw), (sh, sw)
+
+
+def _plain_scores(net, x, base, positions, window, n_batch: int, fmt) -> torch.Tensor:
+    """Scores of copies of ``x`` [3,H,W] with each window of ``positions`` set to ``base``, in full passes."""
+    kh, kw = window
+    batch = x.expand(n_batch, -1, -1, -1).clone()  # fixed batch shape (the last one padded)
+    for k, (r, c) in enumerate(positions):
+        batch[k, :, r : r + kh, c : c + kw] = base[:, r : r + kh, c : c + kw]
+    return logits_of(net(batch.contiguous(memory_format=fmt)))
+
+
+def _spread(grid: torch.Tensor, rows, cols, window, size) -> torch.Tensor:
+    """Each pixel's mean drop over the windows that cover it (Captum's convention): ``[B, H, W]``."""
+    (kh, kw), (H, W) = window, size
+    total = torch.zeros(grid.shape[0], H, W, dtype=grid.dtype, device=grid.device)
+    count = torch.zeros(H, W, dtype=grid.dtype, device=grid.device)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             total[:, r : r + kh, c : c + kw] += grid[:, i, j, None, None]

@@ -1,7 +1,8 @@
 """Plots of the novelty-detection results (seed 000, Figures 4 and 5), read from a results dict.
 
-Every number drawn comes from the dict that :func:`introspect_lab.experiments.novelty.run`
-returns (or :func:`~introspect_lab.experiments.novelty.load_results` reads), never from code.
+Every number drawn comes from the dict that :func:`introspect_lab.experiments.novelty_run.run`
+returns (or :func:`~introspect_lab.experiments.novelty_run.load_results` reads), never from code:
+means over class partitions with their 95 % intervals as error bars.
 """
 
 from __future__ import annotations
@@ -16,30 +17,24 @@ def _ticks(results: dict, layers: list[int]) -> list[str]:
     return [f"{k}\n{names[k]}" for k in layers]
 
 
+def _mean_err(cells) -> tuple[np.ndarray, np.ndarray]:
+    """Means and asymmetric error bars from ``[mean, low, high]`` cells (no bar when the interval is NaN)."""
+    c = np.asarray(cells, dtype=float).reshape(-1, 3)
+    err = np.nan_to_num(np.abs(np.stack([c[:, 0] - c[:, 1], c[:, 2] - c[:, 0]])))
+    return c[:, 0], err
+
+
 def _panel(ax, results: dict, layers: list[int], block: dict, title: str) -> None:
     x = np.arange(len(layers))
     w = 0.38
-    ax.bar(
-        x - w / 2,
-        block["train_acc"],
-        w,
-        yerr=block.get("train_acc_sd"),
-        color="#9ecae1",
-        label="train accuracy",
-    )
-    ax.bar(
-        x + w / 2, block["test_acc"], w, yerr=block.get("test_acc_sd"), color="#3182bd", label="test accuracy"
-    )
-    ax.errorbar(
-        x,
-        block["test_auroc"],
-        yerr=block.get("test_auroc_sd"),
-        color="#e6550d",
-        marker="o",
-        lw=1.5,
-        capsize=3,
-        label="test AUROC",
-    )
+    for dx, key, colour, label in (
+        (-w / 2, "train_acc", "#9ecae1", "train accuracy"),
+        (w / 2, "test_acc", "#3182bd", "test accuracy (0.5)"),
+    ):
+        mean, err = _mean_err(block[key])
+        ax.bar(x + dx, mean, w, yerr=err, color=colour, label=label, capsize=2)
+    mean, err = _mean_err(block["test_auroc"])
+    ax.errorbar(x, mean, yerr=err, color="#e6550d", marker="o", lw=1.5, capsize=3, label="test AUROC")
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(x, _ticks(results, layers), fontsize=8)
     ax.set_ylim(0, 1.05)
@@ -50,7 +45,8 @@ def _panel(ax, results: dict, layers: list[int], block: dict, title: str) -> Non
 def _subtitle(results: dict) -> str:
     m, d = results["model"], results["data"]
     data = "digits stand-in" if d["stand_in"] else d["name"]
-    return f"{m['ran']} (requested {m['requested']}), {data}, {d['image_size']} px"
+    n = len(results["partitions"])
+    return f"{m['ran']} (requested {m['requested']}), {data}, {d['image_size']} px, mean and 95 % CI over {n} partitions"
 
 
 def plot_figure4(results: dict, size: float = 4.2):
@@ -106,11 +102,18 @@ def plot_baselines(results: dict, size: float = 3.6):
     )
     for ax, (title, block, layers) in zip(axes, panels):
         x = np.arange(len(layers))
-        for kind, colour in (("fc", "#3182bd"), ("conv", "#31a354")):
+        for kind, colour, label in (
+            ("fc", "#3182bd", "learned, FC"),
+            ("conv", "#31a354", "learned, Conv"),
+            ("mahalanobis", "#756bb1", "Mahalanobis (Lee et al.)"),
+        ):
             if kind in block:
-                ax.plot(x, block[kind]["test_auroc"], "o-", color=colour, label=f"learned, {kind.upper()}")
-        ax.plot(x, block["mahalanobis_auroc"], "s-", color="#756bb1", label="Mahalanobis (Lee et al.)")
-        ax.axhline(block["msp_auroc"], color="#e6550d", lw=2, label="max softmax prob. (Hendrycks & Gimpel)")
+                mean, err = _mean_err(block[kind]["test_auroc"])
+                ax.errorbar(x, mean, yerr=err, fmt="o-", color=colour, capsize=2, label=label)
+        msp = block["msp_auroc"]
+        ax.axhline(msp[0], color="#e6550d", lw=2, label="max softmax prob. (Hendrycks & Gimpel)")
+        if np.isfinite(msp[1]):
+            ax.axhspan(msp[1], msp[2], color="#e6550d", alpha=0.15, lw=0)
         ax.axhline(0.5, color="grey", ls="--", lw=1)
         ax.set_xticks(x, _ticks(results, layers), fontsize=7)
         ax.set_title(title, fontsize=10)

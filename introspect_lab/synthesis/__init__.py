@@ -19,7 +19,7 @@ are the same loop with different objectives (seeds 001, 002, 003, 004)::
   objective is always *maximised*, losses enter with a minus sign; steps are
   Adam, SGD, normalised gradient ascent (cs231n) or DeepDream's
   mean-normalised step, with ``torch.optim.lr_scheduler`` schedules;
-* :mod:`.methods`: :func:`visualize_class`, :func:`visualize_channel`,
+* :mod:`.methods`: :func:`visualize_class`, :func:`visualize_channel` (both one :func:`ascend`),
   :func:`deepdream`, :func:`invert` build an objective and call :func:`synthesize`;
 * :mod:`.patch_prior`: the data-driven patch prior of Wei et al. (seed 002, Eq. 3);
 * :mod:`.multifaceted`: :func:`multifaceted` starts the ascent from the mean
@@ -39,7 +39,7 @@ from .engine import (
     layer_features,
     synthesize,
 )
-from .methods import deepdream, invert, relative_error, visualize_channel, visualize_class
+from .methods import ascend, deepdream, invert, relative_error, visualize_channel, visualize_class
 from .multifaceted import Facets, multifaceted, spread, unit_scores
 from .parameterisation import image_size
 
@@ -53,6 +53,7 @@ __all__ = [
     "layer_features",
     "visualize_class",
     "visualize_channel",
+    "ascend",
     "deepdream",
     "invert",
     "relative_error",

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..config import show_progress
 from ..hooks import capture, frozen, no_inplace
-from ..images import check_batch
+from ..images import check_batch, device_dtype
 from ..models import model_info
 from . import objectives as O
 from . import priors as R
@@ -219,8 +219,8 @@ def synthesize(
         init = check_batch(init, "init", channels=None)
         size = tuple(init.shape[-2:]) if size is None else size
         batch = init.shape[0] if init.shape[0] > 1 else batch
-    lr, lrs = S.per_image_rates(lr, int(batch))
     steps, image_steps = S.per_image_steps(steps, int(batch))
+    lr, lrs = S.per_image_rates(lr, int(batch), split=lr_drop is not None and image_steps is not None)
     if lrs is not None and isinstance(lr_schedule, Mapping):
         raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
     if param == "fft" and (lrs is not None or image_steps is not None):
@@ -229,7 +229,7 @@ def synthesize(
     g = torch.Generator().manual_seed(seed)
     p = _parameterisation(model, param, init, init_scale, (int(batch), image_size(size)), g, lrs)
     opt = S.make_optimizer(p.params(), optimizer, lr, lrs)
-    scheduler = S.make_scheduler(opt, lr, lr_schedule, lr_drop, steps)
+    scheduler = S.make_scheduler(opt, lr, lr_schedule, lr_drop, steps, image_steps)
     limits = S.clamp_range(clamp, param, info.mean, info.std)
     with torch.no_grad():
         record = Record(p().detach().clone(), info.mean, info.std, seed)
@@ -283,11 +283,14 @@ def _parameterisation(model, param: str, init, init_scale: float, shape, g, lrs)
     """The starting image as pixels (one parameter per image with per-image rates) or a spectrum."""
     batch, (h, w) = shape
     info = model_info(model)
+    device, dtype = device_dtype(model)
     if param == "fft":
-        return Fourier((batch, 3, h, w), info.mean, info.std, g)
+        return Fourier(
+            (batch, 3, h, w), info.mean, info.std, g, like=torch.empty(0, device=device, dtype=dtype)
+        )
     channels = init.shape[1] if isinstance(init, torch.Tensor) else 3
     x0 = initial_image(init, (batch, channels, h, w), info.mean, info.std, g, init_scale, model)
-    return Pixels(x0, per_image=lrs is not None)
+    return Pixels(x0.to(device=device, dtype=dtype), per_image=lrs is not None)
 
 
 def _transform(image: torch.Tensor, transforms: Sequence[Callable], g: torch.Generator) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..images import check_batch, denormalize
+from ..images import as_model_input, check_batch, denormalize
 from ..info import model_info
 from ..models import get_layer
 from ..models import settings as model_settings
@@ -29,7 +29,15 @@ from .engine import SynthesisResult, layer_features, synthesize
 from .parameterisation import image_size
 from .patch_prior import PatchPrior
 
-__all__ = ["visualize_class", "visualize_channel", "deepdream", "invert", "relative_error", "yosinski_priors"]
+__all__ = [
+    "visualize_class",
+    "visualize_channel",
+    "ascend",
+    "deepdream",
+    "invert",
+    "relative_error",
+    "yosinski_priors",
+]
 
 
 def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
@@ -87,28 +95,8 @@ def visualize_class(
     cfg = override(settings or model_settings(model).class_vis, **overrides)
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
-    if cfg.l2_weight:
-        obj = obj - float(cfg.l2_weight) * R.l2()
-    transforms, ops = yosinski_priors(cfg)
-    return synthesize(
-        model,
-        obj,
-        size=cfg.size,
-        batch=len(targets),
-        init="noise",
-        init_scale=cfg.init_scale,
-        param=cfg.param,
-        steps=cfg.steps,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        transforms=transforms,
-        image_ops=ops,
-        seed=seed,
-        callback=callback,
-        every=every,
-        progress=progress,
-        desc="class visualisation",
-    )
+    run = dict(seed=seed, callback=callback, every=every, progress=progress)
+    return ascend(model, obj, cfg, batch=len(targets), desc="class visualisation", **run)
 
 
 def visualize_channel(
@@ -143,15 +131,39 @@ def visualize_channel(
         return sel.reshape(sel.shape[0], -1).mean(1).sum()
 
     obj = O.Objective.term(f"channel[{layer}:{chans}]", fn, [layer])
+    run = dict(seed=seed, callback=callback, every=every, progress=progress)
+    return ascend(model, obj, cfg, batch=len(chans), desc=f"channels of {layer}", **run)
+
+
+def ascend(
+    model: nn.Module,
+    objective: O.Objective,
+    cfg: ClassVisSettings,
+    *,
+    init: str | torch.Tensor = "noise",
+    batch: int = 1,
+    desc: str = "gradient ascent",
+    **run,
+) -> SynthesisResult:
+    """Gradient ascent on ``objective − λ‖I‖²`` with the priors of ``cfg`` (Yosinski et al. 2015; Lucent).
+
+    The one loop behind :func:`visualize_class`, :func:`visualize_channel` and
+    :func:`~introspect_lab.synthesis.multifaceted.multifaceted`: λ is
+    ``cfg.l2_weight``, the transforms and image operations come from
+    :func:`yosinski_priors`, and ``size``, ``steps``, ``optimizer``, ``lr``,
+    ``param`` and ``init_scale`` from ``cfg``. ``init`` is ``"noise"`` or
+    start images; ``run`` passes ``seed``, ``callback``, ``every`` and
+    ``progress`` to :func:`~introspect_lab.synthesis.engine.synthesize`.
+    """
     if cfg.l2_weight:
-        obj = obj - float(cfg.l2_weight) * R.l2()
+        objective = objective - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
     return synthesize(
         model,
-        obj,
+        objective,
         size=cfg.size,
-        batch=len(chans),
-        init="noise",
+        batch=batch,
+        init=init,
         init_scale=cfg.init_scale,
         param=cfg.param,
         steps=cfg.steps,
@@ -159,11 +171,8 @@ def visualize_channel(
         lr=cfg.lr,
         transforms=transforms,
         image_ops=ops,
-        seed=seed,
-        callback=callback,
-        every=every,
-        progress=progress,
-        desc=f"channels of {layer}",
+        desc=desc,
+        **run,
     )
 
 
@@ -193,7 +202,7 @@ def deepdream(
     name: ``octaves``, ``octave_scale``, ``steps``, ``lr``, ``jitter``.
     """
     cfg = override(settings or model_settings(model).deepdream, layer=layer, **overrides)
-    image = check_batch(image, "image", model).float()
+    image = as_model_input(check_batch(image, "image", model), model)
     if size is not None:
         image = F.interpolate(
             image, size=image_size(size), mode="bilinear", align_corners=False, antialias=True
@@ -241,15 +250,8 @@ def invert(
     model: nn.Module,
     image: torch.Tensor,
     layer: str,
-    *,
     settings: InversionSettings | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    tv_weight: float | None = None,
-    tv_beta: float | None = None,
-    alpha_weight: float | None = None,
-    alpha: float | None = None,
+    *,
     prior: PatchPrior | None = None,
     prior_weight: float = 3.0,
     init: str | torch.Tensor = "zeros",
@@ -258,14 +260,18 @@ def invert(
     callback=None,
     every: int = 10,
     progress: bool | None = None,
+    **overrides,
 ) -> SynthesisResult:
     """Feature inversion (Mahendran & Vedaldi 2015; seed 001; seed 002 Eq. 1 and, with ``prior``, Eq. 3).
 
     ``Î = argmin_I ‖Φ(I) − Φ₀‖²/‖Φ₀‖² + λ_α ‖I‖_α^α + λ_TV R_{V^β}(I) + R_γ Σ_p ‖Ĩ_p − D̃_p‖²``
-    with ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``; ``λ_α`` is
-    ``alpha_weight``, ``α`` ``alpha`` (``α = 2`` gives seed 002's ``R_α‖I‖²``),
-    ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta`` (``β = 2``: ``R_β‖∇I‖²``). The
-    last term is seed 002's patch prior (a
+    with ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``. The settings are
+    ``settings`` (default ``models.settings(model).inversion``, an
+    :class:`~introspect_lab.settings.InversionSettings`) with ``overrides`` by
+    field name: ``λ_α`` is ``alpha_weight``, ``α`` ``alpha`` (``α = 2`` gives
+    seed 002's ``R_α‖I‖²``), ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta`` (``β = 2``:
+    ``R_β‖∇I‖²``); also ``size``, ``steps``, ``lr``, ``lr_drop``, ``optimizer``.
+    The last term is seed 002's patch prior (a
     :class:`~introspect_lab.synthesis.patch_prior.PatchPrior`, weight ``R_γ`` =
     ``prior_weight``), used when ``prior`` is given; without it this is
     Mahendran & Vedaldi's model. ``init``: ``"zeros"``, ``"noise"``
@@ -273,20 +279,10 @@ def invert(
     image (e.g. the retrieved average, "[8]+[7]"). The result's ``extra``
     holds ``feature_error`` (Eq. 1's data term), ``relative_error``
     ``‖I₀ − Î‖/‖I₀‖`` in the model's normalised space and ``pixel_error`` in
-    [0, 1] pixels (:func:`relative_error`; seed 002, Table 1). Unset
-    parameters come from ``models.settings(model).inversion``.
+    [0, 1] pixels (:func:`relative_error`; seed 002, Table 1).
     """
-    cfg = override(
-        settings or model_settings(model).inversion,
-        size=size,
-        steps=steps,
-        lr=lr,
-        tv_weight=tv_weight,
-        tv_beta=tv_beta,
-        alpha_weight=alpha_weight,
-        alpha=alpha,
-    )
-    image = check_batch(image, "image", model).float()
+    cfg = override(settings or model_settings(model).inversion, **overrides)
+    image = as_model_input(check_batch(image, "image", model), model)
     hw = image_size(cfg.size)
     if tuple(image.shape[-2:]) != hw:
         image = F.interpolate(image, size=hw, mode="bilinear", align_corners=False, antialias=True)

@@ -39,9 +39,8 @@ from ..models import settings as model_settings
 from ..settings import ClassVisSettings, override
 from ..validation import check_channel, check_int
 from . import objectives as O
-from . import priors as R
-from .engine import SynthesisResult, layer_features, synthesize
-from .methods import yosinski_priors
+from .engine import SynthesisResult, layer_features
+from .methods import ascend
 
 __all__ = ["Facets", "unit_scores", "multifaceted", "spread"]
 
@@ -176,22 +175,15 @@ def multifaceted(
     starts = torch.stack(
         [(batch(model, c) if batch else images[torch.as_tensor(c)]).mean(0) for c in clusters]
     )
-    if cfg.l2_weight:
-        objective = objective - float(cfg.l2_weight) * R.l2()
-    transforms, ops = yosinski_priors(cfg)
-    res = synthesize(
+    res = ascend(
         model,
         objective,
-        size=cfg.size,
+        cfg,
         init=starts,
-        steps=cfg.steps,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        transforms=transforms,
-        image_ops=ops,
+        batch=len(starts),
+        desc=f"facets of {desc}",
         seed=seed,
         progress=progress,
-        desc=f"facets of {desc}",
     )
     return Facets(desc, res, starts, clusters, best, scores)
 

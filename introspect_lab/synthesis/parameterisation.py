@@ -35,7 +35,7 @@ class Pixels:
     """
 
     def __init__(self, init: torch.Tensor, per_image: bool = False):
-        self.x = init.detach().clone().float()
+        self.x = init.detach().clone()
         if per_image:
             self.rows = [self.x[i : i + 1].requires_grad_(True) for i in range(self.x.shape[0])]
         else:
@@ -79,16 +79,20 @@ class Fourier:
     sigmoid then saturates and images collapse to black-and-white blobs.
     """
 
-    def __init__(self, shape, mean, std, g: torch.Generator, sd: float = 0.01, decay_power: float = 1.0):
+    def __init__(
+        self, shape, mean, std, g: torch.Generator, sd: float = 0.01, decay_power: float = 1.0, like=None
+    ):
         b, c, h, w = shape
         fy = torch.fft.fftfreq(h)[:, None]
         fx = torch.fft.rfftfreq(w)[None, :]
         freqs = torch.sqrt(fx**2 + fy**2)
-        self.scale = 1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power
-        self.spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, generator=g) * sd).requires_grad_(True)
+        # drawn on the CPU (the same image for a seed on every device), then moved to ``like``'s device and dtype
+        to = {"device": like.device, "dtype": like.dtype} if like is not None else {}
+        self.scale = (1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power).to(**to)
+        self.spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, generator=g) * sd).to(**to).requires_grad_(True)
         self.hw = (h, w)
         self.mean, self.std = mean, std
-        self.color = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+        self.color = (_COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()).to(**to)
 
     def params(self):
         """The tensors the optimiser updates."""
@@ -120,7 +124,7 @@ def initial_image(init, shape, mean, std, g: torch.Generator, init_scale: float,
     """
     b, _, h, w = shape
     if isinstance(init, torch.Tensor):
-        x = check_batch(init, "init", channels=None).float()
+        x = check_batch(init, "init", channels=None).detach().cpu().float()
         if x.shape[-2:] != (h, w):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return x.expand(b, -1, -1, -1).clone() if x.shape[0] == 1 else x.clone()

@@ -38,10 +38,12 @@ __all__ = [
 OPTIMIZERS = ("adam", "sgd", "ascent", "dream")
 
 
-def per_image_rates(lr, batch: int) -> tuple[float, list[float] | None]:
+def per_image_rates(lr, batch: int, split: bool = False) -> tuple[float, list[float] | None]:
     """``(rate, per-image rates or None)`` from one learning rate or one per image.
 
-    Equal rates are one rate; different ones become one parameter group per image.
+    Equal rates are one rate; different ones become one parameter group per image. ``split``:
+    one group per image even for equal rates (each image then drops its rate after its own
+    steps, see :func:`make_scheduler`).
     """
     if isinstance(lr, (torch.Tensor, np.ndarray)):
         lr = lr.tolist()
@@ -52,9 +54,9 @@ def per_image_rates(lr, batch: int) -> tuple[float, list[float] | None]:
     if many and len(rates) != batch:
         raise ValueError(f"Got {len(rates)} learning rates for {batch} images; give one, or one per image.")
     rates = [float(v) for v in rates]
-    if len(set(rates)) == 1:
+    if len(set(rates)) == 1 and not split:
         return rates[0], None
-    return max(rates), rates
+    return max(rates), rates if many else rates * batch
 
 
 def per_image_steps(steps, batch: int) -> tuple[int, list[int] | None]:
@@ -91,12 +93,21 @@ def make_optimizer(params: Sequence[torch.Tensor], optimizer: str, lr: float, lr
     return torch.optim.SGD(groups, lr=lr)
 
 
-def make_scheduler(opt, lr: float, schedule, lr_drop, steps: int):
-    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (``None``: constant ``lr``)."""
+def make_scheduler(opt, lr: float, schedule, lr_drop, steps: int, image_steps: Sequence[int] | None = None):
+    """The ``torch.optim.lr_scheduler`` for ``lr_schedule``/``lr_drop`` (``None``: constant ``lr``).
+
+    With per-image ``image_steps`` and one parameter group per image, ``lr_drop`` drops each
+    image's rate after its own fraction of its own steps.
+    """
     if schedule is not None and lr_drop is not None:
         raise ValueError("Give lr_schedule or lr_drop, not both.")
     if lr_drop is not None:
         frac, factor = lr_drop
+        if image_steps is not None and len(opt.param_groups) == len(image_steps):
+            at = [max(1, int(frac * n)) for n in image_steps]
+            return torch.optim.lr_scheduler.LambdaLR(
+                opt, [lambda k, m=m: factor if k >= m else 1.0 for m in at]
+            )
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(frac * steps))], gamma=factor)
     if schedule is None:
         return None

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..images import check_batch
+from ..images import as_model_input, check_batch
 from ..models import settings as model_settings
 from ..settings import StyleSettings, TextureSettings, override
 from ..synthesis import SynthesisResult, image_size, layer_features, synthesize
@@ -44,7 +44,7 @@ def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 def style_targets(model: nn.Module, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """The exemplar's Gram matrices ``A^l`` at ``layers`` (one truncated forward pass, no gradient)."""
-    feats = layer_features(model, check_batch(image, "image", model).float(), list(layers))
+    feats = layer_features(model, as_model_input(check_batch(image, "image", model), model), list(layers))
     return {n: O.gram(f) for n, f in feats.items()}
 
 
@@ -52,7 +52,7 @@ def style_losses(
     model: nn.Module, image: torch.Tensor, style: Mapping[str, torch.Tensor]
 ) -> dict[str, float]:
     """Each layer's ``E_l`` for ``image`` against Gram targets ``style`` (for reports and tests)."""
-    feats = layer_features(model, check_batch(image, "image", model).float(), list(style))
+    feats = layer_features(model, as_model_input(check_batch(image, "image", model), model), list(style))
     return {n: float(O.gram_error(a, style[n]).sum()) for n, a in feats.items()}
 
 
@@ -99,7 +99,7 @@ def texture_synthesis(
     layers = list(cfg.style_layers)
     w = dict(zip(layers, cfg.style_weights))
     hw = image_size(cfg.size)
-    texture = _resize(check_batch(texture, "texture", model).float(), hw)
+    texture = _resize(as_model_input(check_batch(texture, "texture", model), model), hw)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
     if cfg.colour_weight:
@@ -160,8 +160,8 @@ def style_transfer(
     layers = list(cfg.style_layers)
     w = dict(zip(layers, cfg.style_weights))
     hw = image_size(cfg.size)
-    content = _resize(check_batch(content, "content", model).float(), hw)
-    style = _resize(check_batch(style, "style", model).float(), hw)
+    content = _resize(as_model_input(check_batch(content, "content", model), model), hw)
+    style = _resize(as_model_input(check_batch(style, "style", model), model), hw)
     targets = style_targets(model, style, layers)
     c_layer = cfg.content_layer
     p_target = layer_features(model, content, c_layer)[c_layer]

@@ -145,32 +145,13 @@ def efros_leung(
         The image, the exemplar position each pixel was copied from, the time.
     """
     ex = _as_array(exemplar)
-    if not (isinstance(window, int) and window >= 3 and window % 2 == 1):
-        raise ValueError(f"window must be an odd int >= 3, got {window!r}.")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
-    if order not in ("scanline", "onion"):
-        raise ValueError(f"order must be 'scanline' or 'onion', got {order!r}.")
-    out_h, out_w = (size, size) if isinstance(size, int) else size
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"size must be positive, got {size!r}.")
+    out_h, out_w = _check_efros_leung(ex, size, window, tolerance, order)
     half = window // 2
     ex_h, ex_w, _ = ex.shape
-    if ex_h < window + 1 or ex_w < window + 1:
-        raise ValueError(
-            f"The exemplar ({ex_h}×{ex_w}) must be larger than the window ({window}); "
-            "use a smaller window or a larger exemplar."
-        )
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
-
-    # Every exemplar window, flattened: [n_candidates, w*w*3], and its centre pixel.
-    windows = sliding_window_view(ex, (window, window), axis=(0, 1))  # [H-w+1, W-w+1, 3, w, w]
-    cand_h, cand_w = windows.shape[:2]
-    cand = windows.transpose(0, 1, 3, 4, 2).reshape(cand_h * cand_w, -1)
+    cand, centres = _candidates(ex, window)
     cand_sq = cand**2
-    centres = np.stack(np.meshgrid(np.arange(cand_h), np.arange(cand_w), indexing="ij"), -1).reshape(-1, 2)
-    centres = centres + half
     gauss = np.repeat(_gaussian(window).reshape(-1), 3)
 
     canvas = np.zeros((out_h + 2 * half, out_w + 2 * half, 3), np.float32)
@@ -213,3 +194,32 @@ def efros_leung(
         put(i, j, match(i, j))
     image = canvas[half : half + out_h, half : half + out_w].copy()
     return NonParametricResult(image=image, source=source, seconds=time.perf_counter() - start)
+
+
+def _check_efros_leung(ex: np.ndarray, size, window, tolerance, order) -> tuple[int, int]:
+    """The output size ``(height, width)``, after checking every parameter against the exemplar."""
+    if not (isinstance(window, int) and window >= 3 and window % 2 == 1):
+        raise ValueError(f"window must be an odd int >= 3, got {window!r}.")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
+    if order not in ("scanline", "onion"):
+        raise ValueError(f"order must be 'scanline' or 'onion', got {order!r}.")
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"size must be positive, got {size!r}.")
+    ex_h, ex_w, _ = ex.shape
+    if ex_h < window + 1 or ex_w < window + 1:
+        raise ValueError(
+            f"The exemplar ({ex_h}×{ex_w}) must be larger than the window ({window}); "
+            "use a smaller window or a larger exemplar."
+        )
+    return out_h, out_w
+
+
+def _candidates(ex: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every exemplar window flattened, ``[n, w·w·3]``, and the exemplar position of its centre ``[n, 2]``."""
+    windows = sliding_window_view(ex, (window, window), axis=(0, 1))  # [H-w+1, W-w+1, 3, w, w]
+    cand_h, cand_w = windows.shape[:2]
+    cand = windows.transpose(0, 1, 3, 4, 2).reshape(cand_h * cand_w, -1)
+    centres = np.stack(np.meshgrid(np.arange(cand_h), np.arange(cand_w), indexing="ij"), -1).reshape(-1, 2)
+    return cand, centres + window // 2

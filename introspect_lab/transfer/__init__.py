@@ -34,13 +34,12 @@ from .finetune import (
     fine_tune,
     layer_probes,
     linear_probe,
-    plot_layer_probes,
-    plot_learning_curves,
     pretrained_vs_scratch,
     stage_layers,
 )
+from .plots import plot_layer_probes, plot_learning_curves
 from .tasks import SHAPES, Task, digits, faces, per_class_split, photo_tiles, synthetic_shapes, val_test_split
-from .training import History, correct, small_cnn, train
+from .training import History, accuracy, correct, small_cnn, train
 
 __all__ = [
     "Task",
@@ -55,6 +54,7 @@ __all__ = [
     "History",
     "train",
     "correct",
+    "accuracy",
     "Probes",
     "TransferModel",
     "feature_extraction",

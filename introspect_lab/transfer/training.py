@@ -99,8 +99,12 @@ def correct(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256)
     return torch.cat(hits).double().numpy() if hits else np.zeros(0)
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    hits = correct(model, x, y, batch_size=batch_size)
+def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> float:
+    """Fraction of ``x`` (normalised) that the model classifies as ``labels`` (eval mode, no grad).
+
+    The mean of :func:`correct`; 0 for an empty batch.
+    """
+    hits = correct(model, x, labels, batch_size=batch_size)
     return float(hits.mean()) if hits.size else 0.0
 
 
@@ -165,7 +169,7 @@ def train(
             hist.train_loss.append(total / count)
             hist.train_acc.append(correct / count)
             if x_val is not None and y_val is not None:
-                hist.val_acc.append(_accuracy(model, x_val, y_val))
+                hist.val_acc.append(accuracy(model, x_val, y_val))
     finally:
         for m, training in modes:
             m.training = training
