@@ -77,7 +77,13 @@ def spatial_layers(model: nn.Module, size: int | None = None) -> list[tuple[str,
 
     hooks = {name: record(name) for name, _ in model.named_modules() if name}
     with forward_hooks(model, hooks), frozen(model), torch.no_grad():
-        model(torch.zeros(1, 3, size, size, device=device, dtype=dtype))
+        try:
+            model(torch.zeros(1, 3, size, size, device=device, dtype=dtype))
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(
+                f"{type(model).__name__} does not take a [1, 3, {size}, {size}] image ({e}), so its layers cannot "
+                "be derived; pass layer=... and settings=... yourself (see list_layers(model))."
+            ) from None
     if not seen:
         raise ValueError(
             f"{type(model).__name__} has no layer with a spatial output [B, C, h, w] at {size} px, so there is "

@@ -327,7 +327,11 @@ def load_model(
 
 
 def _finish(model: nn.Module, name: str, source: str, spec: ModelSpec, verbose: bool, device) -> nn.Module:
-    model.eval().to(pick_device(device, verbose=verbose))
+    model.eval()
+    if (
+        str(device) != "cpu"
+    ):  # built on the CPU (or the meta device, for a layout check): moved only when asked
+        model.to(pick_device(device, verbose=verbose))
     model.lab_info = ModelInfo(name=name, source=source, input_size=spec.input_size)
     if verbose:
         n_params = sum(p.numel() for p in model.parameters()) / 1e6

@@ -72,6 +72,8 @@ def test_no_spatial_layer_is_a_clear_error():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
     with pytest.raises(ValueError, match="no layer with a spatial output"):
         spatial_layers(mlp, size=32)
+    with pytest.raises(ValueError, match=r"does not take a \[1, 3, 224, 224\] image"):
+        infer_settings(nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("net", ["mobilenet_v3_small", "cnn"])

@@ -35,7 +35,8 @@ from .. import config, datasets
 from ..classroom import use_data
 from ..hooks import frozen
 from ..images import normalize, to_rgb
-from ..models import get_layer, model_info
+from ..inferred import recognise
+from ..models import MODELS, get_layer, model_info
 from ..models import settings as model_settings
 from .novelty_detectors import (
     INPUT,
@@ -99,6 +100,12 @@ STAND_IN_LIMITS = (
 
 def stages(model: nn.Module) -> list[str]:
     """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0): ``settings(model).novelty_layers``."""
+    name = model_info(model).name
+    if name not in MODELS and recognise(model) is None:
+        raise ValueError(
+            f"{name} is not a registry model: seed 000's layers 1–9 are mapped by role only for "
+            f"{', '.join(MODELS)} (settings(model).novelty_layers)."
+        )
     names = [INPUT, *model_settings(model).novelty_layers]
     for n in names[1:]:
         get_layer(model, n)
