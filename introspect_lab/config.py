@@ -18,7 +18,13 @@
     architecture with *random* weights whatever model a notebook asks for,
     and says so. Used by the test suite to run every notebook on every
     architecture offline; checks that need trained weights are skipped (see
-    :func:`needs_trained_weights`). Never set it in class.
+    :func:`needs_trained_weights`). ``as-chosen`` instead builds, at random
+    weights, the model the request resolves to (the requested one when it is
+    cached, else its fallback). Never set it in class.
+``INTROSPECT_LAB_SMOKE_CACHED=squeezenet1_1,resnet18,alexnet``
+    In a smoke run only: the classic models that count as cached, to rehearse
+    a classroom whose cache holds them (Binder's, or one after ``make fetch``)
+    where their weights cannot be downloaded. Unset: what is really cached.
 ``INTROSPECT_LAB_DATA``
     Where datasets are cached (default ``~/.cache/introspect_lab``).
     Model weights use the standard torch cache (``$TORCH_HOME``).
@@ -94,6 +100,17 @@ def smoke_model() -> str | None:
     """The architecture forced by ``INTROSPECT_LAB_SMOKE_MODEL`` (random weights), or ``None``."""
     value = os.environ.get("INTROSPECT_LAB_SMOKE_MODEL", "").strip()
     return value or None
+
+
+AS_CHOSEN = "as-chosen"  # INTROSPECT_LAB_SMOKE_MODEL value: each request's own choice, random weights
+
+
+def smoke_cached() -> frozenset[str] | None:
+    """In a smoke run, the models ``INTROSPECT_LAB_SMOKE_CACHED`` declares cached; otherwise ``None``."""
+    value = os.environ.get("INTROSPECT_LAB_SMOKE_CACHED")
+    if smoke_model() is None or value is None:
+        return None
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
 
 
 def needs_trained_weights(what: str) -> bool:

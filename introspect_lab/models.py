@@ -216,6 +216,9 @@ def is_cached(name: str, verify: bool = True) -> bool:
     The cached file's SHA-256 is checked (once per file version, see
     :func:`cache_status`). ``verify=False`` only checks that the file exists.
     """
+    rehearsed = config.smoke_cached()  # a smoke run rehearsing a classroom's cache
+    if rehearsed is not None:
+        return _spec(name).bundled or name in rehearsed
     if not verify:
         spec = _spec(name)
         return spec.bundled or weights_path(name).is_file()
@@ -272,15 +275,19 @@ def load_model(
         device name. Photos loaded with ``load_image(..., model)`` follow it.
 
     A smoke run (``INTROSPECT_LAB_SMOKE_MODEL``, see :mod:`introspect_lab.config`)
-    replaces every request with that architecture at random weights, and says so.
+    replaces every request with that architecture at random weights, and says so,
+    naming the model the request resolved to (``name`` if cached, else ``fallback``);
+    ``as-chosen`` builds that resolved model itself at random weights.
     """
     smoke = config.smoke_model()
-    if smoke is not None and (smoke != name or pretrained):
-        _spec(smoke)
+    if smoke is not None and (pretrained or smoke not in (name, config.AS_CHOSEN)):
+        chosen = name if fallback is None or not pretrained or is_cached(name) else fallback
+        arch = chosen if smoke == config.AS_CHOSEN else smoke
+        _spec(arch)
         print(
-            f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={smoke}): {smoke} with random weights instead of {name}."
+            f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={smoke}): {arch} with random weights instead of {chosen}."
         )
-        return load_model(smoke, pretrained=False, verbose=verbose, device=device)
+        return load_model(arch, pretrained=False, verbose=verbose, device=device)
     spec = _spec(name)
     if not pretrained:
         if spec.bundled:

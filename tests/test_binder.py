@@ -62,11 +62,32 @@ def _bench():
 def test_bench_fails_a_notebook_over_binders_2gb(tmp_path, monkeypatch, capsys):
     bench = _bench()
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "notebooks.json")
-    fake = {"a.ipynb": 900, "b.ipynb": 2100}
-    monkeypatch.setattr(
-        bench, "run", lambda p: {"notebook": p.name, "ok": True, "wall_s": 10.0, "peak_rss_mb": fake[p.name]}
-    )
-    assert bench.main(["a.ipynb"]) == 0
+    fake = {"a.ipynb": (900, 50.0), "b.ipynb": (2100, 10.0), "c.ipynb": (900, 70.0)}  # MB, CPU s
+    limits = "CPU 0 only (sched_setaffinity); memory: RLIMIT_DATA 2048 MB per process"
+    monkeypatch.setattr(bench, "run", lambda p: {"notebook": p.name, "ok": True, "error": "", "wall_s": 90.0,
+                                                 "cpu_s": fake[p.name][1], "peak_rss_mb": fake[p.name][0],
+                                                 "limits": limits})  # fmt: skip
+    assert bench.main(["a.ipynb"]) == 0  # 90 s of wall on a busy machine, 50 s of the kernel's CPU: in budget
     assert bench.main(["a.ipynb", "b.ipynb"]) == 1
     out = capsys.readouterr().out
-    assert "b.ipynb" in out and "over Binder's 2048 MB" in out
+    assert "b.ipynb" in out and "over Binder's 2048 MB" in out and f"Limits: {limits}" in out
+    assert bench.main(["c.ipynb"]) == 1
+    assert "OVER BUDGET: 70 CPU s > 60 s" in capsys.readouterr().out
+
+
+def test_the_bench_kernel_takes_binders_limits_before_the_kernel_starts(monkeypatch, tmp_path):
+    """bench/binder_kernel.py: one CPU, RLIMIT_DATA at the cap, then exec ipykernel (nothing applied here)."""
+    spec = importlib.util.spec_from_file_location("binder_kernel", ROOT / "bench" / "binder_kernel.py")
+    kernel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernel)
+    calls = []
+    monkeypatch.setattr(kernel.os, "sched_setaffinity", lambda pid, cpus: calls.append(("cpus", cpus)))
+    monkeypatch.setattr(kernel.resource, "setrlimit", lambda what, lim: calls.append((what, lim)))
+    monkeypatch.setattr(kernel.os, "execv", lambda exe, argv: calls.append(("exec", argv[1:])))
+    monkeypatch.setattr(kernel.os, "environ", {"BINDER_BENCH_REPORT": str(tmp_path / "how.txt")})
+    kernel.main(["-f", "conn.json"])
+    assert calls[0][0] == "cpus" and len(calls[0][1]) == 1
+    assert calls[1] == (kernel.resource.RLIMIT_DATA, (2048 * 2**20, 2048 * 2**20))
+    assert calls[2] == ("exec", ["-m", "ipykernel_launcher", "-f", "conn.json"])
+    assert kernel.os.environ["OMP_NUM_THREADS"] == "1"
+    assert "RLIMIT_DATA 2048 MB" in (tmp_path / "how.txt").read_text()

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import DATASETS, imagenette_pool, is_cached, offline_pool
+from ..classroom import use_data
+from ..datasets import DATASETS, imagenette_pool, offline_pool
 from ..hooks import frozen
 from ..images import load_image, sample_image
 from ..models import model_info
@@ -177,7 +178,7 @@ def dataset_images(dataset: str = "imagenette", per_class: int = 8, size: int = 
 def resolve_data(data: str = "auto") -> str:
     """``"auto"`` → Imagenette if cached, else Imagewoof if cached, else the curated ``"photos"``."""
     if data == "auto":
-        return next((d for d in ("imagenette", "imagewoof") if is_cached(d)), "photos")
+        return use_data("style shift").dataset or "photos"
     if data not in DATASET_SIZE:
         raise ValueError(f"data must be 'auto' or one of {sorted(DATASET_SIZE)}, got {data!r}.")
     return data

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .. import config, datasets
+from ..classroom import use_data
 from ..hooks import frozen
 from ..images import normalize, to_rgb
 from ..inferred import recognise
@@ -176,18 +177,22 @@ def digits_data(size: int = 48, val_fraction: float = 1 / 3, seed: int = 0, per_
 
 
 def flowers_data(size: int = 224) -> NoveltyData:
-    """Oxford Flowers 102 from the dataset cache (train and val splits), resized and centre-cropped."""
-    from PIL import Image
-    from torchvision.datasets import Flowers102
+    """Oxford Flowers 102 from the dataset cache (train and val splits), resized and centre-cropped.
 
-    root = datasets.fetch_dataset("flowers102")
+    Reads the files as ``torchvision.datasets.Flowers102`` does, without re-hashing them at every
+    load (:func:`~introspect_lab.datasets.fetch_dataset` checked their MD5s)."""
+    from PIL import Image
+    from scipy.io import loadmat
+
+    base = datasets.fetch_dataset("flowers102") / datasets.DATASETS["flowers102"].root
+    set_ids = loadmat(base / "setid.mat", squeeze_me=True)
+    label_of = np.atleast_1d(loadmat(base / "imagelabels.mat", squeeze_me=True)["labels"]).astype(int) - 1
     images, labels, split = [], [], []
-    for s, name in enumerate(("train", "val")):
-        ds = Flowers102(str(root), split=name, download=False)
-        for path, label in zip(ds._image_files, ds._labels):
-            with Image.open(path) as im:
+    for s, key in enumerate(("trnid", "valid")):
+        for image_id in np.atleast_1d(set_ids[key]).tolist():
+            with Image.open(base / "jpg" / f"image_{image_id:05d}.jpg") as im:
                 images.append(datasets._resize_crop(to_rgb(im), size))
-            labels.append(label)
+            labels.append(int(label_of[image_id - 1]))
             split.append(s)
     return NoveltyData(
         "flowers102",
@@ -204,12 +209,10 @@ def load_data(name: str = "auto", size: int | None = None, **kwargs) -> NoveltyD
     """Flowers 102 when cached (``"auto"``/``"flowers102"``), else the digits stand-in; prints which."""
     if name not in ("auto", "flowers102", "digits"):
         raise ValueError(f"data must be 'auto', 'flowers102' or 'digits', got {name!r}.")
-    if name == "flowers102" or (name == "auto" and datasets.is_cached("flowers102")):
-        data = flowers_data(size or 224)
-    else:
-        data = digits_data(size or 48, **kwargs)
-    note = " Oxford Flowers 102 is not cached, so this is the offline stand-in." if data.stand_in else ""
-    print(f"Data: {data.description}.{note}")
+    if name == "auto":
+        name = use_data("novelty").dataset or "digits"
+    data = flowers_data(size or 224) if name == "flowers102" else digits_data(size or 48, **kwargs)
+    print(f"Data: {data.description}.")
     return data
 
 
