@@ -204,7 +204,7 @@ NOTEBOOKS: dict[str, Needs] = {
     "02_feature_space": Needs(data=("feature space",)),
     "03_saliency_and_cam": Needs(),
     "04_guided_backprop": Needs(),
-    "05_activation_maximization": Needs(data=("feature space",)),
+    "05_activation_maximization": Needs(),
     "06_deepdream": Needs(),
     "07_feature_inversion": Needs(),
     "08_texture_and_style": Needs(),

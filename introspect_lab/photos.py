@@ -5,10 +5,12 @@ Wikimedia Commons, each listed with its author, source and licence in a README n
 to it. Debian packs them into Qt resource bundles (``usr/share/gcompris-qt/rcc/*.rcc``).
 This module reads those bundles (:func:`read_rcc`), their READMEs
 (:func:`parse_readme`), keeps the photos whose licence allows redistribution
-(public domain, CC0, CC-BY, CC-BY-SA), labels each with the bundled classifier's top-1
-ImageNet class, and keeps the classes that have at least ``min_per_class`` distinct
-photos (:func:`build`). The result lives in ``data/photos/`` (JPEGs, ``photos.json``
-with class and attribution per file, ``ATTRIBUTION.md``); :func:`load_photos` reads it.
+(public domain, CC0, CC-BY, CC-BY-SA), labels each with the ImageNet class its file
+name names (:data:`LABELS`, written by hand), keeps a photo when the bundled classifier
+ranks that class in its top 5, and keeps the classes that have at least
+``min_per_class`` distinct photos (:func:`build`). The result lives in ``data/photos/``
+(JPEGs, ``photos.json`` with class and attribution per file, ``ATTRIBUTION.md``);
+:func:`load_photos` reads it and :func:`photo_pool` wraps it as an image pool.
 
 Rebuild (``data/photos/README.md``)::
 
@@ -33,9 +35,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .datasets import ImagePool
 from .hooks import frozen
 from .images import normalize, to_rgb
 from .models import load_model, model_info
+from .validation import check_int
 
 __all__ = [
     "PHOTOS_DIR",
@@ -45,6 +49,7 @@ __all__ = [
     "gcompris_photos",
     "build",
     "load_photos",
+    "photo_pool",
     "main",
 ]
 
@@ -296,6 +301,28 @@ def load_photos(
             im = to_rgb(im)
             arrays.append(np.asarray(im if size is None else im.resize((size, size), Image.BICUBIC)))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), photos
+
+
+def photo_pool(size: int = 128, folder: str | Path | None = None) -> ImagePool:
+    """The curated photos as an :class:`~introspect_lab.datasets.ImagePool` at ``size`` px, labelled by class.
+
+    Real, distinct photos of 7 ImageNet classes (castle, dam, hammer, palace,
+    screwdriver, solar dish, triumphal arch; 3–7 each), bundled, so it needs no
+    network: the pool for methods that must start from real photos of one class,
+    such as multifaceted visualisation (Nguyen, Yosinski & Clune 2016).
+    ``sources[i]`` is the file name; ``data/photos/ATTRIBUTION.md`` credits it.
+    """
+    check_int("size", size, 16)
+    images, recs = load_photos(folder, size=size)
+    names = sorted({r.class_name for r in recs})
+    return ImagePool(
+        name="photos",
+        images=images,
+        labels=np.array([names.index(r.class_name) for r in recs]),
+        label_names=names,
+        sources=[r.file for r in recs],
+        description=f"curated photos: {len(recs)} real photos of {len(names)} ImageNet classes",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
 """The committed results files cannot go stale: settings recorded, θ as the code gives it, a slice recomputed.
 
 Each file under data/results is checked against today's code. Tolerances are what a recompute
-varies by, measured: a style-shift row recomputed in the batch the run used (all its pairs, all four
-columns) gives the stored ranks exactly, so the check is exact (a smaller batch would not be: float
-sums change in the last bits and the ranks of 2 pairs moved by up to 54 places, which is why the
-slice is a whole row); the novelty slice (partition 1's fine-tuning, one layer's detector, MSP) is
-seeded throughout and also reproduces exactly (AUROC to 1e-9, the fine-tuning loss to the stored 4
-decimals).
+varies by across machines, measured: on the CPU that made the files, a style-shift row recomputed in
+the batch the run used (all its pairs, all four columns) gave the stored ranks exactly, and the
+novelty slice reproduced exactly. On another CPU (AMD EPYC, same torch 2.14.1) float sums differ in
+the last bits and the optimisations drift: the column without transfer (no optimisation) stays
+exact, a transferred pair's rank moves by up to a factor 1.6 (``(rank+1)`` 7 → 11, 136 → 170);
+the novelty network's head phase stays exact to the stored 4 decimals, the full fine-tuning loss
+moves by up to 0.003 and the AUROCs by up to 0.004. So: ranks within a factor 2 of ``rank+1``
+(a stale θ moves them by factors of 10–100), head-phase losses within 1e-3, the rest within 0.01.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def check_style_shift_settings(res: dict, model) -> None:
 
 
 def check_style_shift_slice(res: dict, model, data, key: str = "inter/train") -> None:
-    """Recompute fold 1's row ``key`` as the run did (all its pairs, the four columns in one call): exact."""
+    """Recompute fold 1's row ``key`` as the run did (all its pairs, the four columns in one call)."""
     row = res["folds"][0]["rows"][key]
     theta = res["folds"][0]["theta"][key.split("/")[0]]
     pairs = [Pair(**p) for p in row["pairs"]]
@@ -57,7 +59,9 @@ def check_style_shift_slice(res: dict, model, data, key: str = "inter/train") ->
     got = transfer_ranks(model, data, pairs, thetas, lr_drop=res["config"]["lr_drop"])
     for k, col in enumerate(R.COLUMNS):
         want = np.asarray(row["ranks"][col])
-        assert (got[k] == want).all(), f"{key} {col}: recomputed {got[k].tolist()}, stored {want.tolist()}"
+        ratio = (np.asarray(got[k]) + 1) / (want + 1)
+        ok = (ratio == 1).all() if col == "no_transfer" else ((ratio >= 0.5) & (ratio <= 2)).all()
+        assert ok, f"{key} {col}: recomputed {got[k].tolist()}, stored {want.tolist()}"
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +116,13 @@ def check_novelty_slice(res: dict, model, layer: int = 6) -> None:
     )
     got = NR.evaluate_partition(net, part, data, nv.stages(model), [layer], ("fc",), s, s.seed)
     want = res["figure4"]["partitions"][0]
-    assert [[ph, round(v, 4)] for ph, v in net.history] == want["finetune_loss"]
-    assert abs(got["fc"]["test_auroc"][0] - want["fc"]["test_auroc"][layer]) <= 1e-9
-    assert abs(got["fc"]["select_auroc"][0] - want["fc"]["select_auroc"][layer]) <= 1e-9
-    assert abs(got["msp_auroc"] - want["msp_auroc"]) <= 1e-9
+    losses = [[ph, round(v, 4)] for ph, v in net.history]
+    assert [ph for ph, _ in losses] == [ph for ph, _ in want["finetune_loss"]]
+    for (ph, v), (_, w) in zip(losses, want["finetune_loss"]):
+        assert abs(v - w) <= (1e-3 if ph == "head" else 0.01), f"fine-tuning loss {losses} != {want}"
+    assert abs(got["fc"]["test_auroc"][0] - want["fc"]["test_auroc"][layer]) <= 0.01
+    assert abs(got["fc"]["select_auroc"][0] - want["fc"]["select_auroc"][layer]) <= 0.01
+    assert abs(got["msp_auroc"] - want["msp_auroc"]) <= 0.01
 
 
 @pytest.fixture(scope="module")
