@@ -77,6 +77,7 @@ __all__ = [
     "run",
     "comparisons",
     "slice_descriptors",
+    "slice_features",
     "load_results",
     "table",
     "main",
@@ -197,6 +198,23 @@ def comparisons(rows: dict, seeds) -> dict:
     return out
 
 
+def slice_features(net_seed: int = 0) -> dict[str, float]:
+    """Each network's mean absolute output on the slice's exemplar: one deterministic forward pass.
+
+    Unlike the synthesis, a forward pass drifts between CPUs only in the last bits, so the tests
+    can hold it to a tight tolerance: a changed network (filters, pooling, layers) moves it.
+    """
+    out = {}
+    for m in SLICE["steps"]:
+        net, _ = build(m, net_seed)
+        ex = exemplar(SLICE["texture"], net, SLICE["size"])
+        with torch.no_grad():
+            y = net(ex)
+        y = torch.cat([v.flatten() for v in y.values()]) if isinstance(y, dict) else y
+        out[m] = round(float(y.double().abs().mean()), 8)
+    return out
+
+
 def slice_descriptors(net_seed: int = 0) -> dict[str, dict[str, float]]:
     """The cheap slice the tests recompute: :data:`SLICE` (brick, 64 px, 10–40 steps) for every network."""
     out = {}
@@ -272,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if args.slice_only:
         res = load_results(args.out)
-        res["slice"] = {**SLICE, "descriptors": slice_descriptors(res["settings"]["net_seed"])}
+        seed = res["settings"]["net_seed"]
+        res["slice"] = {
+            **SLICE,
+            "descriptors": slice_descriptors(seed),
+            "features": slice_features(seed),
+        }
         res["slice_command"] = (
             "OMP_NUM_THREADS=1 python -m introspect_lab.experiments.texture_models "
             + " ".join(argv if argv is not None else sys.argv[1:])
@@ -290,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "textures": {t: list(b) if b else None for t, b in TEXTURES.items()},
         **res,
-        "slice": {**SLICE, "descriptors": slice_descriptors(args.net_seed)},
+        "slice": {
+            **SLICE,
+            "descriptors": slice_descriptors(args.net_seed),
+            "features": slice_features(args.net_seed),
+        },
         "seconds": round(time.perf_counter() - start),
     }
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
