@@ -60,3 +60,18 @@ def test_regularity_of_stripes_checkerboard_and_noise():
     noise = np.random.default_rng(0).random((64, 64, 3))
     assert abs(look.regularity(noise)) < 0.15
     assert look.regularity(np.full((16, 16, 3), 0.5)) == 0.0  # flat: nothing repeats
+
+
+def test_high_frequency_share_of_stripes_by_period_and_of_noise():
+    x = np.arange(64)
+
+    def stripes(period):
+        s = 0.5 + 0.4 * np.sin(2 * np.pi * x / period)
+        return np.repeat(np.tile(s, (64, 1))[..., None], 3, axis=2)
+
+    assert look.high_frequency_share(stripes(16)) < 0.01  # 1/16 cycles/px: all power below 0.25
+    assert look.high_frequency_share(stripes(3)) > 0.95  # 1/3 cycles/px: all power above 0.25
+    noise = np.random.default_rng(0).random((64, 64, 3))
+    # white noise: power spread evenly over the frequency square, ≈ 1 − π/16 of it beyond radius 0.25
+    assert look.high_frequency_share(noise) == pytest.approx(1 - np.pi / 16, abs=0.05)
+    assert look.high_frequency_share(np.full((8, 8, 3), 0.3)) == 0.0
