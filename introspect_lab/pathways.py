@@ -20,7 +20,8 @@ and open or close units of the masks ``m₅…m₇`` to read out the different
 
 :func:`masked` runs any forward pass with such masks multiplied into the
 outputs of named layers; :func:`visualize_pathway` is class visualisation
-(Eq. 2, :func:`~introspect_lab.synthesis.visualize_class`) through masks,
+(Eq. 2, as :func:`~introspect_lab.synthesis.visualize_class`) through masks,
+with notebook 05's priors by default (:data:`PATHWAY_VIS`),
 and :func:`insert_object` fills only the pixels inside an image mask (Fig. 10).
 
 Which layers play pool5, fc6 and fc7 depends on the model:
