@@ -20,7 +20,8 @@ and open or close units of the masks ``m₅…m₇`` to read out the different
 
 :func:`masked` runs any forward pass with such masks multiplied into the
 outputs of named layers; :func:`visualize_pathway` is class visualisation
-(Eq. 2, :func:`~introspect_lab.synthesis.visualize_class`) through masks,
+(Eq. 2, as :func:`~introspect_lab.synthesis.visualize_class`) through masks,
+with notebook 05's priors by default (:data:`PATHWAY_VIS`),
 and :func:`insert_object` fills only the pixels inside an image mask (Fig. 10).
 
 Which layers play pool5, fc6 and fc7 depends on the model:
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -46,10 +48,11 @@ from .images import sample_image
 from .info import model_info
 from .lazy import lazy_import
 from .models import MODELS
-from .settings import PathwayLayers
-from .synthesis import layer_features, synthesize, visualize_class
+from .settings import LUCENT, ClassVisSettings, PathwayLayers, override
+from .synthesis import SynthesisResult, image_size, layer_features, synthesize
 from .synthesis import objectives as O
 from .synthesis import priors as R
+from .synthesis.methods import yosinski_priors
 from .validation import check_probability
 
 decomposition = lazy_import("sklearn.decomposition")
@@ -64,6 +67,8 @@ __all__ = [
     "window_masks",
     "dropout_masks",
     "dropout_rates",
+    "PATHWAY_VIS",
+    "CropTo",
     "visualize_pathway",
     "Topics",
     "nmf_topics",
@@ -213,16 +218,83 @@ def dropout_rates(model: nn.Module) -> dict[str, float | None]:
     return out
 
 
-def visualize_pathway(model: nn.Module, target, masks: Mapping[str, torch.Tensor], **kwargs):
-    """Class visualisation (Eq. 2) through a pathway: :func:`~introspect_lab.synthesis.visualize_class` inside :func:`masked`.
+#: Class visualisation through a pathway: notebook 05's priors (:data:`~introspect_lab.settings.LUCENT`:
+#: transformation robustness and the decorrelated Fourier parameterisation) at a notebook's budget,
+#: 40 Adam steps at lr 0.1 instead of 256 at 0.05 (Olah et al. 2017; Mordvintsev et al. 2018).
+PATHWAY_VIS: ClassVisSettings = replace(LUCENT, steps=40, lr=0.1)
 
-    Masks with a batch dimension give one image per mask; ``target`` is then
-    repeated for each. Keyword arguments go to ``visualize_class``.
+
+@dataclass
+class CropTo:
+    """Centre-crop (reflect-padding first if smaller) to ``size``: the transforms hand the model the image's own size.
+
+    Lucent's pad and scale enlarge the picture the network sees, which would
+    change the grid of the last conv map; a window mask on that grid
+    (:func:`window_masks`) must keep its shape and its place.
     """
+
+    size: tuple[int, int]
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        h, w = self.size
+        dh, dw = max(0, h - x.shape[-2]), max(0, w - x.shape[-1])
+        if dh or dw:
+            x = F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="reflect")
+        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        return x[..., top : top + h, left : left + w]
+
+
+def visualize_pathway(
+    model: nn.Module,
+    target,
+    masks: Mapping[str, torch.Tensor],
+    settings: ClassVisSettings | None = None,
+    *,
+    seed: int | None = None,
+    callback=None,
+    every: int = 10,
+    progress: bool | None = None,
+    **overrides,
+) -> SynthesisResult:
+    """Class visualisation (Eq. 2) through a pathway: ``argmax_I S_t(I)`` with the masks of :func:`masked` applied.
+
+    Seed 002, Sec. 4 (Eq. 2 and 4). Masks with a batch dimension give one
+    image per mask; ``target`` is then repeated for each. The settings are
+    ``settings`` (default :data:`PATHWAY_VIS`, notebook 05's Lucent priors;
+    ``settings=models.settings(model).class_vis`` for pixel ascent with L2 and
+    blur) with ``overrides`` by field name (``size``, ``steps``, ``lr``, ``param``, …),
+    as in :func:`~introspect_lab.synthesis.visualize_class`. After the random
+    pad, scale and rotation the picture is cropped back to ``size``
+    (:class:`CropTo`), so the network sees the grid the masks were made for.
+    """
+    cfg = override(settings or PATHWAY_VIS, **overrides)
     batch = max((m.shape[0] for m in masks.values() if m.dim() >= 2 and m.shape[0] > 1), default=1)
-    targets = target if isinstance(target, (list, tuple)) else ([target] * batch if batch > 1 else target)
+    targets = list(target) if isinstance(target, (list, tuple)) else [target] * batch
+    obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
+    if cfg.l2_weight:
+        obj = obj - float(cfg.l2_weight) * R.l2()
+    transforms, ops = yosinski_priors(cfg)
+    if cfg.pad or cfg.scale:
+        transforms.append(CropTo(image_size(cfg.size)))
     with masked(model, masks):
-        return visualize_class(model, targets, **kwargs)
+        return synthesize(
+            model,
+            obj,
+            size=cfg.size,
+            batch=len(targets),
+            init_scale=cfg.init_scale,
+            param=cfg.param,
+            steps=cfg.steps,
+            optimizer=cfg.optimizer,
+            lr=cfg.lr,
+            transforms=transforms,
+            image_ops=ops,
+            seed=seed,
+            callback=callback,
+            every=every,
+            progress=progress,
+            desc="pathway visualisation",
+        )
 
 
 @torch.no_grad()
