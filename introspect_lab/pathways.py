@@ -78,6 +78,7 @@ __all__ = [
     "insert_object",
     "photo_crops",
     "descriptor",
+    "window_distances",
     "window_spread",
 ]
 
@@ -308,19 +309,13 @@ def descriptor(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return F.normalize(f.flatten(2).mean(2), dim=1)
 
 
-def _mean_off_diagonal(sim: torch.Tensor) -> float:
-    n = sim.shape[0]
-    return float((sim.sum() - sim.diagonal().sum()) / max(n * n - n, 1))
-
-
 @torch.no_grad()
-def window_spread(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> float:
-    """How different the windows' templates are: ``1 −`` mean pairwise cosine of their crops' :func:`descriptor`.
+def window_distances(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    """``1 −`` cosine of the :func:`descriptor` of every pair of windows' crops, pairs ``i < j`` in order.
 
     ``images[i]`` was visualised with only window ``masks[i]`` (``[N, 1, h, w]``)
     open; its receptive region (the window scaled to pixels) is cropped,
-    resized to the image size and described. Near 0: the class draws the
-    same thing everywhere (a uniform template); larger: location-specific.
+    resized to the image size and described by the *unmasked* network.
     """
     n, _, h, w = images.shape
     gh, gw = masks.shape[-2:]
@@ -335,7 +330,17 @@ def window_spread(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -
             )
         )
     d = descriptor(model, torch.cat(crops))
-    return 1.0 - _mean_off_diagonal(d @ d.T)
+    i, j = torch.triu_indices(n, n, 1)
+    return (1.0 - (d @ d.T)[i, j]).double().numpy()
+
+
+def window_spread(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> float:
+    """How different the windows' templates are: the mean of :func:`window_distances`.
+
+    Near 0: the class draws the same thing everywhere (a uniform template, the
+    paper's "terrier"); larger: location-specific (its "monastery"; Wei et al., Fig. 5).
+    """
+    return float(window_distances(model, images, masks).mean())
 
 
 # ---------------------------------------------------------------------------

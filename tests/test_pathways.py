@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from introspect_lab import load_image, load_model, sample_image
+from introspect_lab import pathways as P
 from introspect_lab.hooks import capture, count_hooks
 from introspect_lab.info import ModelInfo
 from introspect_lab.models import MODELS, get_layer, settings
@@ -262,3 +263,14 @@ def test_crop_to_gives_the_model_the_masks_grid():
     assert torch.equal(CropTo((6, 8))(x), x[..., 2:8, 2:10])
     small = CropTo((14, 16))(x)
     assert small.shape == (2, 3, 14, 16) and torch.equal(small[..., 2:12, 2:14], x)
+
+
+def test_window_distances_are_one_minus_cosine_per_pair_of_windows(lite0):
+    windows, _ = P.window_masks((4, 4), 2)
+    img = load_image(sample_image("chelsea"), lite0, 64)
+    same = P.window_distances(lite0, img.expand(len(windows), -1, -1, -1), windows)
+    # 4 windows: 6 pairs; crops of one picture differ, but a picture repeated in the same window does not
+    assert same.shape == (6,) and (same > 0).all()
+    one = P.window_distances(lite0, img.expand(2, -1, -1, -1), windows[:1].expand(2, -1, -1, -1))
+    assert one.shape == (1,) and abs(float(one[0])) < 1e-5
+    assert P.window_spread(lite0, img.expand(4, -1, -1, -1), windows) == pytest.approx(same.mean())
