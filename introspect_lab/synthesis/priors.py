@@ -32,6 +32,7 @@ TF = lazy_import("torchvision.transforms.v2.functional")
 
 __all__ = [
     "l2",
+    "subspace",
     "alpha_norm",
     "tv",
     "total_variation",
@@ -61,6 +62,32 @@ def l2(center: torch.Tensor | None = None) -> Objective:
         return Objective.term("l2", lambda ctx: ctx[INPUT].pow(2).sum(), [INPUT])
     c = center.detach()
     return Objective.term("l2", lambda ctx: (ctx[INPUT] - c).pow(2).sum(), [INPUT])
+
+
+def subspace(mean: torch.Tensor, components: torch.Tensor) -> Objective:
+    """Distance from a data set's principal subspace: ``‖r − VᵀV r‖²`` with ``r = I − μ``. Subtract it, times λ.
+
+    ``components`` ``V`` (``[k, D]``, orthonormal rows, ``D`` the pixels of one
+    image) are the data's top-``k`` principal directions and ``mean`` ``μ`` its
+    mean image. The penalty is the squared "distance from face space" of Turk
+    & Pentland ("Eigenfaces for recognition", J. Cogn. Neurosci. 1991): zero
+    for any image the ``k`` directions can write, large for what the data never
+    show. It pulls towards the data as a whole, not towards any one class.
+    """
+    v = components.detach()
+    if v.dim() != 2 or v.shape[1] != mean[0].numel():
+        raise ValueError(
+            f"components must be [k, D] with D = the pixels of one image ({mean[0].numel()}), "
+            f"got {tuple(v.shape)}."
+        )
+    mu = mean.detach()
+
+    def residual(ctx) -> torch.Tensor:
+        r = (ctx[INPUT] - mu.to(ctx[INPUT])).flatten(1)
+        w = v.to(r)
+        return (r - (r @ w.T) @ w).pow(2).sum()
+
+    return Objective.term(f"subspace[{v.shape[0]}]", residual, [INPUT])
 
 
 def alpha_norm(alpha: float = 6.0) -> Objective:
