@@ -52,7 +52,7 @@ from .settings import LUCENT, ClassVisSettings, PathwayLayers, override
 from .synthesis import SynthesisResult, image_size, layer_features, synthesize
 from .synthesis import objectives as O
 from .synthesis import priors as R
-from .synthesis.methods import yosinski_priors
+from .synthesis.methods import ascend
 from .validation import check_probability
 
 decomposition = lazy_import("sklearn.decomposition")
@@ -272,30 +272,10 @@ def visualize_pathway(
     batch = max((m.shape[0] for m in masks.values() if m.dim() >= 2 and m.shape[0] > 1), default=1)
     targets = list(target) if isinstance(target, (list, tuple)) else [target] * batch
     obj = O.class_score(model, targets if len(targets) > 1 else targets[0])
-    if cfg.l2_weight:
-        obj = obj - float(cfg.l2_weight) * R.l2()
-    transforms, ops = yosinski_priors(cfg)
-    if cfg.pad or cfg.scale:
-        transforms.append(CropTo(image_size(cfg.size)))
+    crop = [CropTo(image_size(cfg.size))] if cfg.pad or cfg.scale else []
+    run = dict(seed=seed, callback=callback, every=every, progress=progress)
     with masked(model, masks):
-        return synthesize(
-            model,
-            obj,
-            size=cfg.size,
-            batch=len(targets),
-            init_scale=cfg.init_scale,
-            param=cfg.param,
-            steps=cfg.steps,
-            optimizer=cfg.optimizer,
-            lr=cfg.lr,
-            transforms=transforms,
-            image_ops=ops,
-            seed=seed,
-            callback=callback,
-            every=every,
-            progress=progress,
-            desc="pathway visualisation",
-        )
+        return ascend(model, obj, cfg, batch=len(targets), desc="pathway visualisation", after=crop, **run)
 
 
 @torch.no_grad()

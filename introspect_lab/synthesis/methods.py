@@ -143,6 +143,7 @@ def ascend(
     init: str | torch.Tensor = "noise",
     batch: int = 1,
     desc: str = "gradient ascent",
+    after: Sequence = (),
     **run,
 ) -> SynthesisResult:
     """Gradient ascent on ``objective − λ‖I‖²`` with the priors of ``cfg`` (Yosinski et al. 2015; Lucent).
@@ -152,12 +153,14 @@ def ascend(
     ``cfg.l2_weight``, the transforms and image operations come from
     :func:`yosinski_priors`, and ``size``, ``steps``, ``optimizer``, ``lr``,
     ``param`` and ``init_scale`` from ``cfg``. ``init`` is ``"noise"`` or
-    start images; ``run`` passes ``seed``, ``callback``, ``every`` and
+    start images; ``after`` are transforms applied after ``cfg``'s (e.g. a
+    crop back to size); ``run`` passes ``seed``, ``callback``, ``every`` and
     ``progress`` to :func:`~introspect_lab.synthesis.engine.synthesize`.
     """
     if cfg.l2_weight:
         objective = objective - float(cfg.l2_weight) * R.l2()
     transforms, ops = yosinski_priors(cfg)
+    transforms += list(after)
     return synthesize(
         model,
         objective,
