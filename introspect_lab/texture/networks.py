@@ -244,7 +244,7 @@ def lbfgs_texture(
         cap.run(target)
         grams = {n: O.gram(cap.activations[n]) for n in layers}
         energy = {n: float(O.gram_error(cap.activations[n] * 0, grams[n]).sum()) for n in layers}
-    mu_t, cov_t = O.colour_statistics(target)
+    colour = O.colour_loss(target)
     lo, hi = normalize(torch.zeros(1, 3, 1, 1), net), normalize(torch.ones(1, 3, 1, 1), net)
     gen = torch.Generator().manual_seed(seed)
     x = normalize(torch.rand(1, 3, *hw, generator=gen), net).requires_grad_(True)
@@ -253,8 +253,7 @@ def lbfgs_texture(
         with capture(net, layers, detach=False, stop=True) as c:
             c.run(x)
             total = sum(w[n] * O.gram_error(c.activations[n], grams[n]).sum() / energy[n] for n in layers)
-        mu, cov = O.colour_statistics(x)
-        total = total + settings.colour_weight * ((mu - mu_t).pow(2).sum() + (cov - cov_t).pow(2).sum())
+        total = total + settings.colour_weight * colour(O.Context({}, image=x, input=x))
         return total + settings.tv_weight * total_variation(x)
 
     with torch.no_grad():
