@@ -176,6 +176,8 @@ def course(tmp_path_factory):
         f"c.CourseDirectory.root = {str(root)!r}\n"
         "c.CourseDirectory.course_id = 'introspect-lab'\n"
         "c.Execute.timeout = 600\n"
+        # a graceful shutdown waits seconds per notebook for nothing a grade needs (80 s of the round trip)
+        "c.Execute.shutdown_kernel = 'immediate'\n"
     )
     _run_nbgrader(root, "generate_assignment", "--assignment=*", "--force")
     sets = sorted(p.name for p in (root / "source").iterdir())

@@ -423,8 +423,9 @@ def stand_in_settings() -> NoveltySettings:
 
 
 def quick_settings() -> NoveltySettings:
-    """A tiny run for fast mode and tests: 12 digits per class, 1–2 epochs, two partitions."""
+    """A tiny run for fast mode and tests: 12 digits per class, 48 px, 1–2 epochs, two partitions."""
     return NoveltySettings(
+        size=48,  # the digits' size; Flowers 102 too, which would otherwise run at 224 px
         per_class=12,
         figure4=(1, 1),
         figure5_without=(2, 0),
