@@ -33,7 +33,7 @@ Every run checks the printed choices (``Data (purpose): ...`` lines and the mode
 each ``load_model`` resolved to) against :func:`introspect_lab.classroom.plan`.
 Each notebook is its own test class, so that pytest-xdist's ``--dist loadscope``
 spreads them over workers (and each worker builds the caches once, about 0.2 s).
-On this machine the shared kernel (with smaller fast-mode data in 11 and 12) took the 35 runs from
+On this machine the shared kernel (with smaller fast-mode data in 11 and 12) took the 34 runs from
 633 s to 392 s of test time.
 """
 

@@ -265,7 +265,7 @@ def mahalanobis_scores(
             cov = (1 - shrinkage) * cov + shrinkage * mu * np.eye(cov.shape[0])
     prec = np.linalg.pinv(cov, hermitian=True)
     d = t[:, None, :] - means[None]
-    return np.einsum("ncd,de,nce->nc", d, prec, d).min(1)
+    return ((d @ prec) * d).sum(-1).min(1)  # through BLAS: a 3-operand einsum is 10x slower
 
 
 def detection_accuracy(y, scores, threshold: float = 0.5) -> float:
