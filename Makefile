@@ -35,7 +35,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	INTROSPECT_LAB_FAST=1 INTROSPECT_LAB_OFFLINE=1 INTROSPECT_LAB_PROGRESS=0 MPLBACKEND=Agg OMP_NUM_THREADS=1 \
-	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
+	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider --durations=20 \
 	  --ignore=notebooks/exercises tests notebooks
 

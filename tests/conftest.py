@@ -16,6 +16,25 @@ collect_ignore = [] if os.environ.get("INTROSPECT_LAB_BROWSER") else ["browser"]
 from introspect_lab import load_image, load_model, sample_image  # noqa: E402
 from introspect_lab.hooks import count_hooks  # noqa: E402
 
+# Longest first. `make test` runs `--dist loadscope --no-loadscope-reorder`: xdist hands the
+# scopes (a module, a test class, a notebook) to its two workers in this order, so the long
+# ones start early and the many short ones fill the gaps at the end (longest-processing-time
+# scheduling). xdist's own reorder, by number of tests, started the 35 smoke runs last.
+LONG_FIRST = (
+    "tests/test_exercises.py",  # the nbgrader round trip, about 3 minutes in one scope
+    "tests/test_all_models.py",
+    "tests/test_smoke_notebooks.py",
+    "tests/test_story_",
+    "notebooks/",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        return next((i for i, p in enumerate(LONG_FIRST) if item.nodeid.startswith(p)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: each scope keeps its own order
+
 
 @pytest.fixture(scope="session")
 def lite0():
