@@ -5,8 +5,9 @@ The switch is ``INTROSPECT_LAB_SMOKE_MODEL`` (see :mod:`introspect_lab.config`):
 notebook asks for, and prints so, naming the model the request resolved to.
 Each notebook runs top to bottom in fast mode, offline, in its worker's shared kernel
 (:class:`SharedKernel`: namespace emptied and environment set before each run; the
-fresh-kernel run of every notebook is nbval's). The run fails on errors only: outputs are not compared, and checks whose claim
-needs trained weights print that they were skipped (``config.needs_trained_weights``).
+fresh-kernel run of every notebook is nbval's). The run fails on errors only: outputs
+are not compared, and checks whose claim needs trained weights print that they were
+skipped (``config.needs_trained_weights``).
 
 The classroom states (:data:`introspect_lab.classroom.STATES`) are rehearsed with
 dataset caches in their real layout (``tests/fake_caches.py``, tiny) and
