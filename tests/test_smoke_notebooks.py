@@ -108,8 +108,7 @@ class SharedKernel:
 
 def _setup_cell(env: dict[str, str]) -> nbformat.NotebookNode:
     unset = [k for k in SMOKE_VARS if k not in env]
-    return nbformat.v4.new_code_cell(
-        "%reset -f\n"
+    return nbformat.v4.new_code_cell(  # the one reset, last, empties the earlier run's names and these
         "import os\nimport matplotlib.pyplot\n"
         f"matplotlib.pyplot.close('all')\nos.chdir({str(ROOT / 'notebooks')!r})\n"
         f"os.environ.update({env!r})\nfor k in {unset!r}:\n    os.environ.pop(k, None)\n"
