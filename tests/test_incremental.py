@@ -145,3 +145,58 @@ def test_bad_input(lite0):
     with pytest.raises(TypeError, match="method='plain'"):
         A.occlusion(Branchy(), x, 0, window=8, method="incremental")
     assert A.occlusion(Branchy(), x, 0, window=8, stride=8).shape == (1, 32, 32)  # auto falls back
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize(("method", "width"), [("plain", 8192), ("incremental", 8192), ("plain", 16384)])
+def test_repeated_occlusion_keeps_no_copy_of_the_model(method, width):
+    """torch.jit.freeze never frees a frozen copy's weights (pytorch#96726): built once, reused.
+
+    Models whose weights (67 MB, frozen; 134 MB, over ``FREEZE_LIMIT``: a torch.fx copy) sit in one
+    cheap linear layer. Freezing on every call (before the fix) grew the process by one or two copies
+    of the weights per call; an fx copy not collected at once (a reference cycle) by one.
+    """
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 16 * 16, width),
+        nn.ReLU(),
+        nn.Linear(width, 10),
+    ).eval()
+    size = sum(p.numel() * 4 for p in model.parameters()) / 2**20
+    x = torch.randn(1, 3, 16, 16)
+    first = A.occlusion(model, x, 0, window=2, stride=2, method=method)
+    before = _rss_mb()
+    for _ in range(3):
+        again = A.occlusion(model, x, 0, window=2, stride=2, method=method)
+    grown = _rss_mb() - before
+    assert grown < size / 2, f"{grown:.0f} MB more after 3 calls (the weights are {size:.0f} MB)"
+    torch.testing.assert_close(again, first)
+
+
+def test_changed_weights_are_not_served_from_the_frozen_copy():
+    """Weights edited through ``.data`` (no version bump) still invalidate the cached copy."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()
+    x = torch.randn(1, 3, 24, 24)
+    A.occlusion(model, x, 1, window=4, stride=4)
+    model[0].weight.data.mul_(-2)
+    model[1].running_mean.data.add_(1)
+    for method in ["plain", "incremental"]:
+        fast = A.occlusion(model, x, 1, window=4, stride=4, method=method)
+        slow = A.occlusion(model, x, 1, window=4, stride=4, method="plain", fuse=False)
+        torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 
+from .compiled import frozen_for_inference, weights_key
 from .layer_rules import LocalRule, axis_cone, classify, local_rule
 
 __all__ = ["IncrementalForward", "LayerCost", "IncrementalWarning"]
@@ -142,6 +143,7 @@ class IncrementalForward:
     full_from: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._weights = weights_key(self.model)  # the weights this engine's copy has
         net = copy.deepcopy(self.model).eval()
         for m in net.modules():
             if getattr(m, "inplace", False):
@@ -381,7 +383,8 @@ class IncrementalForward:
         A probe with one ``box``-sized change at the centre of the image finds the first block
         boundary (a node through which everything flows) whose changed box covers at least
         ``cover`` of its map; the rest of the graph is traced, frozen and optimised for inference
-        (TorchScript, oneDNN) for batches of ``copies``, and used when it reproduces the eager
+        (TorchScript, oneDNN) for batches of ``copies`` once per model, weights and shape
+        (:func:`~.compiled.frozen_for_inference`), and used when it reproduces the eager
         result. Exact either way; only the speed changes. Returns the boundary's name (or None).
         """
         cover = self.tail if cover is None else cover
@@ -405,17 +408,15 @@ class IncrementalForward:
         example = (
             self._values[cut].expand(copies, *self._values[cut].shape[1:]).contiguous(memory_format=_FAST)
         )
-        net = tail
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                traced = torch.jit.freeze(torch.jit.trace(tail, example, check_trace=False))
-                net = torch.jit.optimize_for_inference(traced)
-                ref, got = tail(example), net(example)
-                if not torch.allclose(got, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max())):
-                    net = tail
-            except Exception:  # not traceable: the eager tail is exact too
-                net = tail
+
+        def agrees(net) -> bool:
+            with torch.no_grad():
+                ref = tail(example)
+                return torch.allclose(net(example), ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max()))
+
+        part = ("tail", self.fold, cut.name)
+        net = frozen_for_inference(lambda: tail, example, self.model, part, agrees, self._weights)
+        net = tail if net is None else net  # not traceable: the eager tail is exact too
         rest = self.nodes[self.nodes.index(cut) + 1 :]
         convs = [m for m in rest if m.op == "call_module" and m.target in self.costs]
         self._tail = (cut, net, copies, convs)

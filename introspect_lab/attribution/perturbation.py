@@ -8,11 +8,12 @@ map over pixels ``[B,H,W]`` (see the output-shape rule in
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import warnings
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 from tqdm.auto import tqdm
 
@@ -20,6 +21,7 @@ from ..config import show_progress
 from ..hooks import frozen
 from ..images import check_batch
 from .base import Target, logits_of, resolve_targets
+from .compiled import frozen_for_inference
 from .incremental import IncrementalForward
 
 __all__ = ["occlusion"]
@@ -39,7 +41,8 @@ def _inference_copy(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """A faster, numerically equivalent inference copy of ``model`` for ``example``-shaped batches.
 
     First choice: TorchScript trace → freeze → ``optimize_for_inference``
-    (BatchNorm folded into convolutions, oneDNN kernels); second: ``torch.fx``
+    (BatchNorm folded into convolutions, oneDNN kernels), built once per model, weights and
+    shape (:func:`~.compiled.frozen_for_inference`); second: ``torch.fx``
     BatchNorm folding with channels-last memory; last: ``model`` itself. A
     candidate is used only if it reproduces the model's output on ``example``.
     """
@@ -56,16 +59,11 @@ def _inference_copy(model: nn.Module, example: torch.Tensor) -> nn.Module:
             and float((out - ref).abs().max()) < 1e-3 * scale
         )
 
+    net = frozen_for_inference(lambda: copy.deepcopy(model).eval(), example, model, "whole", agrees)
+    if net is not None:
+        return net
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            with torch.no_grad():
-                traced = torch.jit.trace(copy.deepcopy(model).eval(), example, check_trace=False)
-                net = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-            if agrees(net):
-                return net
-        except _NOT_TRACEABLE:  # TorchScript cannot trace this model: try torch.fx next
-            pass
         try:
             net = fx_fuse(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
             if agrees(net):
@@ -175,6 +173,7 @@ def occlusion(
     show = show_progress() if progress is None else progress
     chunks = [(b, s) for b in range(B) for s in range(0, len(positions), batch_size)]
     n_batch = min(batch_size, len(positions))
+    net = None
     with frozen(model):
         if engine is None:
             net = _inference_copy(model, x[:1].expand(n_batch, -1, -1, -1).contiguous()) if fuse else model
@@ -190,6 +189,9 @@ def occlusion(
                 else:
                     scores = _plain_scores(net, x[b], bases[b], pos, (kh, kw), n_batch, fmt)
                 drops[b, s : s + len(pos)] = ref[b] - scores[: len(pos), idx[b]]
+    if engine is not method and (engine is not None or isinstance(net, fx.GraphModule)):
+        del engine, net  # a torch.fx copy of the model is a reference cycle (Graph <-> GraphModule):
+        gc.collect()  # free it now, not at some later full collection (a model's worth of memory)
     grid = drops.view(B, len(rows), len(cols))
     return grid.clone() if raw else _spread(grid, rows, cols, (kh, kw), (H, W))
 

@@ -1,0 +1,89 @@
+"""TorchScript-frozen inference copies, built once per model, weights and input shape.
+
+``torch.jit.freeze`` embeds every weight in the frozen graph as a constant, and
+PyTorch never frees those constants, even after the frozen module is gone
+(pytorch/pytorch#96726, #35600): each freeze of a model keeps one more copy of
+its weights for the life of the process. Occlusion used to freeze on every
+call, so an explorer slider leaked a model per move (VGG-16 at 64 px: about
+1 GB per call). Here each frozen copy is built once and reused for as long as
+the model lives and its weights are unchanged; the memory kept is bounded by
+the number of (model, weights, part, input shape) combinations used, and
+models with more than :data:`FREEZE_LIMIT` bytes of weights (AlexNet, the VGGs)
+are not frozen at all: they gain little from it (AlexNet: none, measured) and
+would keep hundreds of MB per shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+import weakref
+from collections.abc import Callable, Hashable
+
+import torch
+from torch import nn
+
+__all__ = ["FREEZE_LIMIT", "frozen_for_inference", "weights_key"]
+
+#: Models with more bytes of weights than this are never frozen (their copy could not be freed).
+FREEZE_LIMIT = 100_000_000
+
+#: owner model -> {key: frozen module, or None when it did not reproduce the eager result}
+_FROZEN: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def weights_key(model: nn.Module) -> tuple:
+    """What identifies ``model``'s current weights.
+
+    Each tensor's storage, in-place version, dtype and device, and the float64 sum of each
+    floating-point tensor (which also sees edits through ``.data`` that skip the version).
+    """
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    with torch.no_grad():
+        floats = [t.sum(dtype=torch.float64) for t in tensors if t.is_floating_point()]
+        sums = tuple(torch.stack(floats).tolist()) if floats else ()
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + sums
+
+
+def frozen_for_inference(
+    build: Callable[[], nn.Module],
+    example: torch.Tensor,
+    owner: nn.Module,
+    part: Hashable,
+    agrees: Callable[[nn.Module], bool],
+    weights: tuple | None = None,
+) -> torch.jit.ScriptModule | None:
+    """``build()`` traced on ``example``, frozen and optimised for inference (oneDNN on a CPU), or None.
+
+    ``build()`` makes a private copy of (part of) the caller's ``owner``; ``part`` names which
+    part. The result is cached on ``owner`` (weakly) under ``part``, ``example``'s shape, dtype,
+    device and memory format, and ``weights`` (default :func:`weights_key` of ``owner`` now);
+    entries for other weights of ``owner`` are dropped. ``agrees(candidate)`` decides whether
+    the frozen module reproduces the eager one; None (also cached) means it did not, or the
+    copy does not trace, or ``owner`` has more than :data:`FREEZE_LIMIT` bytes of weights. Source: ``torch.jit.trace``, ``torch.jit.freeze``,
+    ``torch.jit.optimize_for_inference``.
+    """
+    if sum(t.numel() * t.element_size() for t in owner.parameters()) > FREEZE_LIMIT:
+        return None
+    state = weights_key(owner) if weights is None else weights
+    cl = example.dim() == 4 and example.is_contiguous(memory_format=torch.channels_last)
+    key = (part, tuple(example.shape), example.dtype, example.device, cl)
+    per_model = _FROZEN.setdefault(owner, {})
+    if per_model.get("weights") != state:
+        per_model.clear()
+        per_model["weights"] = state
+    if key not in per_model:
+        per_model[key] = _freeze(build(), example, agrees)
+    return per_model[key]
+
+
+def _freeze(net: nn.Module, example: torch.Tensor, agrees) -> torch.jit.ScriptModule | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.no_grad():
+                traced = torch.jit.trace(net, example, check_trace=False)
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            return frozen if agrees(frozen) else None
+        except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
+            return None  # TorchScript cannot trace or run it (control flow on values, unsupported ops)
