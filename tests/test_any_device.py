@@ -103,3 +103,88 @@ def test_a_float32_photo_follows_a_float64_model(lite0_64, name):
     assert x.dtype == torch.float32
     out = entry_points(lite0_64, x, x)[name]()
     assert out.dtype == torch.float64
+
+
+def test_the_synthesis_loop_does_not_wait_for_the_device_every_step(lite0_64, monkeypatch):
+    """No host round trip per step: float64 values read back to Python are counted (a CPU proxy for GPU syncs).
+
+    The model is float64, so every value the loop computes from it is float64, while the random transforms'
+    CPU draws are float32 or integer. Reads may happen every ``_CHECK_EVERY`` steps and at the end, not per step.
+    """
+    from introspect_lab.synthesis.engine import _CHECK_EVERY
+
+    reads = []
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__", "__index__"):
+        orig = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _orig=orig, _name=name, **kwargs):
+            if self.dtype == torch.float64:
+                reads.append(_name)
+            return _orig(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+
+    def count(steps: int) -> int:
+        reads.clear()
+        visualize_class(lite0_64, 1, size=SIZE, steps=steps, seed=0, progress=False)
+        return len(reads)
+
+    short, long = count(10), count(40)
+    per_check = max(short, 1)
+    assert long - short <= (30 // _CHECK_EVERY) * per_check, (short, long)
+    assert long - short < 30, f"{long - short} reads in 30 more steps"
+
+
+def test_results_go_back_to_the_input_device():
+    """The decorator moves every tensor of a result (plain, tuple, dict, dataclass) to the input's device.
+
+    ``meta`` stands in for a second device on a CPU-only machine: the method's own tensors are on the CPU.
+    """
+    from dataclasses import dataclass
+
+    from introspect_lab.devices import returns_to_input_device
+
+    @dataclass
+    class Out:
+        image: torch.Tensor
+        value: float
+
+    @returns_to_input_device("x")
+    def method(model, x, *, kind="tensor"):
+        t = torch.ones(2, dtype=torch.float64)
+        return {"tensor": t, "tuple": (t, 3), "dict": {"a": t}, "dataclass": Out(t, 1.0)}[kind]
+
+    meta = torch.empty(1, device="meta")
+    assert method(None, meta).device.type == "meta"
+    assert method(None, x=meta).dtype == torch.float64
+    assert method(None, meta, kind="tuple")[0].device.type == "meta"
+    assert method(None, meta, kind="dict")["a"].device.type == "meta"
+    out = method(None, meta, kind="dataclass")
+    assert out.image.device.type == "meta" and out.value == 1.0
+    assert method(None, torch.empty(1)).device.type == "cpu"
+
+
+def test_every_entry_point_that_takes_an_image_returns_it_where_the_image_was():
+    from introspect_lab import adversarial as Adv
+    from introspect_lab import attribution as A
+    from introspect_lab.synthesis import deepdream, invert
+    from introspect_lab.texture.gatys import style_transfer, texture_synthesis
+
+    methods = [
+        A.gradient, A.saliency, A.smoothgrad, A.integrated_gradients, A.occlusion, A.cam, A.grad_cam,
+        A.guided_backprop, A.deconvnet, A.guided_grad_cam, Adv.fgsm, Adv.pgd, deepdream, invert,
+        style_transfer, texture_synthesis,
+    ]  # fmt: skip
+    missing = [m.__name__ for m in methods if not getattr(m, "returns_to_input_device", None)]
+    assert not missing, f"not decorated with returns_to_input_device: {missing}"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("name", list(entry_points(None, None, None)))
+def test_a_cpu_photo_and_a_cuda_model_give_a_cpu_result(lite0, name):
+    m = copy.deepcopy(lite0).cuda()
+    x = load_image(sample_image("chelsea"), lite0, size=SIZE)
+    s = load_image(sample_image("coffee"), lite0, size=SIZE)
+    out = entry_points(m, x, s)[name]()
+    takes_image = not name.startswith("visualize_")
+    assert out.device.type == ("cpu" if takes_image else "cuda"), (name, out.device)

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .. import config
 from ..attribution.base import Target, resolve_targets
+from ..devices import returns_to_input_device
 from ..hooks import frozen
 from ..images import check_batch, denormalize, normalize
 from ..models import model_info
@@ -82,6 +83,7 @@ def _score_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
 # ---------------------------------------------------------------------------
 
 
+@returns_to_input_device("x")
 def fgsm(model: nn.Module, x: torch.Tensor, target: Target = None, *, eps: float, targeted: bool = False):
     """Fast gradient sign method (Goodfellow et al. 2015; seed 004, "fast gradient sign method").
 
@@ -108,6 +110,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, target: Target = None, *, eps: float
     return _to_model(model, adv).detach()
 
 
+@returns_to_input_device("x")
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -196,6 +199,7 @@ def _keep_better(best, best_score, p, score):
     return best, torch.where(better, score, best_score)
 
 
+@returns_to_input_device("x")
 def quantize(model: nn.Module, x: torch.Tensor, levels: int = 255) -> torch.Tensor:
     """Round a normalised batch to what an 8-bit image can store: ``p ← round(p · 255) / 255`` in pixels.
 
@@ -207,6 +211,7 @@ def quantize(model: nn.Module, x: torch.Tensor, levels: int = 255) -> torch.Tens
     return _to_model(model, torch.round(_to_pixels(model, x) * levels) / levels).detach()
 
 
+@returns_to_input_device("x")
 def random_sign(model: nn.Module, x: torch.Tensor, *, eps: float, seed: int = 0) -> torch.Tensor:
     """The control for an attack of budget ``eps``: ``clamp(p + ε · s, 0, 1)`` with random signs ``s = ±1``.
 
@@ -242,6 +247,7 @@ class FoolingResult:
     linf: list[float] = field(default_factory=list)
 
 
+@returns_to_input_device("x")
 def fool(
     model: nn.Module,
     x: torch.Tensor,

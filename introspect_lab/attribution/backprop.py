@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import nn
 
+from ..devices import returns_to_input_device
 from ..hooks import capture, forward_hooks, frozen
 from ..models import get_layer
 from ..validation import check_channel
@@ -103,6 +104,7 @@ def neuron_value(act: torch.Tensor, neuron) -> torch.Tensor:
     )
 
 
+@returns_to_input_device("x")
 def backprop(
     model: nn.Module,
     x: torch.Tensor,

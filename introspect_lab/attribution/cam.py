@@ -12,6 +12,7 @@ import weakref
 import torch
 from torch import nn
 
+from ..devices import returns_to_input_device
 from ..hooks import capture, forward_hooks, frozen
 from ..images import check_batch
 from ..models import MODELS, get_layer, model_info
@@ -80,6 +81,7 @@ def cam_layer(model: nn.Module, size: int | None = None) -> str:
     return last_conv_layer(model, size=size)
 
 
+@returns_to_input_device("x")
 def cam(
     model: nn.Module,
     x: torch.Tensor,
@@ -135,6 +137,7 @@ def cam(
     return finish_map(maps, x, relu=relu, raw=raw, interpolate=interpolate)
 
 
+@returns_to_input_device("x")
 def grad_cam(
     model: nn.Module,
     x: torch.Tensor,
@@ -176,6 +179,7 @@ def grad_cam(
     return finish_map(maps, x, relu=relu, raw=raw, interpolate=interpolate)
 
 
+@returns_to_input_device("x")
 def guided_grad_cam(
     model: nn.Module,
     x: torch.Tensor,

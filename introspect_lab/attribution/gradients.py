@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import show_progress
+from ..devices import returns_to_input_device
 from ..images import check_batch
 from .backprop import backprop
 from .base import Target, forward_eval, reduce_channels, resolve_targets
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 
+@returns_to_input_device("x")
 def gradient(
     model: nn.Module, x: torch.Tensor, target: Target = None, *, reduce: str = "none"
 ) -> torch.Tensor:
@@ -45,6 +47,7 @@ def gradient(
     return reduce_channels(backprop(model, x, target), reduce)
 
 
+@returns_to_input_device("x")
 def saliency(
     model: nn.Module,
     x: torch.Tensor,
@@ -78,6 +81,7 @@ def saliency(
     return reduce_channels(backprop(model, x, target, layer=layer, neuron=neuron).abs(), reduce)
 
 
+@returns_to_input_device("x")
 def smoothgrad(
     model: nn.Module,
     x: torch.Tensor,
@@ -155,6 +159,7 @@ def _ig_alphas(n_steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+@returns_to_input_device("x")
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
@@ -221,6 +226,7 @@ def integrated_gradients(
     return (attr, delta) if return_delta else attr
 
 
+@returns_to_input_device("x")
 def guided_backprop(
     model: nn.Module,
     x: torch.Tensor,
@@ -258,6 +264,7 @@ def guided_backprop(
     return reduce_channels(backprop(model, x, target, rule="guided", layer=layer, neuron=neuron), reduce)
 
 
+@returns_to_input_device("x")
 def deconvnet(
     model: nn.Module,
     x: torch.Tensor,

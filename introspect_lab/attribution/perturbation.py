@@ -18,6 +18,7 @@ from torch.fx.experimental.optimization import fuse as fx_fuse
 from tqdm.auto import tqdm
 
 from ..config import show_progress
+from ..devices import returns_to_input_device
 from ..hooks import frozen
 from ..images import check_batch
 from .base import Target, logits_of, resolve_targets
@@ -110,6 +111,7 @@ def _incremental_scores(
     return logits_of(engine(boxes, tops, lefts))
 
 
+@returns_to_input_device("x")
 def occlusion(
     model: nn.Module,
     x: torch.Tensor,

@@ -55,6 +55,11 @@ _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
+#: How often (in steps) the loop reads back whether the objective is still finite. Each read waits
+#: for the device; the record keeps the best image before a non-finite step either way.
+_CHECK_EVERY = 10
+
+
 def model_lock(model: nn.Module) -> threading.RLock:
     """One lock per model: a live widget's background run and a cell's run never share hooks.
 
@@ -245,8 +250,13 @@ def synthesize(
                 img = p()
                 x = _transform(img, transforms, g)
                 value, parts = objective.evaluate(O.Context(run(x), image=img, input=x))
-                check_finite(float(value.detach()), parts, step, steps, record, rate, objective)
-                record.add(img, float(value.detach()), parts)
+                record.add(img, value, parts)
+                if (
+                    not (step + 1) % _CHECK_EVERY
+                    or step + 1 == steps
+                    or (callback and not (step + 1) % every)
+                ):
+                    check_finite(record, steps, rate, objective)  # reads the device: not every step
                 before = p.pixels.detach().clone() if image_steps else None
                 S.optimiser_step(p, opt, value, optimizer, scheduler)
                 S.image_step(p, image_ops, limits, step)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import returns_to_input_device
 from ..images import as_model_input, check_batch, denormalize
 from ..info import model_info
 from ..models import get_layer
@@ -179,6 +180,7 @@ def ascend(
     )
 
 
+@returns_to_input_device("image")
 def deepdream(
     model: nn.Module,
     image: torch.Tensor,
@@ -249,6 +251,7 @@ def deepdream(
     return res
 
 
+@returns_to_input_device("image")
 def invert(
     model: nn.Module,
     image: torch.Tensor,

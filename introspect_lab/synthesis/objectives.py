@@ -114,10 +114,14 @@ class Objective:
     def weights(self) -> list[float]:
         return [w for w, _ in self.terms]
 
-    def evaluate(self, ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
-        """The objective value and each weighted term's value (floats, for logs and errors)."""
+    def evaluate(self, ctx: Context) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The objective value and each weighted term's value (detached 0-dim tensors, for logs).
+
+        The terms stay on the model's device: reading them as floats is left to whoever
+        needs the numbers, so a synthesis loop does not wait for the GPU at every step.
+        """
         total = None
-        parts: dict[str, float] = {}
+        parts: dict[str, torch.Tensor] = {}
         for w, t in self.terms:
             v = t.fn(ctx)
             if v.dim() != 0:
@@ -127,7 +131,7 @@ class Objective:
             while key in parts:
                 key = f"{t.name}#{n}"
                 n += 1
-            parts[key] = w * float(v.detach())
+            parts[key] = w * v.detach()
             total = w * v if total is None else total + w * v
         if total is None:
             raise ValueError("An empty objective has nothing to optimise; build one from at least one term.")

@@ -97,39 +97,81 @@ class Record:
     """The running record of one synthesis: objective per step, each term, the best image.
 
     ``init`` is the starting image; ``mean``/``std`` the model's normalisation
-    and ``seed`` the run's seed (both go into the result).
+    and ``seed`` the run's seed (both go into the result). :meth:`add` keeps
+    everything on the image's device (no host round trip per step, which stalls
+    a GPU); the floats are read once, when a callback, an error or the result
+    needs them.
     """
 
     def __init__(self, init: torch.Tensor, mean, std, seed: int):
         self.init, self.mean, self.std, self.seed = init, tuple(mean), tuple(std), seed
-        self.history: list[float] = []
-        self.terms: dict[str, list[float]] = {}
-        self.best_value, self.best_image, self.best_step = -math.inf, init, 0
+        self._values: list[torch.Tensor] = []
+        self._parts: dict[str, list[torch.Tensor]] = {}
+        self._floats: tuple[int, list[float], dict[str, list[float]]] = (0, [], {})
+        self._best = torch.full((), -math.inf, dtype=init.dtype, device=init.device)
+        self._best_step = torch.zeros((), dtype=torch.long, device=init.device)
+        self.best_image = init
+        self._finite = torch.ones((), dtype=torch.bool, device=init.device)
         self.start = time.perf_counter()
 
-    def add(self, image: torch.Tensor, value: float, parts: dict[str, float]) -> None:
-        """Log one step's objective and terms; keep ``image`` if it is the best so far."""
-        if value > self.best_value:
-            self.best_value, self.best_image = value, image.detach().clone()
-            self.best_step = len(self.history)
-        self.history.append(value)
+    def add(self, image: torch.Tensor, value: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """Log one step's objective and terms (0-dim tensors); keep ``image`` if it is the best so far."""
+        value = value.detach()
+        better = value > self._best  # False for NaN: a non-finite step is never the best
+        self.best_image = torch.where(better, image.detach(), self.best_image)
+        self._best = torch.where(better, value, self._best)
+        self._best_step = torch.where(better, len(self._values), self._best_step)
+        self._finite &= torch.isfinite(value)
+        self._values.append(value)
         for k, v in parts.items():
-            self.terms.setdefault(k, []).append(v)
+            self._parts.setdefault(k, []).append(v.detach())
+
+    def _read(self) -> tuple[list[float], dict[str, list[float]]]:
+        """The logged values as floats (one host transfer for the steps since the last read)."""
+        n, history, terms = self._floats
+        if n < len(self._values):
+            history = history + torch.stack(self._values[n:]).tolist()
+            terms = {k: terms.get(k, []) + torch.stack(v[n:]).tolist() for k, v in self._parts.items()}
+            self._floats = (len(self._values), history, terms)
+        return history, terms
+
+    @property
+    def history(self) -> list[float]:
+        """The objective per logged step."""
+        return self._read()[0]
+
+    @property
+    def terms(self) -> dict[str, list[float]]:
+        """Each weighted term per logged step."""
+        return self._read()[1]
+
+    @property
+    def best_value(self) -> float:
+        return float(self._best)
+
+    @property
+    def best_step(self) -> int:
+        return int(self._best_step)
 
     @property
     def last_terms(self) -> dict[str, float]:
         """Each term's value at the last logged step."""
         return {k: v[-1] for k, v in self.terms.items()}
 
+    def all_finite(self) -> bool:
+        """Whether every logged objective is finite (one host read)."""
+        return bool(self._finite)
+
     def result(self, image: torch.Tensor | None = None, note: str = "", interrupted: bool = False):
         """The :class:`SynthesisResult` with final ``image`` (default: the best one)."""
+        history, terms = self._read()
         return SynthesisResult(
             image=self.best_image if image is None else image,
             best_image=self.best_image,
             best_value=self.best_value,
-            history=self.history,
-            terms=self.terms,
-            steps_done=len(self.history),
+            history=history,
+            terms=terms,
+            steps_done=len(history),
             interrupted=interrupted,
             note=note,
             seconds=time.perf_counter() - self.start,
@@ -141,28 +183,29 @@ class Record:
     def interrupted(self, steps: int) -> SynthesisResult:
         """The result after Ctrl-C: the best image so far, with a note (also printed)."""
         note = (
-            f"Interrupted after {len(self.history)} of {steps} steps: returning the best image so far "
+            f"Interrupted after {len(self._values)} of {steps} steps: returning the best image so far "
             f"(step {self.best_step + 1}, objective {self.best_value:.4g})."
         )
         print(note)
         return self.result(note=note, interrupted=True)
 
 
-def check_finite(
-    value: float, parts: dict[str, float], step: int, steps: int, record: Record, rate: str, objective
-):
-    """Raise :class:`NonFiniteLossError` naming the culprit if the objective is NaN/inf.
+def check_finite(record: Record, steps: int, rate: str, objective) -> None:
+    """Raise :class:`NonFiniteLossError` naming the culprit if a logged objective is NaN/inf.
 
-    ``rate`` describes the learning rate and optimiser (``"lr=0.05 with optimizer 'adam'"``);
-    the error names it and ``objective``'s weights, and its ``.result`` holds the best image.
+    Names the first non-finite step and term. ``rate`` describes the learning rate and
+    optimiser (``"lr=0.05 with optimizer 'adam'"``); the error names it and ``objective``'s
+    weights, and its ``.result`` holds the best image reached before.
     """
-    if math.isfinite(value):
+    if record.all_finite():
         return
-    bad = [k for k, v in parts.items() if not math.isfinite(v)] or list(parts)
+    history, terms = record.history, record.terms
+    step = next(i for i, v in enumerate(history) if not math.isfinite(v))
+    bad = [k for k, v in terms.items() if not math.isfinite(v[step])] or list(terms)
     weights = ", ".join(f"{n}: {w:g}" for n, w in zip(objective.names, objective.weights))
-    last = ", ".join(f"{k}={v:.3g}" for k, v in record.last_terms.items()) or "none yet"
+    last = ", ".join(f"{k}={v[step - 1]:.3g}" for k, v in terms.items()) if step else "none yet"
     msg = (
-        f"The objective became non-finite ({value}) at step {step + 1} of {steps}; "
+        f"The objective became non-finite ({history[step]}) at step {step + 1} of {steps}; "
         f"non-finite term(s): {', '.join(bad)}. Likely culprits: the learning rate ({rate}) "
         f"is too large — try it 10× smaller; or a term's weight is too large (weights: {weights}; "
         f"last finite terms: {last}). The best image reached before is in the error's .result."

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import returns_to_input_device
 from ..images import as_model_input, check_batch
 from ..models import settings as model_settings
 from ..settings import StyleSettings, TextureSettings, override
@@ -70,6 +71,7 @@ def _with_layer_weights(base, overrides: dict) -> dict:
     return {**overrides, "style_layers": tuple(layers), "style_weights": tuple(w.values())}
 
 
+@returns_to_input_device("texture")
 def texture_synthesis(
     model: nn.Module,
     texture: torch.Tensor,
@@ -127,6 +129,7 @@ def texture_synthesis(
     return res
 
 
+@returns_to_input_device("content")
 def style_transfer(
     model: nn.Module,
     content: torch.Tensor,
