@@ -8,6 +8,7 @@ lecture topic has its own module (``attribution``, ``synthesis``, …).
 from .config import fast, is_fast
 from .hooks import capture, frozen, no_inplace
 from .images import denormalize, load_image, normalize, sample_image, sample_names, show, to_display
+from .memory import trim_after_cells
 from .models import (
     MODELS,
     class_index,
@@ -19,6 +20,8 @@ from .models import (
 )
 
 __version__ = "0.1.0"
+
+trim_after_cells()  # in a notebook kernel on Linux: give freed memory back after each cell
 
 __all__ = [
     "MODELS",

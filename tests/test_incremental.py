@@ -200,3 +200,15 @@ def test_changed_weights_are_not_served_from_the_frozen_copy():
         fast = A.occlusion(model, x, 1, window=4, stride=4, method=method)
         slow = A.occlusion(model, x, 1, window=4, stride=4, method="plain", fuse=False)
         torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+def test_occlusion_drops_the_engines_cached_activations(lite0):
+    """A user's engine keeps its counters after occlusion, not the last image's activations."""
+    x = load_image(sample_image("chelsea"), lite0, size=64)
+    engine = IncrementalForward(lite0)
+    A.occlusion(lite0, x, "tabby", window=16, stride=16, method=engine)
+    assert sum(c.done for c in engine.costs.values()) > 0
+    with pytest.raises(RuntimeError, match="cache"):
+        engine(torch.zeros(1, 3, 16, 16), [0], [0])
+    engine.cache(x)  # refilled on demand
+    assert engine(torch.zeros(1, 3, 16, 16), [0], [0]).shape == (1, 1000)

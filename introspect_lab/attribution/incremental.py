@@ -216,6 +216,14 @@ class IncrementalForward:
         self._values, self._padded = values, {}
         return out
 
+    def release(self) -> None:
+        """Drop the cached activations (a few hundred MB for a large image); :meth:`cache` refills them.
+
+        :func:`~introspect_lab.attribution.occlusion` calls it when it is done; the counters
+        (``costs``, ``boxes``, ``full_from``) are kept.
+        """
+        self._values, self._padded, self._tail = {}, {}, None
+
     def _run_node(self, n: fx.Node, values: dict):
         args = fx.node.map_arg(n.args, lambda a: values[a])
         kwargs = fx.node.map_arg(n.kwargs, lambda a: values[a])

@@ -191,6 +191,8 @@ def occlusion(
                 else:
                     scores = _plain_scores(net, x[b], bases[b], pos, (kh, kw), n_batch, fmt)
                 drops[b, s : s + len(pos)] = ref[b] - scores[: len(pos), idx[b]]
+    if engine is not None:
+        engine.release()  # its cached activations of the last image
     if engine is not method and (engine is not None or isinstance(net, fx.GraphModule)):
         del engine, net  # a torch.fx copy of the model is a reference cycle (Graph <-> GraphModule):
         gc.collect()  # free it now, not at some later full collection (a model's worth of memory)

@@ -86,7 +86,7 @@ class History:
         return self.val_acc[-1] if self.val_acc else float("nan")
 
 
-def correct(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> np.ndarray:
+def correct(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 64) -> np.ndarray:
     """Per image, 1.0 if the model classifies ``x`` (normalised) as ``labels``, else 0.0 (eval mode, no grad).
 
     The unit a paired bootstrap resamples (:func:`~introspect_lab.intervals.paired_difference`).
@@ -99,7 +99,7 @@ def correct(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256)
     return torch.cat(hits).double().numpy() if hits else np.zeros(0)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 256) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 64) -> float:
     """Fraction of ``x`` (normalised) that the model classifies as ``labels`` (eval mode, no grad).
 
     The mean of :func:`correct`; 0 for an empty batch.
