@@ -212,3 +212,17 @@ def test_occlusion_drops_the_engines_cached_activations(lite0):
         engine(torch.zeros(1, 3, 16, 16), [0], [0])
     engine.cache(x)  # refilled on demand
     assert engine(torch.zeros(1, 3, 16, 16), [0], [0]).shape == (1, 1000)
+
+
+def test_fast_inference_is_the_model_up_to_rounding_and_built_once(lite0):
+    from introspect_lab.attribution.compiled import fast_inference
+
+    x = load_image(sample_image("chelsea"), lite0, size=64).expand(3, -1, -1, -1).contiguous()
+    x = x.contiguous(memory_format=torch.channels_last)
+    net = fast_inference(lite0, x)
+    assert isinstance(net, torch.jit.ScriptModule)  # the bundled model freezes
+    assert fast_inference(lite0, x) is net  # cached for this model, weights and shape
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), lite0(x), rtol=1e-4, atol=1e-4)
+    big = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 400_000)).eval()  # 307 MB: over FREEZE_LIMIT
+    assert fast_inference(big, torch.zeros(2, 3, 8, 8)) is big

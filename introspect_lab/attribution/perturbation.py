@@ -22,7 +22,7 @@ from ..devices import returns_to_input_device
 from ..hooks import frozen
 from ..images import check_batch
 from .base import Target, logits_of, resolve_targets
-from .compiled import frozen_for_inference
+from .compiled import agrees_with, fast_inference
 from .incremental import IncrementalForward
 
 __all__ = ["occlusion"]
@@ -47,22 +47,10 @@ def _inference_copy(model: nn.Module, example: torch.Tensor) -> nn.Module:
     BatchNorm folding with channels-last memory; last: ``model`` itself. A
     candidate is used only if it reproduces the model's output on ``example``.
     """
-    with torch.no_grad():
-        ref = model(example)
-    scale = float(ref.abs().max()) + 1e-6
-
-    def agrees(net) -> bool:
-        with torch.no_grad():
-            out = net(example.contiguous(memory_format=torch.channels_last))
-        return (
-            isinstance(out, torch.Tensor)
-            and out.shape == ref.shape
-            and float((out - ref).abs().max()) < 1e-3 * scale
-        )
-
-    net = frozen_for_inference(lambda: copy.deepcopy(model).eval(), example, model, "whole", agrees)
-    if net is not None:
+    net = fast_inference(model, example)
+    if net is not model:
         return net
+    agrees = agrees_with(model, example)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
