@@ -24,10 +24,21 @@ from collections.abc import Callable, Hashable
 import torch
 from torch import nn
 
-__all__ = ["FREEZE_LIMIT", "agrees_with", "fast_inference", "frozen_for_inference", "weights_key"]
+__all__ = [
+    "FREEZE_LIMIT",
+    "NOT_TRACEABLE",
+    "agrees_with",
+    "fast_inference",
+    "frozen_for_inference",
+    "weights_key",
+]
 
 #: Models with more bytes of weights than this are never frozen (their copy could not be freed).
 FREEZE_LIMIT = 100_000_000
+
+#: What TorchScript tracing and torch.fx raise on a model they cannot compile or run (data-dependent
+#: control flow, non-tensor outputs, unsupported modules); ``torch.fx.proxy.TraceError`` is a ``ValueError``.
+NOT_TRACEABLE = (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError)
 
 #: owner model -> {key: frozen module, or None when it did not reproduce the eager result}
 _FROZEN: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
@@ -61,8 +72,8 @@ def frozen_for_inference(
     device and memory format, and ``weights`` (default :func:`weights_key` of ``owner`` now);
     entries for other weights of ``owner`` are dropped. ``agrees(candidate)`` decides whether
     the frozen module reproduces the eager one; None (also cached) means it did not, or the
-    copy does not trace, or ``owner`` has more than :data:`FREEZE_LIMIT` bytes of weights. Source: ``torch.jit.trace``, ``torch.jit.freeze``,
-    ``torch.jit.optimize_for_inference``.
+    copy does not trace, or ``owner`` has more than :data:`FREEZE_LIMIT` bytes of weights.
+    Source: ``torch.jit.trace``, ``torch.jit.freeze``, ``torch.jit.optimize_for_inference``.
     """
     if sum(t.numel() * t.element_size() for t in owner.parameters()) > FREEZE_LIMIT:
         return None
@@ -86,7 +97,7 @@ def _freeze(net: nn.Module, example: torch.Tensor, agrees) -> torch.jit.ScriptMo
                 traced = torch.jit.trace(net, example, check_trace=False)
                 frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             return frozen if agrees(frozen) else None
-        except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
+        except NOT_TRACEABLE:
             return None  # TorchScript cannot trace or run it (control flow on values, unsupported ops)
 
 

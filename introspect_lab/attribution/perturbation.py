@@ -22,15 +22,10 @@ from ..devices import returns_to_input_device
 from ..hooks import frozen
 from ..images import check_batch
 from .base import Target, logits_of, resolve_targets
-from .compiled import agrees_with, fast_inference
+from .compiled import NOT_TRACEABLE, agrees_with, fast_inference
 from .incremental import IncrementalForward
 
 __all__ = ["occlusion"]
-
-#: What TorchScript tracing and torch.fx raise on a model they cannot compile
-#: (data-dependent control flow, non-tensor outputs, unsupported modules);
-#: ``torch.fx.proxy.TraceError`` is a ``ValueError``.
-_NOT_TRACEABLE = (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError)
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -57,7 +52,7 @@ def _inference_copy(model: nn.Module, example: torch.Tensor) -> nn.Module:
             net = fx_fuse(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
             if agrees(net):
                 return net
-        except _NOT_TRACEABLE:  # nor can torch.fx: the model runs as it is (same answers, slower)
+        except NOT_TRACEABLE:  # nor can torch.fx: the model runs as it is (same answers, slower)
             pass
     return model
 

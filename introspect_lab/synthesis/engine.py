@@ -251,12 +251,8 @@ def synthesize(
                 x = _transform(img, transforms, g)
                 value, parts = objective.evaluate(O.Context(run(x), image=img, input=x))
                 record.add(img, value, parts)
-                if (
-                    not (step + 1) % _CHECK_EVERY
-                    or step + 1 == steps
-                    or (callback and not (step + 1) % every)
-                ):
-                    check_finite(record, steps, rate, objective)  # reads the device: not every step
+                if _read_back_due(step, steps, callback, every):
+                    check_finite(record, steps, rate, objective)
                 before = p.pixels.detach().clone() if image_steps else None
                 S.optimiser_step(p, opt, value, optimizer, scheduler)
                 S.image_step(p, image_ops, limits, step)
@@ -308,6 +304,15 @@ def _transform(image: torch.Tensor, transforms: Sequence[Callable], g: torch.Gen
     for t in transforms:
         image = t(image, g)
     return image
+
+
+def _read_back_due(step: int, steps: int, callback, every: int) -> bool:
+    """Whether to read the record back from the device after ``step`` (each read waits for it).
+
+    Every ``_CHECK_EVERY`` steps, at each callback and at the end.
+    """
+    done = step + 1
+    return not done % _CHECK_EVERY or done == steps or (callback is not None and not done % every)
 
 
 def _callback_stops(callback, every: int, step: int, steps: int, p, record: Record) -> bool:
