@@ -123,6 +123,10 @@ class TextureSettings:
     From noise, grey exemplars need a stronger colour term than style
     transfer's; with the bundled model's values a grey exemplar gives a grey
     texture and each texture is matched to its own exemplar (tests/test_look.py).
+    ``optimizer`` is ``"adam"`` (the synthesis engine, ``steps`` Adam steps)
+    or ``"lbfgs"`` (``steps`` L-BFGS iterations with each layer's error
+    relative to the exemplar's Gram energy, as Gatys et al. optimised; the
+    random texture networks of :mod:`introspect_lab.texture.networks` use it).
     """
 
     style_layers: tuple[str, ...]
@@ -132,9 +136,12 @@ class TextureSettings:
     lr: float = 0.2
     tv_weight: float = 2e-3
     colour_weight: float = 1e4
+    optimizer: str = "adam"
 
     def __post_init__(self):
         _check_style_weights(self.style_layers, self.style_weights)
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}.")
 
 
 def _check_style_weights(layers, weights) -> None:

@@ -41,6 +41,23 @@ def test_tv_beta_matches_hand_computation():
     assert (0.5 * R.tv(beta=1.0))(ctx).item() == pytest.approx(0.5 * sum(math.sqrt(v) for v in s), rel=1e-6)
 
 
+def test_circular_tv_wraps_around_and_treats_every_pixel_alike():
+    x = torch.tensor([[[[1.0, 2.0, 4.0], [0.0, 3.0, 1.0], [2.0, 2.0, 0.0]]]])
+    # right neighbour of column 2 is column 0, lower neighbour of row 2 is row 0: all 9 positions
+    # dx: (1, 2, -3), (3, -2, -1), (0, -2, 2);  dy: (-1, 1, -3), (2, -1, -1), (-1, 0, 4)
+    dx = [1, 2, -3, 3, -2, -1, 0, -2, 2]
+    dy = [-1, 1, -3, 2, -1, -1, -1, 0, 4]
+    s = [a * a + b * b for a, b in zip(dx, dy)]
+    assert R.total_variation(x, circular=True).item() == pytest.approx(sum(s))
+    assert R.total_variation(x, beta=1.0, circular=True).item() == pytest.approx(
+        sum(math.sqrt(v) for v in s), rel=1e-6
+    )
+    # a shifted (rolled) image has the same circular TV; the non-circular one changes
+    shifted = x.roll(1, dims=-1)
+    assert R.total_variation(shifted, circular=True).item() == pytest.approx(sum(s))
+    assert R.total_variation(shifted).item() != pytest.approx(R.total_variation(x).item())
+
+
 def test_alpha_norm_and_l2_match_hand_computation():
     x = torch.tensor([[[[1.0, -2.0], [0.5, 0.0]]]])
     ctx = O.Context({}, image=x, input=x)

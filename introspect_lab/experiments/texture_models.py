@@ -39,9 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__, load_image, load_model, sample_image, to_display
+from .. import __version__, load_image, sample_image, to_display
 from ..intervals import paired_difference
-from ..models import settings as model_settings
 from ..settings import TextureSettings, override
 from ..texture import look
 from ..texture import networks as N
@@ -80,23 +79,19 @@ __all__ = [
     "slice_features",
     "load_results",
     "table",
+    "best",
+    "summary",
     "main",
 ]
 
 
 def build(name: str, net_seed: int = 0) -> tuple[torch.nn.Module, TextureSettings]:
     """The network ``name`` (one of :data:`MODELS`) and its texture settings at 128 px."""
-    if name == "efficientnet_lite0":
-        net = load_model("efficientnet_lite0", verbose=False)
-        return net, model_settings(net).texture
-    if name in ("vgg19_random", "vgg19_random_x3"):
-        net = N.vgg19_random(net_seed)
-        cfg = N.texture_settings(net)
-        return net, (override(cfg, steps=3 * cfg.steps) if name.endswith("_x3") else cfg)
-    if name == "shallow_multiscale":
-        net = N.shallow_multiscale(net_seed)
-        return net, N.texture_settings(net)
-    raise ValueError(f"Unknown texture model {name!r}; choose one of {MODELS}.")
+    if name not in MODELS:
+        raise ValueError(f"Unknown texture model {name!r}; choose one of {MODELS}.")
+    net = N.texture_network(name.removesuffix("_x3"), net_seed)
+    cfg = N.texture_settings(net)
+    return net, (override(cfg, steps=3 * cfg.steps) if name.endswith("_x3") else cfg)
 
 
 def exemplar(name: str, net: torch.nn.Module, size: int) -> torch.Tensor:
@@ -113,10 +108,7 @@ def synthesise(
 ) -> tuple[np.ndarray, float]:
     """One texture by model ``name``: the picture (H×W×3 in [0, 1]) and the CPU seconds it took."""
     t = time.process_time()
-    if name == "efficientnet_lite0":
-        image = texture_synthesis(net, texture, cfg, seed=seed, progress=False).image
-    else:
-        image, _ = N.lbfgs_texture(net, texture, cfg, seed=seed)
+    image = texture_synthesis(net, texture, cfg, seed=seed, progress=False).image
     return to_display(image, net), time.process_time() - t
 
 
@@ -265,6 +257,38 @@ def table(res: dict) -> str:
             )
         else:
             lines.append(f"{m}: line-up matches {c['lineup_matches']}/{len(TEXTURES) * len(seeds)}")
+    return "\n".join(lines)
+
+
+def best(res: dict) -> str:
+    """The model whose look distance beats Lite0's by an interval that excludes zero (the largest gain); else Lite0."""
+    better = {
+        m: c["look_distance"][0]
+        for m, c in res["comparisons"].items()
+        if "look_distance" in c and c["look_distance"][2] < 0
+    }
+    return min(better, key=better.get) if better else "efficientnet_lite0"
+
+
+def summary(res: dict) -> str:
+    """One line per model: mean look distance, its difference from Lite0 with the 95 % interval, line-up, time."""
+    seeds = [str(s) for s in res["settings"]["seeds"]]
+    n = len(TEXTURES) * len(seeds)
+    lines = []
+    for m in MODELS:
+        r = [res["rows"][m][t][s] for t in TEXTURES for s in seeds]
+        look_d = float(np.mean([x["look_distance"] for x in r]))
+        secs = float(np.mean([x["seconds"] for x in r]))
+        c = res["comparisons"][m]
+        if "look_distance" in c:
+            d, lo, hi = c["look_distance"]
+            verdict = "better" if hi < 0 else "worse" if lo > 0 else "no difference shown"
+            vs = f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}] vs Lite0: {verdict}"
+        else:
+            vs = "(the reference)"
+        lines.append(
+            f"{m:20s} look distance {look_d:.2f}  {vs:48s} line-up {c['lineup_matches']}/{n}  {secs:4.1f} s/texture"
+        )
     return "\n".join(lines)
 
 

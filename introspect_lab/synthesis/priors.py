@@ -102,12 +102,21 @@ def alpha_norm(alpha: float = 6.0) -> Objective:
 
 
 def total_variation(
-    x: torch.Tensor, beta: float = 2.0, eps: float | None = None, weight: torch.Tensor | None = None
+    x: torch.Tensor,
+    beta: float = 2.0,
+    eps: float | None = None,
+    weight: torch.Tensor | None = None,
+    *,
+    circular: bool = False,
 ) -> torch.Tensor:
     """``R_{V^β}(x) = Σ_{i,j} ((x_{i,j+1} − x_{ij})² + (x_{i+1,j} − x_{ij})²)^{β/2}`` (seed 001).
 
     Summed over channels and the batch, for the ``(H−1)×(W−1)`` positions
-    where both differences exist (Mahendran & Vedaldi 2015). For ``β < 2``
+    where both differences exist (Mahendran & Vedaldi 2015); there the last
+    row and column are smoothed about a third as strongly as the rest.
+    ``circular=True`` wraps around (``x_{i,W} = x_{i,0}``, all ``H×W``
+    positions), every pixel alike: the match for a network with circular
+    padding, whose output tiles. For ``β < 2``
     the gradient at a flat patch is infinite, so ``eps`` (default 1e-8 when
     ``β < 2``, else 0) is added inside the power. ``weight`` (``[B]``, optional)
     multiplies each image's value before the batch sum.
@@ -118,8 +127,11 @@ def total_variation(
         raise ValueError(f"total_variation needs a [B, C, H, W] image, got shape {tuple(x.shape)}.")
     if eps is None:
         eps = 1e-8 if beta < 2 else 0.0
-    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
-    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    if circular:
+        dx, dy = x.roll(-1, dims=-1) - x, x.roll(-1, dims=-2) - x
+    else:
+        dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+        dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     s = dx.pow(2) + dy.pow(2)
     if not (beta == 2 and eps == 0):
         s = (s + eps).pow(beta / 2)

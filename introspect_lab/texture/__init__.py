@@ -10,8 +10,8 @@
   norm, Dumoulin et al. 2017), whose generator is :mod:`.stylenet`;
 * :mod:`.networks`: texture networks with seeded random weights (VGG-19 at
   Gatys's Gram layers; one multi-scale random layer after Ustyuzhaninov et
-  al. 2017) and an L-BFGS synthesis for them, compared with the bundled
-  model by :mod:`introspect_lab.experiments.texture_models`;
+  al. 2017) and their settings (L-BFGS, as Gatys et al. optimised), compared
+  with the bundled model by :mod:`introspect_lab.experiments.texture_models`;
 * :mod:`.look`: descriptors of how a texture *looks* (colourfulness, power
   spectrum, orientation energy, grey levels) that no loss uses, for judging
   results and testing them.

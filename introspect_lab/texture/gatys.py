@@ -20,19 +20,25 @@ deepest style/content layer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
+from ..config import show_progress
 from ..devices import returns_to_input_device
-from ..images import as_model_input, check_batch
+from ..images import as_model_input, check_batch, normalize
+from ..info import model_info
 from ..models import settings as model_settings
 from ..settings import StyleSettings, TextureSettings, override
 from ..synthesis import SynthesisResult, image_size, layer_features, synthesize
 from ..synthesis import objectives as O
 from ..synthesis import priors as R
+from ..synthesis.engine import model_forward
+from .networks import texture_settings
 
 __all__ = ["style_targets", "style_losses", "texture_synthesis", "style_transfer"]
 
@@ -95,13 +101,29 @@ def texture_synthesis(
     ``style_layers`` reproduce fine colour statistics; adding higher layers
     recovers larger structures. ``result.extra`` holds the Gram loss of the
     starting noise (``loss_start``) and of the result (``loss_end``).
+
+    Any network works: the default settings are
+    :func:`~introspect_lab.texture.networks.texture_settings` (the registry's
+    for a classifier; L-BFGS with relative layer errors for the random
+    networks of :mod:`~introspect_lab.texture.networks`). With
+    ``optimizer="lbfgs"`` the loss is ``Σ_l w_l E_l / Ê_l + λ_c L_colour +
+    λ_TV R_{V^2}``, ``Ê_l`` the exemplar's own Gram energy and ``R_{V^2}``
+    wrapping around (``circular=True``: the shallow network pads circularly,
+    and the last row and column are smoothed like the rest), minimised by
+    ``torch.optim.LBFGS`` (strong-Wolfe line search) from U(0, 1) noise, and
+    ``loss_start``/``loss_end`` are that whole loss (``extra["evaluations"]``
+    counts the forward passes); it takes no ``callback``.
     """
-    base = settings or model_settings(model).texture
+    base = settings or texture_settings(model)
     cfg = override(base, **_with_layer_weights(base, overrides))
     layers = list(cfg.style_layers)
     w = dict(zip(layers, cfg.style_weights))
     hw = image_size(cfg.size)
     texture = _resize(as_model_input(check_batch(texture, "texture", model), model), hw)
+    if cfg.optimizer == "lbfgs":
+        if callback is not None:
+            raise ValueError("optimizer='lbfgs' takes no callback; use optimizer='adam' for a live view.")
+        return _lbfgs_synthesis(model, texture, cfg, seed, progress)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
     if cfg.colour_weight:
@@ -127,6 +149,82 @@ def texture_synthesis(
     res.extra["loss_end"] = sum(w[n] * v for n, v in end.items())
     res.extra["layers"] = layers
     return res
+
+
+def _lbfgs_synthesis(
+    model: nn.Module, texture: torch.Tensor, cfg: TextureSettings, seed: int | None, progress: bool | None
+) -> SynthesisResult:
+    """:func:`texture_synthesis` with L-BFGS and relative layer errors (Gatys et al. 2015's optimiser)."""
+    layers, w = list(cfg.style_layers), dict(zip(cfg.style_layers, cfg.style_weights))
+    feats = layer_features(model, texture, layers)
+    grams = {n: O.gram(f) for n, f in feats.items()}
+    energy = {n: float(O.gram_error(feats[n] * 0, grams[n]).sum()) for n in layers}
+    colour = O.colour_loss(texture)
+    lo, hi = (normalize(torch.full_like(texture[:1, :, :1, :1], v), model) for v in (0.0, 1.0))
+    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else int(seed)
+    noise = torch.rand(1, 3, *texture.shape[-2:], generator=torch.Generator().manual_seed(seed))
+    x = normalize(noise.to(texture), model).requires_grad_(True)
+    t0 = time.perf_counter()
+    with model_forward(model, frozenset(layers)) as run:
+
+        def loss_fn() -> torch.Tensor:
+            acts = run(x)
+            total = sum(w[n] * O.gram_error(acts[n], grams[n]).sum() / energy[n] for n in layers)
+            total = total + cfg.colour_weight * colour(O.Context({}, image=x, input=x))
+            return total + cfg.tv_weight * R.total_variation(x, circular=True)
+
+        with torch.no_grad():
+            start = float(loss_fn())
+        evals = _run_lbfgs(x, loss_fn, cfg, progress)
+        with torch.no_grad():
+            x.copy_(torch.maximum(torch.minimum(x, hi), lo))
+            end = float(loss_fn())
+    image = x.detach()
+    info = model_info(model)
+    return SynthesisResult(
+        image=image,
+        best_image=image,
+        best_value=-end,
+        history=[-start, -end],
+        terms={},
+        steps_done=cfg.steps,
+        seconds=time.perf_counter() - t0,
+        mean=tuple(info.mean),
+        std=tuple(info.std),
+        extra={"loss_start": start, "loss_end": end, "evaluations": evals, "layers": layers, "seed": seed},
+    )
+
+
+def _run_lbfgs(x: torch.Tensor, loss_fn, cfg: TextureSettings, progress: bool | None) -> int:
+    """``cfg.steps`` L-BFGS iterations on ``x`` (at most ⌈1.25·steps⌉ evaluations); returns the evaluations."""
+    opt = torch.optim.LBFGS(
+        [x],
+        lr=cfg.lr,
+        max_iter=cfg.steps,
+        max_eval=int(1.25 * cfg.steps + 0.999),
+        history_size=20,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
+    evals = 0
+    show = show_progress() if progress is None else bool(progress)
+    bar = tqdm(
+        total=opt.defaults["max_eval"], desc="texture synthesis (L-BFGS)", disable=not show, leave=False
+    )
+
+    def closure() -> torch.Tensor:
+        nonlocal evals
+        evals += 1
+        bar.update(1)
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    with bar:
+        opt.step(closure)
+    return evals
 
 
 @returns_to_input_device("content")

@@ -34,16 +34,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..hooks import capture
-from ..images import check_batch, normalize
 from ..info import ModelInfo
 from ..lazy import lazy_import
-from ..settings import TextureSettings
-from ..synthesis import objectives as O
-from ..synthesis.priors import total_variation
+from ..models import load_model
+from ..models import settings as model_settings
+from ..settings import TextureSettings, override
 
 torchvision_models = lazy_import("torchvision.models", "pip install torchvision")
 
@@ -55,14 +52,14 @@ __all__ = [
     "shallow_gram_layers",
     "texture_settings",
     "TEXTURE_NETWORKS",
-    "lbfgs_texture",
+    "texture_network",
 ]
 
 #: Gatys et al.'s (2015) texture layers of VGG-19, after their ReLU.
 VGG_GRAM_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: Filter sizes of the shallow random network (a subset of Ustyuzhaninov et al.'s 3 … 55 px).
 SHALLOW_SIZES = (3, 5, 7, 11, 15, 23)
-#: The texture networks compared in bench/bench_texture_models.py: name → builder.
+#: The texture networks compared by introspect_lab.experiments.texture_models (names for texture_network).
 TEXTURE_NETWORKS = ("efficientnet_lite0", "vgg19_random", "shallow_multiscale")
 
 
@@ -178,17 +175,18 @@ def shallow_gram_layers(net: ShallowMultiscale) -> tuple[str, ...]:
 
 
 def texture_settings(net: nn.Module, **overrides) -> TextureSettings:
-    """Texture-synthesis settings for :func:`vgg19_random` or :func:`shallow_multiscale` (field overrides allowed).
+    """Texture-synthesis settings for any network (field overrides allowed); what ``texture_synthesis`` uses.
 
-    For :func:`lbfgs_texture`: equal weights on every Gram layer (Gatys et al.
-    2015; each layer's error relative to the exemplar's Gram energy), the
+    For :func:`vgg19_random` and :func:`shallow_multiscale`: L-BFGS
+    (``optimizer="lbfgs"``) with equal weights on every Gram layer (Gatys et
+    al. 2015; each layer's error relative to the exemplar's Gram energy), the
     pixels' colour statistics as "layer 0" (``colour_weight`` 100, which keeps
     a grey exemplar grey) and a little total variation (``tv_weight`` 1e-5),
-    L-BFGS at 128 px with step 1. ``steps`` (L-BFGS iterations) fit about
-    10 s on one CPU core: 20 for VGG-19 (≈ 0.5 s per evaluation), 40 for the
-    shallow network (≈ 0.2 s). Measured against the bundled model's
-    :class:`~introspect_lab.settings.TextureSettings` by
-    :mod:`introspect_lab.experiments.texture_models`.
+    at 128 px with step 1. ``steps`` (L-BFGS iterations) fit about 10 s on
+    one CPU core: 20 for VGG-19 (≈ 0.5 s per evaluation), 40 for the shallow
+    network (≈ 0.2 s). For any other network, the registry's (or the
+    derived) ``models.settings(net).texture``: Adam on the synthesis engine.
+    Compared by :mod:`introspect_lab.experiments.texture_models`.
     """
     if isinstance(net, ShallowMultiscale):
         layers = shallow_gram_layers(net)
@@ -197,10 +195,7 @@ def texture_settings(net: nn.Module, **overrides) -> TextureSettings:
         layers = tuple(n for n in VGG_GRAM_LAYERS if n in dict(net.named_children()))
         base = dict(steps=20)
     else:
-        raise TypeError(
-            f"texture_settings knows vgg19_random() and shallow_multiscale() networks, got {type(net).__name__}; "
-            "for a registry model use models.settings(model).texture."
-        )
+        return override(model_settings(net).texture, **overrides)
     cfg = dict(
         style_layers=layers,
         style_weights=tuple(1.0 for _ in layers),
@@ -208,78 +203,24 @@ def texture_settings(net: nn.Module, **overrides) -> TextureSettings:
         lr=1.0,
         tv_weight=1e-5,
         colour_weight=100.0,
+        optimizer="lbfgs",
         **base,
     )
     cfg.update(overrides)
     return TextureSettings(**cfg)
 
 
-def lbfgs_texture(
-    net: nn.Module,
-    texture: torch.Tensor,
-    settings: TextureSettings,
-    *,
-    seed: int = 0,
-    history: int = 20,
-) -> tuple[torch.Tensor, dict]:
-    """Gram texture synthesis with L-BFGS, as Gatys et al. (2015) optimised it; each layer's error relative.
+def texture_network(name: str, seed: int = 0) -> nn.Module:
+    """A texture network by name: ``"shallow_multiscale"``, ``"vgg19_random"`` or a registry model's name.
 
-    Minimises ``Σ_l w_l E_l / Ê_l + λ_c L_colour + λ_TV R_{V^2}`` over the
-    pixels (normalised space) from U(0, 1) noise, ``settings.steps``
-    L-BFGS iterations (``torch.optim.LBFGS``, strong-Wolfe line search,
-    ``history`` pairs, at most ``⌈1.25·steps⌉`` loss evaluations), where
-    ``Ê_l = Σ Â² / (4 N² M²)`` is the exemplar's own Gram energy, so that
-    every layer starts near 1 whatever the scale of its random weights.
-    ``λ_c`` is ``settings.colour_weight`` (pixel colour mean and covariance,
-    :func:`~introspect_lab.synthesis.objectives.colour_loss`), ``λ_TV``
-    ``settings.tv_weight``. Returns the image (clamped to the valid pixel
-    range) and ``{"loss_start", "loss_end", "evaluations"}``.
+    The random networks are built offline (seeded); a registry name is
+    :func:`~introspect_lab.models.load_model` (the bundled
+    ``"efficientnet_lite0"`` works offline). Use the result with
+    :func:`~introspect_lab.texture.gatys.texture_synthesis`, whose default
+    settings are :func:`texture_settings`.
     """
-    layers, w = list(settings.style_layers), dict(zip(settings.style_layers, settings.style_weights))
-    hw = (settings.size, settings.size)
-    target = check_batch(texture, "texture", net)
-    if tuple(target.shape[-2:]) != hw:
-        target = F.interpolate(target, size=hw, mode="bilinear", align_corners=False, antialias=True)
-    with torch.no_grad(), capture(net, layers, stop=True) as cap:
-        cap.run(target)
-        grams = {n: O.gram(cap.activations[n]) for n in layers}
-        energy = {n: float(O.gram_error(cap.activations[n] * 0, grams[n]).sum()) for n in layers}
-    colour = O.colour_loss(target)
-    lo, hi = normalize(torch.zeros(1, 3, 1, 1), net), normalize(torch.ones(1, 3, 1, 1), net)
-    gen = torch.Generator().manual_seed(seed)
-    x = normalize(torch.rand(1, 3, *hw, generator=gen), net).requires_grad_(True)
-
-    def loss_fn() -> torch.Tensor:
-        with capture(net, layers, detach=False, stop=True) as c:
-            c.run(x)
-            total = sum(w[n] * O.gram_error(c.activations[n], grams[n]).sum() / energy[n] for n in layers)
-        total = total + settings.colour_weight * colour(O.Context({}, image=x, input=x))
-        return total + settings.tv_weight * total_variation(x)
-
-    with torch.no_grad():
-        start = float(loss_fn())
-    opt = torch.optim.LBFGS(
-        [x],
-        lr=settings.lr,
-        max_iter=settings.steps,
-        max_eval=int(1.25 * settings.steps + 0.999),
-        history_size=history,
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
-        line_search_fn="strong_wolfe",
-    )
-    evals = 0
-
-    def closure() -> torch.Tensor:
-        nonlocal evals
-        evals += 1
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        x.copy_(torch.maximum(torch.minimum(x, hi), lo))
-        end = float(loss_fn())
-    return x.detach(), {"loss_start": start, "loss_end": end, "evaluations": evals}
+    if name == "shallow_multiscale":
+        return shallow_multiscale(seed)
+    if name == "vgg19_random":
+        return vgg19_random(seed)
+    return load_model(name, verbose=False)
