@@ -34,6 +34,7 @@ from .synthesis.priors import Jitter, l2, subspace, tv
 
 datasets = lazy_import("sklearn.datasets")
 model_selection = lazy_import("sklearn.model_selection")
+neighbors = lazy_import("sklearn.neighbors")
 
 __all__ = [
     "digits_tensors",
@@ -42,6 +43,8 @@ __all__ = [
     "TrainedDigits",
     "train_digits_cnn",
     "maximize_digit",
+    "NeighbourReading",
+    "read_by_neighbours",
 ]
 
 
@@ -209,3 +212,36 @@ def maximize_digit(
         desc="maximize_digit",
     )
     return result.image
+
+
+@dataclass
+class NeighbourReading:
+    """How real digits read a picture: the k-NN vote and the distance to the nearest real digit."""
+
+    labels: list[int]  # the digit each picture is read as (majority of its k nearest real digits)
+    distance: np.ndarray  # Euclidean pixel distance from each picture to its nearest real digit
+    real_distance: float  # median distance from a real digit to its nearest other real digit
+
+
+def read_by_neighbours(images: torch.Tensor, k: int = 5) -> NeighbourReading:
+    """Read ``[B, 1, H, W]`` pictures with the real digits alone: no network, nothing the ascent used.
+
+    A k-nearest-neighbour vote over all 1,797 digits of :func:`digits_tensors`
+    (Euclidean in pixels, at the pictures' size) says which digit each picture
+    is nearest to; the distance to the single nearest real digit, against
+    the same distance among real digits (``real_distance``), says whether it
+    looks like a digit at all (Cover & Hart 1967; scikit-learn's
+    ``KNeighborsClassifier`` and ``NearestNeighbors``).
+    """
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be [B, 1, H, W] digits, got shape {tuple(images.shape)}.")
+    x, y = digits_tensors(images.shape[-1])
+    real = x.flatten(1).numpy()
+    pics = images.detach().float().cpu().flatten(1).numpy()
+    vote = neighbors.KNeighborsClassifier(k).fit(real, y.numpy())
+    near = neighbors.NearestNeighbors(n_neighbors=2).fit(real)
+    return NeighbourReading(
+        labels=vote.predict(pics).tolist(),
+        distance=near.kneighbors(pics, 1)[0][:, 0],
+        real_distance=float(np.median(near.kneighbors(real)[0][:, 1])),
+    )

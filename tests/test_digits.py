@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from introspect_lab.digits import digit_subspace, digits_tensors, maximize_digit, train_digits_cnn
+from introspect_lab.digits import (
+    digit_subspace,
+    digits_tensors,
+    maximize_digit,
+    read_by_neighbours,
+    train_digits_cnn,
+)
 from introspect_lab.synthesis.objectives import Context
 from introspect_lab.synthesis.priors import subspace
 
@@ -76,3 +82,16 @@ def test_digit_subspace_is_orthonormal_and_checks_k():
     assert torch.allclose(v @ v.T, torch.eye(8), atol=1e-5)
     with pytest.raises(ValueError, match="1..256"):
         digit_subspace(0, 16)
+
+
+def test_read_by_neighbours_reads_real_digits_and_finds_them_in_the_data():
+    x, y = digits_tensors(16)
+    pick = torch.arange(0, 1797, 90)  # 20 real digits
+    read = read_by_neighbours(x[pick])
+    assert sum(a == b for a, b in zip(read.labels, y[pick].tolist())) >= 19
+    assert read.distance.max() == pytest.approx(0.0, abs=1e-4)  # each is in the data itself
+    assert 0.5 < read.real_distance < 3.0
+    flat = torch.full((1, 1, 16, 16), 0.5)  # a grey square is far from every digit
+    assert read_by_neighbours(flat).distance[0] > 2 * read.real_distance
+    with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
+        read_by_neighbours(torch.zeros(3, 16, 16))

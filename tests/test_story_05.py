@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from introspect_lab.digits import digits_tensors, maximize_digit, train_digits_cnn
+from introspect_lab.digits import digits_tensors, maximize_digit, read_by_neighbours, train_digits_cnn
 from introspect_lab.images import denormalize
 from introspect_lab.intervals import paired_difference
 from introspect_lab.models import predict
@@ -88,3 +88,14 @@ def test_priors_make_the_class_trained_digits_readable_not_more_confident(digits
     gain = paired_difference(corr(from_mean).numpy(), corr(no_subspace).numpy(), unit="the 10 digits")
     print(gain)
     assert gain.low > 0.02  # the subspace term helps every digit on average, beyond the interval
+    # read with the real digits alone, no network (measured: 10/10 by a 5-NN vote; mean distance to the
+    # nearest real digit 1.76 with all priors, 2.55 without the subspace term, 6.63 bare; real digits 1.40)
+    read = {
+        name: read_by_neighbours(v)
+        for name, v in [("all", from_mean), ("no sub", no_subspace), ("bare", bare)]
+    }
+    assert read["all"].labels == list(range(10))
+    near = {name: r.distance for name, r in read.items()}
+    closer = paired_difference(near["no sub"], near["all"], unit="the 10 digits")
+    assert closer.low > 0, closer  # the subspace term brings every picture nearer to a real digit
+    assert near["all"].mean() < 1.5 * read["all"].real_distance < near["bare"].mean()
