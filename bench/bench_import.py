@@ -38,7 +38,8 @@ STATEMENTS = {
     "import torch": "import torch",
     "import introspect_lab": "import introspect_lab",
     "import every lesson module": (
-        "from introspect_lab import adversarial, attribution, features, pathways, synthesis, texture, transfer, widgets"
+        "from introspect_lab import adversarial, attribution, features, pathways, synthesis, texture, "
+        "transfer, widgets"
     ),
     "first cell (00)": (
         "from introspect_lab import load_image, load_model, predict, sample_image\n"

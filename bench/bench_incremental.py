@@ -189,7 +189,8 @@ def theory_sweep(model, sizes: list[int], windows: list[int]) -> list[dict]:
                 )
             )
             print(
-                f"  theory {size:4d} px window {window:3d}: saved {saved:6.1%}  speed-up <= {1 / (1 - saved):5.2f}x"
+                f"  theory {size:4d} px window {window:3d}: saved {saved:6.1%}  speed-up "
+                f"<= {1 / (1 - saved):5.2f}x"
             )
     return rows
 
@@ -216,26 +217,30 @@ def main() -> None:
         results[f"lite0_{size}px_sampled"] = r
         out.write_text(json.dumps(results, indent=2))
         print(
-            f"ESTIMATE from {r['sampled']} of {r['copies']} windows, {size} px (CPU s): plain {r['plain_s']}, "
-            f"incremental {r['incremental_s']}, captum {r['captum_s']}, ratio {r['ratio_vs_captum']}, "
-            f"saved {r['macs_saved']:.1%}"
+            f"ESTIMATE from {r['sampled']} of {r['copies']} windows, {size} px (CPU s): "
+            f"plain {r['plain_s']}, incremental {r['incremental_s']}, captum {r['captum_s']}, "
+            f"ratio {r['ratio_vs_captum']}, saved {r['macs_saved']:.1%}"
         )
     for i, size in enumerate([] if args.sample else args.sizes):
         r = one_size(model, size, args.window, args.stride, args.taus if i == 0 else [])
         results[f"lite0_{size}px"] = r
         out.write_text(json.dumps(results, indent=2))
         print(
-            f"occlusion {size} px, window {args.window}, stride {args.stride}, {r['copies']} copies, 1 thread (CPU s)"
+            f"occlusion {size} px, window {args.window}, stride {args.stride}, "
+            f"{r['copies']} copies, 1 thread (CPU s)"
         )
         print(
-            f"  plain {r['plain_s']:7.1f}   incremental {r['incremental_s']:7.1f}   captum {r['captum_s']:7.1f}"
+            f"  plain {r['plain_s']:7.1f}   incremental {r['incremental_s']:7.1f}   captum "
+            f"{r['captum_s']:7.1f}"
         )
         print(
-            f"  incremental / captum {r['ratio_vs_captum']:.3f} (goal <= 0.2)   plain / captum {r['plain_ratio_vs_captum']:.3f}"
+            f"  incremental / captum {r['ratio_vs_captum']:.3f} (goal <= 0.2)   plain / captum "
+            f"{r['plain_ratio_vs_captum']:.3f}"
         )
         print(
             f"  multiply-adds saved {r['macs_saved']:.1%} (theory {r['macs_saved_theory']:.1%}); "
-            f"max |diff| vs plain {r['max_rel_diff_vs_plain']:.1e}, vs captum {r['max_rel_diff_vs_captum']:.1e}"
+            f"max |diff| vs plain {r['max_rel_diff_vs_plain']:.1e}, "
+            f"vs captum {r['max_rel_diff_vs_captum']:.1e}"
         )
         for lay in r["layers"]:
             print(
@@ -245,7 +250,8 @@ def main() -> None:
         for t in r["tau"]:
             print(
                 f"  tau {t['tau']}: {t['seconds']:.1f} s ({t['ratio_vs_captum']:.3f} x captum), "
-                f"saved {t['macs_saved']:.1%}, max rel error {t['max_rel_error']:.2f}, spearman {t['spearman']:.3f}"
+                f"saved {t['macs_saved']:.1%}, max rel error {t['max_rel_error']:.2f}, "
+                f"spearman {t['spearman']:.3f}"
             )
     if args.sweep_sizes:
         results["theory_sweep"] = theory_sweep(model, args.sweep_sizes, args.sweep_windows)

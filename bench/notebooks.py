@@ -55,7 +55,9 @@ def binder_kernelspec() -> Path:
 
 
 def usage(pid: int) -> tuple[int, float]:
-    """RSS (bytes) and CPU seconds (user + sys, waited-for children included) of ``pid`` and its live children."""
+    """RSS (bytes) and CPU seconds (user + sys, waited-for children included) of ``pid`` and its live
+    children.
+    """
     proc = psutil.Process(pid)
     procs = [proc, *proc.children(recursive=True)]
     rss = sum(p.memory_info().rss for p in procs)
@@ -134,7 +136,8 @@ def main(argv: list[str]) -> int:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     failed = 0
     print(
-        f"Budget per notebook: {BUDGET_S} s on one core (kernel CPU seconds), {BUDGET_MB} MB; Binder: {BINDER_LIMIT_MB} MB"
+        f"Budget per notebook: {BUDGET_S} s on one core (kernel CPU seconds), {BUDGET_MB} MB; Binder: "
+        f"{BINDER_LIMIT_MB} MB"
     )
     print(f"{'notebook':<45} {'wall':>9} {'kernel CPU':>12} {'peak RSS':>10}")
     limits = set()
@@ -145,7 +148,8 @@ def main(argv: list[str]) -> int:
         flag = verdict(r)
         failed += bool(flag)
         print(
-            f"{r['notebook']:<45} {r['wall_s']:>7.1f} s {r['cpu_s']:>10.1f} s {r['peak_rss_mb']:>7} MB  {flag or 'ok'}"
+            f"{r['notebook']:<45} {r['wall_s']:>7.1f} s {r['cpu_s']:>10.1f} s "
+            f"{r['peak_rss_mb']:>7} MB  {flag or 'ok'}"
         )
     print("Limits: " + "; ".join(sorted(limits)))
     RESULTS.write_text(json.dumps(results, indent=2))

@@ -161,7 +161,8 @@ def use_data(purpose: str) -> DataChoice:
 
 
 def choose_model(name: str, fallback: str | None = None, cached: Iterable[str] | None = None) -> str:
-    """The model ``load_model(name, fallback=fallback)`` loads: ``name`` when bundled or cached, else ``fallback``.
+    """The model ``load_model(name, fallback=fallback)`` loads: ``name`` when bundled or cached, else
+    ``fallback``.
 
     ``cached``: classic models to treat as cached (a state); ``None`` asks
     :func:`introspect_lab.models.is_cached`. Without a fallback the request stands
@@ -178,7 +179,9 @@ IMAGENET_PAIR = ("resnet18", "squeezenet1_1", "alexnet", "vgg16")
 def other_cached_model(
     exclude: str, cached: Iterable[str] | None = None, candidates: Sequence[str] = IMAGENET_PAIR
 ) -> str | None:
-    """The first of ``candidates`` that is cached and not ``exclude`` (a second model for transfer attacks)."""
+    """The first of ``candidates`` that is cached and not ``exclude`` (a second model for transfer
+    attacks).
+    """
     have = (lambda n: n in set(cached)) if cached is not None else models.is_cached
     return next((n for n in candidates if n != exclude and have(n)), None)
 
@@ -248,7 +251,9 @@ _WHERE = {"nothing cached": "With nothing cached", "Binder": "On Binder", "make 
 
 
 def sentence(notebook: str, state: State) -> str:
-    """One sentence for the docs, e.g. "On Binder, notebook 02 runs efficientnet_lite0 on Imagenette's validation images"."""
+    """One sentence for the docs, e.g. "On Binder, notebook 02 runs efficientnet_lite0 on Imagenette's
+    validation images".
+    """
     used, data = plan(notebook, state)
     where = _WHERE.get(state.name, f"In the state {state.name!r}")
     text = f"{where}, notebook {notebook[:2]} runs {' and '.join(dict.fromkeys(used))}"

@@ -328,7 +328,8 @@ def _resize_crop(img, size: int) -> np.ndarray:
 def imagenette_pool(
     split: str = "val", per_class: int = 20, size: int = 128, dataset: str = "imagenette"
 ) -> ImagePool:
-    """The first ``per_class`` images (sorted by file name) of each class of a cached Imagenette/Imagewoof split.
+    """The first ``per_class`` images (sorted by file name) of each class of a cached Imagenette/Imagewoof
+    split.
 
     Labels are the ImageNet class names of the WordNet-id folders
     (:data:`IMAGENETTE_CLASSES`). Raises :class:`DownloadError` if the dataset is not

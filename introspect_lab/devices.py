@@ -1,4 +1,5 @@
-"""Which device a model runs on: ``load_model(..., device="auto")`` picks CUDA, then Apple's MPS, then the CPU.
+"""Which device a model runs on: ``load_model(..., device="auto")`` picks CUDA, then Apple's MPS, then the
+CPU.
 
 Everything else follows the model: entry points create their tensors on the model's device and in its
 dtype (:func:`introspect_lab.images.device_dtype`), and :func:`introspect_lab.images.load_image` puts a

@@ -63,7 +63,8 @@ def digits_tensors(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def digit_subspace(k: int = 8, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """The average digit ``[1, 1, size, size]`` and the top-``k`` principal directions ``[k, size²]`` of all digits.
+    """The average digit ``[1, 1, size, size]`` and the top-``k`` principal directions ``[k, size²]`` of all
+    digits.
 
     PCA by SVD of the centred images (every class alike, as in Turk & Pentland's
     "eigenfaces", 1991): the "eigendigits" that :func:`maximize_digit`'s
@@ -173,8 +174,8 @@ def maximize_digit(
     principal directions (:func:`digit_subspace`; both every class alike, so
     they say nothing about ``c``). The last term (``subspace_weight`` λ_S; 0
     turns it off) is the distance from the digits' subspace (Turk & Pentland
-    1991): strokes that no digit has cost more, so the pictures read more like digits. ``start="mean"`` starts from ``x̄`` (Nguyen, Yosinski
-    & Clune 2016 start from a mean image too); ``start="noise"`` from dark
+    1991): strokes that no digit has cost more, so the pictures read more like digits. ``start="mean"`` starts
+    from ``x̄`` (Nguyen, Yosinski & Clune 2016 start from a mean image too); ``start="noise"`` from dark
     noise, the textbook version, whose results are much harder to read.
     Each step sees the image shifted by up to ``jitter`` pixels, so that it
     must work wherever the strokes are (transformation robustness, as in

@@ -202,7 +202,8 @@ def _stream(response, out, digest, name: str, url: str, progress: bool) -> int |
                 block = response.read(CHUNK)
             except (TimeoutError, OSError) as exc:
                 raise DownloadError(
-                    f"The download of {name} from {url} was interrupted ({exc}). Nothing was cached; run the same command again."
+                    f"The download of {name} from {url} was interrupted ({exc}). Nothing was cached; "
+                    "run the same command again."
                 ) from None
             if not block:
                 return total

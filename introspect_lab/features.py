@@ -108,7 +108,8 @@ def filters_for_display(weight: torch.Tensor) -> np.ndarray:
 
 
 def conv_weights(model: nn.Module, layer: str) -> torch.Tensor:
-    """The weight ``[C_out, C_in/groups, kh, kw]`` of a named convolution (or of the first conv inside ``layer``).
+    """The weight ``[C_out, C_in/groups, kh, kw]`` of a named convolution (or of the first conv inside
+    ``layer``).
 
     Deeper filters act on the previous layer's channels, not on colours, so they are
     shown one input channel at a time in grayscale (seed 001: only first-layer filters
@@ -161,7 +162,8 @@ def first_layer_filters(
         print(f"First-layer filters shown: {shown}.")
         if skipped:
             print(
-                f"Skipped: {'; '.join(skipped)}. Fetch them with `introspect-lab fetch` on a networked machine."
+                f"Skipped: {'; '.join(skipped)}. Fetch them with `introspect-lab fetch` on a networked "
+                "machine."
             )
     return out
 
@@ -181,7 +183,8 @@ PENULTIMATE = {
 
 
 def penultimate_layer(model: nn.Module) -> str:
-    """Name of the layer whose output is the image descriptor before the classifier (``FC7`` in AlexNet terms).
+    """Name of the layer whose output is the image descriptor before the classifier (``FC7`` in AlexNet
+    terms).
 
     ``flatten`` (1280-d) for the bundled model, ``avgpool`` for ResNet-18, ``classifier.5``
     (fc7 after ReLU) for AlexNet, ``classifier.4`` for VGG, ``features.12`` for SqueezeNet
@@ -355,14 +358,15 @@ def embed(
     perplexity: float = 30.0,
     random_state: int = 0,
 ) -> np.ndarray:
-    """Project features to ``n_components`` dimensions with PCA or t-SNE (scikit-learn): ``[N, n_components]``.
+    """Project features to ``n_components`` dimensions with PCA or t-SNE (scikit-learn):
+    ``[N, n_components]``.
 
     PCA keeps the directions of largest variance (a linear map). t-SNE (van der Maaten &
     Hinton 2008) keeps neighbourhoods: it matches the symmetrised similarities
     ``p_ij = (p_j|i + p_i|j) / 2N``, with ``p_j|i ∝ exp(−‖x_i − x_j‖² / 2σ_i²)`` normalised
     over ``j ≠ i`` and σ_i set by the perplexity, with a heavy-tailed
-    ``q_ij ∝ (1 + ‖y_i − y_j‖²)⁻¹`` in 2-D, the FC7 maps of seed 001. As is standard, t-SNE runs on the first 50 PCA
-    components. ``perplexity`` (≈ effective neighbours) must be below the number of points.
+    ``q_ij ∝ (1 + ‖y_i − y_j‖²)⁻¹`` in 2-D, the FC7 maps of seed 001. As is standard, t-SNE runs on the first
+    50 PCA components. ``perplexity`` (≈ effective neighbours) must be below the number of points.
     """
     x = torch.as_tensor(features).detach().double().flatten(1).cpu().numpy()
     n = x.shape[0]
@@ -402,11 +406,16 @@ class Patch:
     crop: np.ndarray
 
     def __repr__(self) -> str:
-        return f"Patch(image {self.index}, channel {self.channel}, at {self.position}, value {self.value:.3g}, box {self.box})"
+        return (
+            f"Patch(image {self.index}, channel {self.channel}, at {self.position}, value {self.value:.3g}, "
+            f"box {self.box})"
+        )
 
 
 class ChannelMaxima(NamedTuple):
-    """Per image and channel, the strongest unit of a layer: ``values[n, c]`` and its ``positions[n, c]`` ``(i, j)``."""
+    """Per image and channel, the strongest unit of a layer: ``values[n, c]`` and its ``positions[n, c]``
+    ``(i, j)``.
+    """
 
     layer: str
     values: torch.Tensor  # [N, C]
@@ -417,7 +426,8 @@ class ChannelMaxima(NamedTuple):
 def channel_maxima(
     model: nn.Module, images, layer: str, *, batch_size: int = 16, progress: bool | None = None
 ) -> ChannelMaxima:
-    """One pass over the pool: ``max_{i,j} A_c(i, j)`` and its argmax for every image and channel of ``layer``.
+    """One pass over the pool: ``max_{i,j} A_c(i, j)`` and its argmax for every image and channel of
+    ``layer``.
 
     The statistic behind :func:`top_patches`; compute it once and pass it as ``maxima=`` to
     look at many channels of the same layer without running the pool again.

@@ -1,4 +1,5 @@
-"""Settings for a model the registry does not list: a student's own network, or a torchvision model built directly.
+"""Settings for a model the registry does not list: a student's own network, or a torchvision model built
+directly.
 
 Two steps, announced once per model:
 
@@ -52,7 +53,9 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def recognise(model: nn.Module) -> str | None:
-    """The registry name of ``model``'s architecture, or ``None`` (matched by class name and parameter count)."""
+    """The registry name of ``model``'s architecture, or ``None`` (matched by class name and parameter
+    count).
+    """
     n = sum(p.numel() for p in model.parameters())
     return REGISTRY_ARCHITECTURES.get((type(model).__name__, n))
 
@@ -81,13 +84,14 @@ def spatial_layers(model: nn.Module, size: int | None = None) -> list[tuple[str,
             model(torch.zeros(1, 3, size, size, device=device, dtype=dtype))
         except (RuntimeError, ValueError, TypeError) as e:
             raise ValueError(
-                f"{type(model).__name__} does not take a [1, 3, {size}, {size}] image ({e}), so its layers cannot "
-                "be derived; pass layer=... and settings=... yourself (see list_layers(model))."
+                f"{type(model).__name__} does not take a [1, 3, {size}, {size}] image ({e}), "
+                "so its layers cannot be derived; pass layer=... and settings=... yourself "
+                "(see list_layers(model))."
             ) from None
     if not seen:
         raise ValueError(
-            f"{type(model).__name__} has no layer with a spatial output [B, C, h, w] at {size} px, so there is "
-            "no feature map to visualise; pass layer=... yourself (see list_layers(model))."
+            f"{type(model).__name__} has no layer with a spatial output [B, C, h, w] at {size} px, "
+            "so there is no feature map to visualise; pass layer=... yourself (see list_layers(model))."
         )
     depths = sorted({n.count(".") for n in seen})
     depth = next((d for d in depths if sum(n.count(".") == d for n in seen) >= 4), depths[-1])

@@ -72,7 +72,8 @@ class Difference:
         """``+3.1 points [95% interval −1.0, +7.2]`` (``scale=100``: fractions shown as percentage points)."""
         return (
             f"{self.mean * scale:+.{2 if scale == 1 else 1}f}{unit} [{self.level:.0%} interval "
-            f"{self.low * scale:+.{2 if scale == 1 else 1}f}, {self.high * scale:+.{2 if scale == 1 else 1}f}]"
+            f"{self.low * scale:+.{2 if scale == 1 else 1}f}, "
+            f"{self.high * scale:+.{2 if scale == 1 else 1}f}]"
         )
 
     def verdict(

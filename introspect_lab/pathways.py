@@ -93,7 +93,9 @@ PATHWAY_LAYERS: dict[str, PathwayLayers] = {name: spec.settings.pathways for nam
 
 
 def pathway_layers(model: nn.Module | str) -> PathwayLayers:
-    """The :class:`~introspect_lab.settings.PathwayLayers` of a registry model (or its name): ``settings(model).pathways``."""
+    """The :class:`~introspect_lab.settings.PathwayLayers` of a registry model (or its name):
+    ``settings(model).pathways``.
+    """
     name = model if isinstance(model, str) else model_info(model).name
     if name not in MODELS or MODELS[name].settings.pathways is None:
         raise ValueError(
@@ -185,7 +187,9 @@ def relu_codes(
 def window_masks(
     grid: tuple[int, int], k: int, stride: int | None = None
 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Masks ``[N, 1, h, w]`` with one ``k×k`` window open, every ``stride`` cells (default ``k``), and their corners."""
+    """Masks ``[N, 1, h, w]`` with one ``k×k`` window open, every ``stride`` cells (default ``k``), and their
+    corners.
+    """
     h, w = grid
     if not 1 <= k <= min(h, w):
         raise ValueError(f"k must be between 1 and {min(h, w)} for a {h}×{w} map, got {k}.")
@@ -198,7 +202,9 @@ def window_masks(
 
 
 def dropout_masks(n: int, units: int, p: float = 0.5, seed: int = 0) -> torch.Tensor:
-    """``n`` random masks ``[n, units]`` with a fraction ``p`` of the units closed (dropout's sub-networks)."""
+    """``n`` random masks ``[n, units]`` with a fraction ``p`` of the units closed (dropout's
+    sub-networks).
+    """
     check_probability("p", p, open_high=True)
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, units, generator=g) >= p).float()
@@ -227,7 +233,8 @@ PATHWAY_VIS: ClassVisSettings = replace(LUCENT, steps=40, lr=0.1)
 
 @dataclass
 class CropTo:
-    """Centre-crop (reflect-padding first if smaller) to ``size``: the transforms hand the model the image's own size.
+    """Centre-crop (reflect-padding first if smaller) to ``size``: the transforms hand the model the image's
+    own size.
 
     Lucent's pad and scale enlarge the picture the network sees, which would
     change the grid of the last conv map; a window mask on that grid
@@ -257,7 +264,8 @@ def visualize_pathway(
     progress: bool | None = None,
     **overrides,
 ) -> SynthesisResult:
-    """Class visualisation (Eq. 2) through a pathway: ``argmax_I S_t(I)`` with the masks of :func:`masked` applied.
+    """Class visualisation (Eq. 2) through a pathway: ``argmax_I S_t(I)`` with the masks of :func:`masked`
+    applied.
 
     Seed 002, Sec. 4 (Eq. 2 and 4). Masks with a batch dimension give one
     image per mask; ``target`` is then repeated for each. The settings are
@@ -379,7 +387,9 @@ def best_matches(topics: Topics, n: int = 3) -> torch.Tensor:
 
 
 class KeepOutside(R.StepOp):
-    """A step operation that resets every pixel outside ``mask`` to ``original``: only masked pixels change."""
+    """A step operation that resets every pixel outside ``mask`` to ``original``: only masked pixels
+    change.
+    """
 
     def __init__(self, mask: torch.Tensor, original: torch.Tensor):
         self.mask = mask.bool()
@@ -440,7 +450,8 @@ def insert_object(
 def photo_crops(
     names: Sequence[str], n: int = 8, size: int = 128, seed: int = 0
 ) -> tuple[torch.Tensor, list[str]]:
-    """``n`` square crops of each bundled photo (scales 1, 1.5, 2, 3 of the short side; half mirrored) in [0, 1].
+    """``n`` square crops of each bundled photo (scales 1, 1.5, 2, 3 of the short side; half mirrored) in
+    [0, 1].
 
     Returns ``[len(names)·n, 3, size, size]`` and a source string per crop.
     """

@@ -214,7 +214,8 @@ def build(
     max_rank: int = 5,
     quality: int = 85,
 ) -> list[Photo]:
-    """Curate the set: photos whose hand label (:data:`LABELS`) the model ranks in its top ``max_rank`` at 224 px.
+    """Curate the set: photos whose hand label (:data:`LABELS`) the model ranks in its top ``max_rank``
+    at 224 px.
 
     Classes with fewer than ``min_per_class`` such photos are dropped. Writes ``size`` px
     JPEGs (centre squares), ``photos.json`` (every setting, and each file's class, the

@@ -154,7 +154,8 @@ def plot_activation_grid(
     title: str | None = None,
     highlight: int | None = None,
 ):
-    """Feature maps ``[C, H, W]`` as a grid of grayscale images, one per channel (seed 004, "Visualizing activations").
+    """Feature maps ``[C, H, W]`` as a grid of grayscale images, one per channel (seed 004, "Visualizing
+    activations").
 
     Each map is scaled on its own (black = its minimum, white = its maximum; an all-zero
     map stays black). ``highlight`` frames one channel in red.

@@ -47,7 +47,9 @@ class ReceptiveField:
     global_: bool = False
 
     def box(self, i: int, j: int) -> tuple[int, int, int, int]:
-        """Input box ``(top, left, bottom, right)`` of unit ``(i, j)``, end-exclusive, clipped to the image."""
+        """Input box ``(top, left, bottom, right)`` of unit ``(i, j)``, end-exclusive, clipped to the
+        image.
+        """
         if self.global_:
             return (0, 0, self.input_size[0], self.input_size[1])
         out = []

@@ -132,7 +132,10 @@ SETTINGS: dict[str, ModelSettings] = {
                 ("fc6", "none: no hidden FC layer; the 1×1 head conv acts as one at every location"),
                 (
                     "fc7",
-                    "flatten (the head map averaged: the classifier's input, where its training dropout acts)",
+                    (
+                        "flatten (the head map averaged: the classifier's input, "
+                        "where its training dropout acts)"
+                    ),
                 ),
             ),
         ),
@@ -210,7 +213,10 @@ SETTINGS: dict[str, ModelSettings] = {
                 ("fc6", "none: no hidden FC layer"),
                 (
                     "fc7",
-                    "classifier.0 (the map the 1×1 classifier conv reads, where dropout acts; averaged for NMF)",
+                    (
+                        "classifier.0 (the map the 1×1 classifier conv reads, "
+                        "where dropout acts; averaged for NMF)"
+                    ),
                 ),
             ),
         ),

@@ -452,7 +452,8 @@ class LiveOptimization:
 
 
 def attack_explorer(model, x, target=None, *, eps_max: float = 8.0, attack: str = "fgsm", k: int = 5):
-    """An ε slider (in grey levels) over one photo: the attacked image, 10× difference and top-``k`` update live.
+    """An ε slider (in grey levels) over one photo: the attacked image, 10× difference and top-``k`` update
+    live.
 
     ``attack`` is ``"fgsm"`` or ``"pgd"`` (:mod:`introspect_lab.adversarial`),
     untargeted against ``target`` (default the model's prediction) or, with the

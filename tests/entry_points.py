@@ -1,4 +1,6 @@
-"""One small call of every public entry point that takes a model and images (shared by the device and model tests)."""
+"""One small call of every public entry point that takes a model and images (shared by the device and model
+tests).
+"""
 
 from __future__ import annotations
 

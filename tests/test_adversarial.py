@@ -86,7 +86,9 @@ def test_fgsm_on_the_real_model_matches_autograd_by_hand(lite0, chelsea, unchang
 def _pgd_by_hand(
     model: nn.Module, p: np.ndarray, y: list[int], eps: float, step: float, steps: int, noise: np.ndarray
 ) -> np.ndarray:
-    """Madry et al.'s plain PGD on a linear model, gradient written out: random start, fixed step, last iterate."""
+    """Madry et al.'s plain PGD on a linear model, gradient written out: random start, fixed step, last
+    iterate.
+    """
     lin = model[1]
     W, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
     lo, hi = np.clip(p - eps, 0, 1), np.clip(p + eps, 0, 1)
@@ -197,7 +199,8 @@ def test_targeted_pgd_moves_towards_the_target(lite0, photos):
     adv = A.pgd(lite0, x, "goldfish", eps=4 / 255, steps=5, targeted=True, keep_best=True)
     with torch.no_grad():
         before, after = torch.softmax(lite0(x), 1)[:, 1], torch.softmax(lite0(adv), 1)[:, 1]
-    # measured (96 px, 4/255, 5 steps, keep-best): goldfish probability 4e-14 / 2e-12 / 2e-7 → 0.68 / 4e-6 / 1e-3
+    # measured (96 px, 4/255, 5 steps, keep-best): goldfish probability
+    # 4e-14 / 2e-12 / 2e-7 → 0.68 / 4e-6 / 1e-3
     # (plain PGD's last iterate also raises it by orders of magnitude, but 5 steps leave bullfrog on top)
     assert (after > 1000 * before).all(), (before, after)
     assert lite0(adv[:1]).argmax(1).item() == 1

@@ -106,10 +106,12 @@ def test_a_float32_photo_follows_a_float64_model(lite0_64, name):
 
 
 def test_the_synthesis_loop_does_not_wait_for_the_device_every_step(lite0_64, monkeypatch):
-    """No host round trip per step: float64 values read back to Python are counted (a CPU proxy for GPU syncs).
+    """No host round trip per step: float64 values read back to Python are counted (a CPU proxy for GPU
+    syncs).
 
     The model is float64, so every value the loop computes from it is float64, while the random transforms'
-    CPU draws are float32 or integer. Reads may happen every ``_CHECK_EVERY`` steps and at the end, not per step.
+    CPU draws are float32 or integer. Reads may happen every ``_CHECK_EVERY`` steps and at the end, not per
+    step.
     """
     from introspect_lab.synthesis.engine import _CHECK_EVERY
 

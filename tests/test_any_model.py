@@ -1,4 +1,5 @@
-"""Any classifier works: torchvision models built directly and a student's own CNN (random weights, small sizes).
+"""Any classifier works: torchvision models built directly and a student's own CNN (random weights, small
+sizes).
 
 A registry architecture is recognised from its class and size and gets the tuned settings; any other
 network gets layers derived from its structure, announced once (introspect_lab.inferred).

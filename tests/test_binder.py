@@ -1,4 +1,6 @@
-"""Binder: a launch link per notebook, a build that bakes in the weights and drops instructor material, a 2 GB check."""
+"""Binder: a launch link per notebook, a build that bakes in the weights and drops instructor material, a 2 GB
+check.
+"""
 
 from __future__ import annotations
 

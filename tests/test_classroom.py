@@ -1,4 +1,6 @@
-"""The classroom states: fake caches in the real layout, the choices of ``introspect_lab.classroom``, the docs' table."""
+"""The classroom states: fake caches in the real layout, the choices of ``introspect_lab.classroom``, the
+docs' table.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +56,9 @@ def test_fake_images_are_photographs_that_differ_by_class(full_cache, monkeypatc
 
 
 def test_flowers_reader_agrees_with_torchvision(full_cache, monkeypatch):
-    """novelty.flowers_data reads what torchvision's Flowers102 reads (its MD5 check aside: the .mat files are ours)."""
+    """novelty.flowers_data reads what torchvision's Flowers102 reads (its MD5 check aside: the .mat files are
+    ours).
+    """
     from torchvision.datasets import Flowers102
 
     root = full_cache[0]

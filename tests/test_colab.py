@@ -1,4 +1,6 @@
-"""Colab: a launch link beside every Binder link, and a first cell that installs the course only where it is missing."""
+"""Colab: a launch link beside every Binder link, and a first cell that installs the course only where it is
+missing.
+"""
 
 from __future__ import annotations
 

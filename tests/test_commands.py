@@ -2,9 +2,10 @@
 
 Covered elsewhere: ``make test`` (CI, ``.ci/run``), ``make test-browser`` (CI), ``introspect-lab info`` /
 ``fetch`` (tests/test_cli.py), ``introspect-lab exercises`` / ``make exercises`` (tests/test_exercises.py, the
-regeneration diff), ``nbgrader generate_assignment`` / ``autograde`` (tests/test_exercises.py, the round trip),
-``make bench``'s 2 GB verdict (tests/test_binder.py). Here: that each documented ``make`` target exists, each
-``introspect-lab`` sub-command parses, ``make lab`` starts a JupyterLab server, and CI runs both suites.
+regeneration diff), ``nbgrader generate_assignment`` / ``autograde`` (tests/test_exercises.py, the round
+trip), ``make bench``'s 2 GB verdict (tests/test_binder.py). Here: that each documented ``make`` target
+exists, each ``introspect-lab`` sub-command parses, ``make lab`` starts a JupyterLab server, and CI runs both
+suites.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def _free_port() -> int:
 
 
 def test_make_lab_starts_jupyterlab_on_the_welcome_notebook(tmp_path):
-    """``make lab``'s own recipe (from ``make -n``), with this environment's jupyter, headless on a free port."""
+    """``make lab``'s own recipe (from ``make -n``), with this environment's jupyter, headless on a free
+    port.
+    """
     port, token = _free_port(), "introspect-lab-test"
     args = f"--no-browser --port={port} --ip=127.0.0.1 --ServerApp.token={token} --ServerApp.port_retries=0"
     dry = subprocess.run(

@@ -1,4 +1,6 @@
-"""Every self-check passes a correct answer, and fails a wrong one, a blank one and a borrowed one with a useful message."""
+"""Every self-check passes a correct answer, and fails a wrong one, a blank one and a borrowed one with a
+useful message.
+"""
 
 from __future__ import annotations
 

@@ -132,7 +132,9 @@ def test_bad_inputs_name_the_fix(lite0, brick01):
 
 
 def test_residual_blocks_can_subtract_as_in_johnson():
-    """Johnson et al.'s block is conv-norm-ReLU-conv-norm: no ReLU after the second conv, so it adds ± values."""
+    """Johnson et al.'s block is conv-norm-ReLU-conv-norm: no ReLU after the second conv, so it
+    adds ± values.
+    """
     torch.manual_seed(0)
     net = StyleNet(width=4).eval()
     x = torch.rand(1, 16, 8, 8)
@@ -146,7 +148,9 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights" / "fast_style
 
 
 def test_committed_weights_are_what_todays_code_and_settings_make(lite0):
-    """Stored settings equal the code's; one stored net's held-out loss on one fixed noise recomputes within 3 %."""
+    """Stored settings equal the code's; one stored net's held-out loss on one fixed noise recomputes
+    within 3 %.
+    """
     nets, meta = load_nets(WEIGHTS)
     assert meta["style_settings"] == repr(settings(lite0).style)
     assert meta["train"] == TRAIN and meta["loss_network"] == lite0.lab_info.name

@@ -1,4 +1,5 @@
-"""Incremental occlusion (Krypton, Nakandala et al. SIGMOD 2019) gives the plain map, with fewer multiply-adds.
+"""Incremental occlusion (Krypton, Nakandala et al. SIGMOD 2019) gives the plain map, with fewer
+multiply-adds.
 
 The registry's architectures are checked in tests/test_all_models.py; here: the bundled model at several
 windows and strides (some that do not divide the image, a non-square image), hand-counted multiply-adds,
@@ -115,7 +116,9 @@ def test_registry_head_is_not_announced(lite0):
 
 
 def test_approximate_threshold_trades_error_for_work(lite0):
-    """Krypton's projective-field threshold: less work, a different map; tau=1 keeps the whole cone (exact)."""
+    """Krypton's projective-field threshold: less work, a different map; tau=1 keeps the whole cone
+    (exact).
+    """
     x = load_image(sample_image("chelsea"), lite0, size=96)
     engines = [
         IncrementalForward(lite0),

@@ -1,4 +1,6 @@
-"""Intervals: the paired bootstrap, the cluster bootstrap by photo, the Student-t interval over partitions and the winner rule (hand-checkable cases, input errors)."""
+"""Intervals: the paired bootstrap, the cluster bootstrap by photo, the Student-t interval over partitions and
+the winner rule (hand-checkable cases, input errors).
+"""
 
 from __future__ import annotations
 

@@ -116,7 +116,9 @@ def test_no_function_level_imports_of_own_modules():
 
 
 def _private_imports() -> set[str]:
-    """``"module: name"`` for every private name (``_x``, not ``__x__``) imported from the package's own modules."""
+    """``"module: name"`` for every private name (``_x``, not ``__x__``) imported from the package's own
+    modules.
+    """
     found = set()
     for p in MODULES:
         for _, node, _ in _own_imports(p):

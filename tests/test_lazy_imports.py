@@ -89,7 +89,9 @@ def test_a_missing_lazy_module_names_the_fix_at_first_use():
 
 
 def test_heavy_dependencies_are_imported_only_through_lazy_import():
-    """One pattern in one place: no ``import scipy`` / ``from sklearn … import`` at any level of the package."""
+    """One pattern in one place: no ``import scipy`` / ``from sklearn … import`` at any level of the
+    package.
+    """
     heavy = {h.split(".")[0] for h in HEAVY} | {"skimage"}  # scikit-image imports scipy
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):

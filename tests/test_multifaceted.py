@@ -1,4 +1,6 @@
-"""Multifaceted visualisation (seed 004; Nguyen, Yosinski & Clune 2016) on the curated photos, as in notebook 05."""
+"""Multifaceted visualisation (seed 004; Nguyen, Yosinski & Clune 2016) on the curated photos, as in
+notebook 05.
+"""
 
 from __future__ import annotations
 

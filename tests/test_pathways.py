@@ -1,4 +1,6 @@
-"""introspect_lab.pathways and introspect_lab.synthesis.patch_prior: masks, topics, insertion, the patch prior."""
+"""introspect_lab.pathways and introspect_lab.synthesis.patch_prior: masks, topics, insertion, the patch
+prior.
+"""
 
 import pytest
 import torch
@@ -62,7 +64,9 @@ def test_every_registry_model_has_pathway_layers_that_resolve():
 
 
 def test_dropout_masks_go_where_each_model_drops_units_with_its_own_p(lite0):
-    """torchvision's AlexNet drops pool5 (classifier.0) and relu6 (classifier.3), never relu7; VGG drops relu6, relu7."""
+    """torchvision's AlexNet drops pool5 (classifier.0) and relu6 (classifier.3), never relu7; VGG drops
+    relu6, relu7.
+    """
     import torchvision
 
     expected = {
@@ -224,7 +228,8 @@ def _high_share(img) -> float:
 
 
 def test_pathway_visualisations_look_like_05s_priors_not_pixel_noise(lite0, unchanged):
-    """Notebook 13's location windows at its defaults (128 px, :data:`PATHWAY_VIS`) against the old pixel ascent.
+    """Notebook 13's location windows at its defaults (128 px, :data:`PATHWAY_VIS`) against the old pixel
+    ascent.
 
     Judged by pixel statistics no loss uses (``texture.look``): the share of
     high frequencies and the scale of structure. Measured (seed 0, terrier and

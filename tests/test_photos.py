@@ -1,4 +1,6 @@
-"""The curated photo set: the Qt resource reader on a hand-built bundle, the README parser, the committed set."""
+"""The curated photo set: the Qt resource reader on a hand-built bundle, the README parser, the committed
+set.
+"""
 
 import struct
 import zlib

@@ -75,7 +75,8 @@ def _printed(nb) -> str:
 
 
 class SharedKernel:
-    """One kernel per pytest worker for all its smoke runs: torch and torchvision are imported once, not per run.
+    """One kernel per pytest worker for all its smoke runs: torch and torchvision are imported once, not per
+    run.
 
     Each run starts with a cell that empties the namespace (``%reset -f``), closes figures, returns
     to the notebooks folder and sets the run's environment (read at call time by
@@ -117,7 +118,9 @@ def _setup_cell(env: dict[str, str]) -> nbformat.NotebookNode:
 
 
 def run_smoke(path: Path, model: str, shared: SharedKernel, **env: str) -> str:
-    """Execute ``path`` with ``INTROSPECT_LAB_SMOKE_MODEL=model`` (and ``env``); return everything it printed."""
+    """Execute ``path`` with ``INTROSPECT_LAB_SMOKE_MODEL=model`` (and ``env``); return everything it
+    printed.
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -156,7 +159,8 @@ def state_dirs(tmp_path_factory) -> dict[str, Path]:
 
 def printed_choices(printed: str) -> tuple[list[str], list[str]]:
     """The models each ``load_model`` resolved to, and the ``Data (...)`` lines, in order."""
-    used = re.findall(r"^Smoke run \(INTROSPECT_LAB_SMOKE_MODEL=[\w-]+\): \w+ with random weights instead of (\w+)\.$",
+    used = re.findall(r"^Smoke run \(INTROSPECT_LAB_SMOKE_MODEL=[\w-]+\): "
+                      r"\w+ with random weights instead of (\w+)\.$",
                       printed, re.M)  # fmt: skip
     return used, re.findall(r"^Data \(.+$", printed, re.M)
 
@@ -171,7 +175,9 @@ def check_choices(notebook: str, printed: str, state: classroom.State) -> None:
 
 
 def _arch(notebook: str, state: classroom.State) -> str:
-    """``as-chosen`` where the state makes the notebook load a classic model, else ResNet-18 for its coverage."""
+    """``as-chosen`` where the state makes the notebook load a classic model, else ResNet-18 for its
+    coverage.
+    """
     used = classroom.plan(notebook, state)[0]
     return "as-chosen" if set(used) - {"efficientnet_lite0"} else "resnet18"
 
@@ -257,7 +263,8 @@ def test_the_shared_kernel_keeps_runs_apart(tmp_path):
     try:
         notebooks = {}
         for name, code in [
-            ("env", "import os\nx = 1\nprint(os.environ['INTROSPECT_LAB_SMOKE_MODEL'], os.environ.get('INTROSPECT_LAB_DATA'))"),
+            ("env", "import os\nx = 1\n"
+                    "print(os.environ['INTROSPECT_LAB_SMOKE_MODEL'], os.environ.get('INTROSPECT_LAB_DATA'))"),
             ("leak", "print(x)"),
             ("die", "import os\nos._exit(1)"),
         ]:  # fmt: skip

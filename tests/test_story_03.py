@@ -1,12 +1,13 @@
 """Notebook 03's claims, checked with library calls on the bundled model.
 
-1. The sheep/goat story: the same cat crop is still a cat on grass, but on a brick wall the top-1 label changes,
-   and Grad-CAM puts most of that label's evidence outside the cat, while the cat class's evidence sits on the cat.
+1. The sheep/goat story: the same cat crop is still a cat on grass, but on a brick wall the top-1 label
+   changes, and Grad-CAM puts most of that label's evidence outside the cat, while the cat class's evidence
+   sits on the cat.
 2. Grad-CAM at the last layer equals ReLU(CAM) / HW.
 3. The deletion metric: SmoothGrad and occlusion remove the evidence faster than a random pixel order;
    Grad-CAM does not.
-4. Incremental occlusion (Krypton): recomputing only each window's receptive-field cone gives the same map with
-   fewer multiply-adds.
+4. Incremental occlusion (Krypton): recomputing only each window's receptive-field cone gives the same map
+   with fewer multiply-adds.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def test_zero_filled_deletion_favours_a_random_map_and_blurred_insertion_does_no
 
 
 def test_incremental_occlusion_same_map_fewer_multiply_adds(lite0):
-    """Section 2's claim (Krypton, Nakandala et al. 2019): recomputing only the receptive-field cone of each window
-    gives the plain occlusion map, with fewer multiply-adds; the cone figure starts small and ends covering the map."""
+    """Section 2's claim (Krypton, Nakandala et al. 2019): recomputing only the receptive-field cone of each
+    window gives the plain occlusion map, with fewer multiply-adds; the cone figure starts small and ends
+    covering the map."""
     x = load_image(sample_image("chelsea"), lite0, size=96)
     engine = A.IncrementalForward(lite0)
     plain = A.occlusion(lite0, x, None, window=16, stride=16, method="plain")

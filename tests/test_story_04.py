@@ -2,8 +2,8 @@
 
 Measured at 128 px on chelsea and coffee (cascade fc → … → stem.conv): guided backprop keeps ρ ≈ 1.0 after
 the classifier and head are randomised and ends near 0.4–0.5; the gradient falls to ≈ 0.6 after the classifier
-alone and ends near 0.3; Grad-CAM at the head is unrelated (|ρ| mostly < 0.4) from the first step on. We assert
-what holds with margin. Also: guided backprop barely depends on the target class, the gradient does.
+alone and ends near 0.3; Grad-CAM at the head is unrelated (|ρ| mostly < 0.4) from the first step on. We
+assert what holds with margin. Also: guided backprop barely depends on the target class, the gradient does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Story of notebook 05: priors turn noisy class visualisations into smooth ones the model still recognises."""
+"""Story of notebook 05: priors turn noisy class visualisations into smooth ones the model still
+recognises.
+"""
 
 import pytest
 import torch
@@ -31,7 +33,9 @@ def test_regularised_class_visualisation_is_smoother_and_still_the_class(lite0):
 
 @pytest.fixture(scope="module")
 def lucent_and_plain(lite0):
-    """Goldfish by Lucent's recipe (transforms + decorrelated Fourier spectrum) and by plain ascent, seed 0."""
+    """Goldfish by Lucent's recipe (transforms + decorrelated Fourier spectrum) and by plain ascent,
+    seed 0.
+    """
     lucent = visualize_class(lite0, "goldfish", settings=LUCENT, seed=0, progress=False)
     plain = visualize_class(
         lite0, "goldfish", size=128, l2_weight=0, blur_every=0, jitter=0, seed=0, progress=False

@@ -1,4 +1,5 @@
-"""Story of notebook 11: Table 1 with intervals, and sentences that name a winner only when the interval allows.
+"""Story of notebook 11: Table 1 with intervals, and sentences that name a winner only when the interval
+allows.
 
 The committed results (data/results/style_shift.json) store every pair's ranks and source photo.
 Here the table's means, intervals and the notebook's sentences are recomputed from those ranks

@@ -1,4 +1,6 @@
-"""Story of notebook 13: objects painted through a pathway stay inside their mask; the patch prior, measured honestly."""
+"""Story of notebook 13: objects painted through a pathway stay inside their mask; the patch prior, measured
+honestly.
+"""
 
 import json
 from dataclasses import asdict
@@ -35,7 +37,8 @@ def test_an_object_is_painted_into_the_mask_and_nowhere_else(lite0, unchanged):
 
 
 def test_patch_prior_at_equal_feature_error_on_the_bundled_photos(lite0):
-    """Measured, then asserted what holds (96 px, 60 steps, Eq. 3's priors as in Table 1's script, layer ``head``).
+    """Measured, then asserted what holds (96 px, 60 steps, Eq. 3's priors as in Table 1's script, layer
+    ``head``).
 
     The prior brings the image's normalised patches closer to natural ones at
     the same feature-error threshold; the image error ‖I₀ − Î‖/‖I₀‖ does *not*
@@ -70,7 +73,9 @@ def test_patch_prior_at_equal_feature_error_on_the_bundled_photos(lite0):
 
 
 def test_stored_table1_is_what_todays_code_computes(lite0):
-    """The committed ``data/results/patch_prior_table1.json`` records its settings; its slice recomputes within 2 %."""
+    """The committed ``data/results/patch_prior_table1.json`` records its settings; its slice recomputes
+    within 2 %.
+    """
     stored = json.loads(T.RESULT.read_text())
     assert stored["settings"] == T.DEFAULTS  # the CLI's defaults are the stored run's settings
     assert stored["inversion_settings"] == asdict(T.inversion_settings(stored["settings"]))

@@ -1,4 +1,6 @@
-"""Story of notebook 14: a trained feed-forward network replaces an optimisation, and is far faster per image."""
+"""Story of notebook 14: a trained feed-forward network replaces an optimisation, and is far faster per
+image.
+"""
 
 from __future__ import annotations
 

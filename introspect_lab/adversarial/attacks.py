@@ -1,4 +1,6 @@
-"""Attacks: fooling images, FGSM and PGD, with budgets in pixel units of [0, 1] (see the package docstring)."""
+"""Attacks: fooling images, FGSM and PGD, with budgets in pixel units of [0, 1] (see the package
+docstring).
+"""
 
 from __future__ import annotations
 

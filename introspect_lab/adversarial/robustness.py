@@ -1,4 +1,6 @@
-"""Measuring and training robustness: accuracy under attack, ε sweeps, adversarial training (Madry et al. 2018)."""
+"""Measuring and training robustness: accuracy under attack, ε sweeps, adversarial training
+(Madry et al. 2018).
+"""
 
 from __future__ import annotations
 
@@ -183,7 +185,8 @@ def adversarial_training(
 
 
 def neighbour_correlation(maps: torch.Tensor) -> torch.Tensor:
-    """Per map ``[B, H, W]``, the correlation of each value with its right and lower neighbours (mean of the two).
+    """Per map ``[B, H, W]``, the correlation of each value with its right and lower neighbours (mean of the
+    two).
 
     Near 1 for smooth, image-like maps, near 0 for pixel noise: a statistic of
     how much a gradient looks like an image, which no training loss uses
@@ -214,7 +217,8 @@ def train_substitute(
     seed: int = 0,
     progress: bool | None = None,
 ) -> float:
-    """Train ``substitute`` in place on the labels ``target`` predicts for ``x_query``; return their agreement.
+    """Train ``substitute`` in place on the labels ``target`` predicts for ``x_query``; return their
+    agreement.
 
     Seed 004: "You don't need access to the original network; you can train up
     a new network to match its predictions, and then construct adversarial

@@ -67,7 +67,8 @@ def modified_relus(model: nn.Module, rule: str) -> Iterator[int]:
     if not relus:
         raise ValueError(
             f"{rule} backprop changes the backward pass of nn.ReLU / nn.ReLU6 modules, and this model "
-            "has none (functional relus, GELU or SiLU cannot be modified). Use saliency() or grad_cam() instead."
+            "has none (functional relus, GELU or SiLU cannot be modified). Use saliency() or grad_cam() "
+            "instead."
         )
 
     def make_hook(lo, hi):
@@ -95,7 +96,8 @@ def neuron_value(act: torch.Tensor, neuron) -> torch.Tensor:
         for n, size in zip(neuron, act.shape[1:]):
             if not 0 <= int(n) < size:
                 raise ValueError(
-                    f"Neuron {tuple(neuron)} is out of range for a layer output of shape {tuple(act.shape[1:])}."
+                    f"Neuron {tuple(neuron)} is out of range for a layer output of shape "
+                    f"{tuple(act.shape[1:])}."
                 )
         return act[(slice(None), *[int(n) for n in neuron])]
     raise ValueError(

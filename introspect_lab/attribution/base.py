@@ -46,7 +46,8 @@ def resolve_targets(model: nn.Module, target: Target, logits: torch.Tensor) -> t
         )
         if any(isinstance(t, str) for t in names):
             raise ValueError(
-                f"This model has {n_classes} classes and no class names; give the target as an index 0..{n_classes - 1}."
+                f"This model has {n_classes} classes and no class names; give the target as an index "
+                f"0..{n_classes - 1}."
             )
         cats = [str(i) for i in range(n_classes)]
     idx = class_indices(cats, target, batch)

@@ -124,7 +124,8 @@ def agrees_with(model: nn.Module, example: torch.Tensor) -> Callable[[nn.Module]
 
 
 def fast_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """``model``'s frozen inference copy for ``example``-shaped batches (:func:`frozen_for_inference`), else ``model``.
+    """``model``'s frozen inference copy for ``example``-shaped batches (:func:`frozen_for_inference`), else
+    ``model``.
 
     The same function up to float rounding (checked by :func:`agrees_with`); 2× faster for the
     bundled model on a CPU. Feed it channels-last batches. Built once per model, weights and shape.

@@ -3,7 +3,8 @@
 Nakandala, Kumar & Papakonstantinou (SIGMOD 2019), "Incremental and Approximate Inference for Faster
 Occlusion-based Deep CNN Explanations": a patch changes only the units whose receptive field meets it
 (notebook 01's receptive fields), so occlusion needs to recompute only that cone.
-:func:`cone_share` gives the theoretical share of each layer from :func:`introspect_lab.receptive.receptive_field`;
+:func:`cone_share` gives the theoretical share of each layer
+from :func:`introspect_lab.receptive.receptive_field`;
 :func:`plot_cone` draws the boxes an :class:`~.incremental.IncrementalForward` recomputed.
 """
 

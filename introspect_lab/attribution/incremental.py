@@ -129,9 +129,9 @@ class IncrementalForward:
     outputs for the copies. ``cap=τ`` turns on Krypton's approximate projective-field
     thresholding: a layer's recomputed box is at most ``τ`` of the map per axis (centred on the cone),
     the rest of the change is dropped. ``tail`` is the ``cover`` of :meth:`compile_tail` (None: never
-    run a tail in full, so that ``costs`` count every layer's cone). ``costs`` holds per-convolution :class:`LayerCost`
-    counters; ``full_from`` names the nodes run in full that are not the head; ``boxes`` maps
-    ``"input"`` and each node run incrementally (by module name) to copy 0's box
+    run a tail in full, so that ``costs`` count every layer's cone). ``costs`` holds
+    per-convolution :class:`LayerCost` counters; ``full_from`` names the nodes run in full that are not the
+    head; ``boxes`` maps ``"input"`` and each node run incrementally (by module name) to copy 0's box
     ``(top, left, h, w, H, W)`` in the last call.
     """
 
@@ -197,7 +197,9 @@ class IncrementalForward:
 
     @torch.inference_mode()
     def cache(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the unoccluded image ``x`` ``[1,3,H,W]`` once, keeping every node's output; return the output."""
+        """Run the unoccluded image ``x`` ``[1,3,H,W]`` once, keeping every node's output; return the
+        output.
+        """
         if x.dim() != 4 or x.shape[0] != 1:
             raise ValueError(f"cache() takes one image [1,3,H,W], got {tuple(x.shape)}.")
         values: dict = {}

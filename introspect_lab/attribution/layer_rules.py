@@ -46,7 +46,9 @@ _GLOBAL = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten)
 
 @dataclass
 class LocalRule:
-    """A sliding-window layer: kernel, stride, padding, dilation per axis and the op on a padding-free crop."""
+    """A sliding-window layer: kernel, stride, padding, dilation per axis and the op on a padding-free
+    crop.
+    """
 
     k: tuple[int, int]
     s: tuple[int, int]

@@ -80,7 +80,9 @@ def _incremental_scores(
     copies: int,
     new_image: bool,
 ) -> torch.Tensor:
-    """Logits of the occluded copies: one same-size box per window (shifted inside the image at the border)."""
+    """Logits of the occluded copies: one same-size box per window (shifted inside the image at the
+    border).
+    """
     kh, kw = window
     H, W = image.shape[-2:]
     if new_image:

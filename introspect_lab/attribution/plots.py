@@ -190,7 +190,8 @@ def plot_sanity_check(result, *, image: int = 0, show_steps: int = 6, size: floa
 
 
 def plot_deletion(results: dict, *, image: int | None = None, ax=None):
-    """Deletion or insertion curves (Petsiuk et al. 2018): class score vs fraction of pixels, one line per method.
+    """Deletion or insertion curves (Petsiuk et al. 2018): class score vs fraction of pixels, one line per
+    method.
 
     ``results`` is ``{name: DeletionResult}``; the legend gives each area under
     the curve (deletion: lower is better; insertion: higher is better). ``image=None``

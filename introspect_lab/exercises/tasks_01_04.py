@@ -97,7 +97,9 @@ register(
         cases=_nearest_cases,
         reference=lambda f, q, k: Fe.nearest_neighbors(f, q, k).indices[0],
         blocked=("introspect_lab.features.nearest_neighbors",),
-        hint="Flatten each item, take Euclidean distances to item q, leave q itself out, keep the k smallest.",
+        hint=(
+            "Flatten each item, take Euclidean distances to item q, leave q itself out, keep the k smallest."
+        ),
     )
 )
 
@@ -136,7 +138,10 @@ register(
         reference=lambda f, n: torch.from_numpy(Fe.embed(f, "pca", n_components=n)),
         blocked=("introspect_lab.features.embed", "sklearn.decomposition.PCA"),
         compare=_align_signs,
-        hint="Centre the features (subtract the mean over items) before the SVD; project on the top n directions.",
+        hint=(
+            "Centre the features (subtract the mean over items) before the SVD; "
+            "project on the top n directions."
+        ),
     )
 )
 
@@ -169,7 +174,10 @@ register(
         cases=_top_images_cases,
         reference=_top_images_reference,
         blocked=("introspect_lab.features.channel_maxima", "introspect_lab.features.top_patches"),
-        hint="For each image take the channel's maximum over all positions, then the k largest, strongest first.",
+        hint=(
+            "For each image take the channel's maximum over all positions, then the k largest, "
+            "strongest first."
+        ),
     )
 )
 
@@ -198,7 +206,10 @@ register(
             "introspect_lab.attribution.to_map",
             "introspect_lab.attribution.integrated_gradients",
         ),
-        hint="Gradient of the class score (the logit, not the softmax) w.r.t. x, absolute value, max over dim 1.",
+        hint=(
+            "Gradient of the class score (the logit, not the softmax) w.r.t. x, absolute value, "
+            "max over dim 1."
+        ),
     )
 )
 
@@ -220,7 +231,10 @@ register(
         reference=lambda f, w, c, model, x: A.cam(model, x, c, raw=True, relu=False),
         arity=3,
         blocked=("introspect_lab.attribution.cam",),
-        hint="M_c(h, w) = Σ_k w[c, k] · f[:, k, h, w]: weight each feature map by the class's row of fc.weight.",
+        hint=(
+            "M_c(h, w) = Σ_k w[c, k] · f[:, k, h, w]: weight each feature map by the class's row of "
+            "fc.weight."
+        ),
     )
 )
 
@@ -319,6 +333,9 @@ register(
             "introspect_lab.attribution._rank",
             "scipy.stats.spearmanr",
         ),
-        hint="Rank each map (argsort of the argsort of the flattened values), then take the Pearson correlation of the ranks.",
+        hint=(
+            "Rank each map (argsort of the argsort of the flattened values), "
+            "then take the Pearson correlation of the ranks."
+        ),
     )
 )

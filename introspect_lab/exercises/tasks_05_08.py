@@ -31,7 +31,10 @@ register(
         cases=_class_objective_cases,
         reference=_class_objective_reference,
         blocked=("introspect_lab.synthesis.objectives.class_score", "introspect_lab.synthesis.priors.l2"),
-        hint="S_c is the logit of class c (before softmax), summed over the batch; ‖I‖² sums the squares of every pixel.",
+        hint=(
+            "S_c is the logit of class c (before softmax), summed over the batch; "
+            "‖I‖² sums the squares of every pixel."
+        ),
     )
 )
 
@@ -116,7 +119,10 @@ register(
         "dream_step",
         cases=_step_cases,
         reference=_dream_step_reference,
-        hint="Divide each image's gradient by the mean of its absolute values (per image), then take a step of size lr.",
+        hint=(
+            "Divide each image's gradient by the mean of its absolute values (per image), "
+            "then take a step of size lr."
+        ),
     )
 )
 
@@ -145,7 +151,10 @@ register(
         cases=_octave_cases,
         reference=_octave_reference,
         compare=lambda a, e: (torch.as_tensor(a, dtype=torch.float64).reshape(-1, 2), e),
-        hint="Octave k (counting down from the full size, k = 0) is round(h / scale**k) by round(w / scale**k), at least 16; smallest first.",
+        hint=(
+            "Octave k (counting down from the full size, k = 0) is round(h / scale**k) by "
+            "round(w / scale**k), at least 16; smallest first."
+        ),
     )
 )
 
@@ -165,7 +174,10 @@ register(
         cases=_tv_cases,
         reference=lambda x, beta: R.total_variation(x, beta),
         blocked=("introspect_lab.synthesis.priors.total_variation", "introspect_lab.synthesis.priors.tv"),
-        hint="Both differences on the (H−1)×(W−1) grid where they exist: x[..., :-1, 1:] − x[..., :-1, :-1] and x[..., 1:, :-1] − x[..., :-1, :-1].",
+        hint=(
+            "Both differences on the (H−1)×(W−1) grid where they exist: x[..., :-1, 1:] − x[..., :-1, :-1] "
+            "and x[..., 1:, :-1] − x[..., :-1, :-1]."
+        ),
     )
 )
 
@@ -237,7 +249,10 @@ register(
         reference=lambda f, target: O.gram_loss(LAYER, target)(context({LAYER: f})),
         blocked=_GRAM_BLOCKED
         + ("introspect_lab.synthesis.objectives.gram_loss", "introspect_lab.synthesis.objectives.style_loss"),
-        hint="E = Σ_ij (G_ij − A_ij)² / (4 N² M²) with N channels and M = H·W of the features you were given; sum over the batch.",
+        hint=(
+            "E = Σ_ij (G_ij − A_ij)² / (4 N² M²) with N channels and M = H·W of the features you were given; "
+            "sum over the batch."
+        ),
     )
 )
 
@@ -255,6 +270,8 @@ register(
         cases=_content_cases,
         reference=lambda f, p: O.content_loss(LAYER, p)(context({LAYER: f})),
         blocked=("introspect_lab.synthesis.objectives.content_loss",),
-        hint="½ Σ (F − P)² over every feature; the target P may be one image for the whole batch (broadcast).",
+        hint=(
+            "½ Σ (F − P)² over every feature; the target P may be one image for the whole batch (broadcast)."
+        ),
     )
 )

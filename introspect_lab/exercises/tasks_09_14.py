@@ -46,7 +46,10 @@ register(
         cases=_adv_cases,
         reference=lambda p, grad, eps: (p + eps * grad.sign()).clamp(0, 1),
         blocked=_ADV_BLOCKED,
-        hint="p + ε·sign(∇) — the sign of the gradient, not the gradient — then clamp to the valid pixels [0, 1].",
+        hint=(
+            "p + ε·sign(∇) — the sign of the gradient, not the gradient — then clamp to the valid pixels "
+            "[0, 1]."
+        ),
     )
 )
 
@@ -125,7 +128,10 @@ register(
         "class_mean_probe",
         cases=_probe_cases,
         reference=_class_mean_reference,
-        hint="One mean feature vector per class (from the training features), then each test item takes the class of the nearest mean.",
+        hint=(
+            "One mean feature vector per class (from the training features), then each test item takes the "
+            "class of the nearest mean."
+        ),
     )
 )
 register(
@@ -158,7 +164,10 @@ register(
         cases=_rank_cases,
         reference=_ordinal_rank_reference,
         blocked=("introspect_lab.experiments.style_shift.ordinal_rank",),
-        hint="rank = 1 + the number of classes with a strictly larger logit than the target's (ties count in its favour).",
+        hint=(
+            "rank = 1 + the number of classes with a strictly larger logit than the target's "
+            "(ties count in its favour)."
+        ),
     )
 )
 register(
@@ -167,7 +176,9 @@ register(
         cases=lambda g, more: [(logits, t, k) for (logits, t), k in zip(_rank_cases(g, more), [3, 5, 5])],
         reference=lambda logits, t, k: (_ordinal_rank_reference(logits, t) <= k).double().mean(),
         blocked=("introspect_lab.experiments.style_shift.ordinal_rank",),
-        hint="An image counts when its target's ordinal rank is at most k; return the fraction of such images.",
+        hint=(
+            "An image counts when its target's ordinal rank is at most k; return the fraction of such images."
+        ),
     )
 )
 
@@ -192,7 +203,10 @@ register(
         cases=_auroc_cases,
         reference=_auroc_reference,
         blocked=("sklearn.metrics.roc_auc_score", "introspect_lab.experiments.novelty.auroc"),
-        hint="AUROC = the fraction of (unseen, seen) pairs where the unseen item has the larger score; ranks (argsort of argsort) give it without a double loop.",
+        hint=(
+            "AUROC = the fraction of (unseen, seen) pairs where the unseen item has the larger score; "
+            "ranks (argsort of argsort) give it without a double loop."
+        ),
     )
 )
 register(
@@ -219,7 +233,10 @@ register(
         "standardize",
         cases=_standardize_cases,
         reference=lambda train, test: (test - train.mean(0)) / train.std(0, unbiased=False).clamp_min(1e-12),
-        hint="Mean and standard deviation per feature from the TRAINING set only (population std, unbiased=False), applied to the test set.",
+        hint=(
+            "Mean and standard deviation per feature from the TRAINING set only "
+            "(population std, unbiased=False), applied to the test set."
+        ),
     )
 )
 
@@ -248,7 +265,10 @@ register(
         cases=_window_cases,
         reference=_window_reference,
         blocked=("introspect_lab.pathways.window_masks",),
-        hint="One mask [1, h, w] per k×k window, windows every k cells (row by row, left to right), 1 inside the window and 0 outside.",
+        hint=(
+            "One mask [1, h, w] per k×k window, windows every k cells (row by row, left to right), 1 inside "
+            "the window and 0 outside."
+        ),
     )
 )
 register(
@@ -279,7 +299,10 @@ register(
             (randn64(g, n, d) + 1,) for n, d in [(3, 5), (10, 32)] + ([(40, 256)] if more else [])
         ],
         reference=_off_diagonal_reference,
-        hint="Normalise each descriptor to length 1, take all pairwise dot products, and average those with i ≠ j.",
+        hint=(
+            "Normalise each descriptor to length 1, take all pairwise dot products, "
+            "and average those with i ≠ j."
+        ),
     )
 )
 
@@ -303,7 +326,10 @@ register(
             "torch.nn.functional.batch_norm",
             "torch.nn.functional.layer_norm",
         ),
-        hint="Per image AND per channel: subtract the mean over (H, W) and divide by sqrt(variance + 1e-5), with the biased variance.",
+        hint=(
+            "Per image AND per channel: subtract the mean over (H, W) and divide by sqrt(variance + 1e-5), "
+            "with the biased variance."
+        ),
     )
 )
 
@@ -328,6 +354,9 @@ register(
         "conditional_instance_norm",
         cases=_cin_cases,
         reference=_cin_reference,
-        hint="Mix the styles' parameters per image (γ = weights @ gammas, β likewise), then γ·instance_norm(x) + β with γ, β broadcast over H and W.",
+        hint=(
+            "Mix the styles' parameters per image (γ = weights @ gammas, β likewise), "
+            "then γ·instance_norm(x) + β with γ, β broadcast over H and W."
+        ),
     )
 )

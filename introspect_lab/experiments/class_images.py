@@ -167,7 +167,9 @@ def dataset_images(dataset: str = "imagenette", per_class: int = 8, size: int = 
         labels=labels,
         names={idx: name for idx, name in spec.classes.values()},
         data=dataset,
-        description=f"{dataset} validation split, the first {per_class} images of each of its 10 classes, {size} px",
+        description=(
+            f"{dataset} validation split, the first {per_class} images of each of its 10 classes, {size} px"
+        ),
         limits=(
             f"{per_class} images per class of 10 ImageNet classes, not the paper's ImageNet validation "
             "subset over all classes; rank is still over all 1000 classes."

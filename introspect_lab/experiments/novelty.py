@@ -99,7 +99,9 @@ STAND_IN_LIMITS = (
 
 
 def stages(model: nn.Module) -> list[str]:
-    """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0): ``settings(model).novelty_layers``."""
+    """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0):
+    ``settings(model).novelty_layers``.
+    """
     name = model_info(model).name
     if name not in MODELS and recognise(model) is None:
         raise ValueError(
@@ -414,7 +416,8 @@ class NoveltySettings:
 
 
 def stand_in_settings() -> NoveltySettings:
-    """The committed run on the digits stand-in: 100 digits per class, 5 partitions (352 s of CPU on one core).
+    """The committed run on the digits stand-in: 100 digits per class, 5 partitions (352 s of CPU on one
+    core).
 
     The paper's epochs (Figure 4: 20 + 5; Figure 5 without fine-tuning: 120 + 0; detectors 50),
     except Figure 5 with fine-tuning, 20 + 30 (the paper: 20 + 100). :class:`NoveltySettings` has the paper's.

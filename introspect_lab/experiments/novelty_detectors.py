@@ -46,7 +46,9 @@ _CACHE_VERSION = 1
 
 
 def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """Indices ``0..n-1`` in a random order drawn from ``gen``, cut into batches of ``batch_size`` (the last may be short)."""
+    """Indices ``0..n-1`` in a random order drawn from ``gen``, cut into batches of ``batch_size`` (the last
+    may be short).
+    """
     order = torch.randperm(n, generator=gen)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 

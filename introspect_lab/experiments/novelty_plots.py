@@ -46,11 +46,16 @@ def _subtitle(results: dict) -> str:
     m, d = results["model"], results["data"]
     data = "digits stand-in" if d["stand_in"] else d["name"]
     n = len(results["partitions"])
-    return f"{m['ran']} (requested {m['requested']}), {data}, {d['image_size']} px, mean and 95 % CI over {n} partitions"
+    return (
+        f"{m['ran']} (requested {m['requested']}), {data}, {d['image_size']} px, mean and 95 % CI over {n} "
+        "partitions"
+    )
 
 
 def plot_figure4(results: dict, size: float = 4.2):
-    """Figure 4: per layer 0–9, train/test accuracy (and test AUROC) of the FC (top) and Conv (bottom) detectors."""
+    """Figure 4: per layer 0–9, train/test accuracy (and test AUROC) of the FC (top) and Conv (bottom)
+    detectors.
+    """
     import matplotlib.pyplot as plt
 
     block = results["figure4"]

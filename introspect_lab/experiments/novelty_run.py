@@ -89,7 +89,9 @@ def _threshold(y, scores) -> float:
 def evaluate_partition(
     net, part, data, names, layers, kinds, s: NoveltySettings, seed: int, progress=None
 ) -> dict:
-    """Per layer: each detector's train/selection/test numbers, Mahalanobis; MSP; all on one fine-tuned net."""
+    """Per layer: each detector's train/selection/test numbers, Mahalanobis; MSP; all on one fine-tuned
+    net.
+    """
     cols = [names[k] for k in layers]
     x_train, x_test = data.batch(net.backbone, part.train), data.batch(net.backbone, part.test)
     f_train = cached_layer_embeddings(net.backbone, x_train, cols, max_side=s.max_side, progress=progress)

@@ -72,7 +72,9 @@ DEFAULTS = {
 
 
 def inversion_settings(s: dict) -> InversionSettings:
-    """Eq. 3's priors as :class:`InversionSettings`: Adam, no lr drop, ``R_α‖I‖²`` (α = 2) and ``R_β‖∇I‖²`` (β = 2)."""
+    """Eq. 3's priors as :class:`InversionSettings`: Adam, no lr drop, ``R_α‖I‖²`` (α = 2) and ``R_β‖∇I‖²``
+    (β = 2).
+    """
     return InversionSettings(
         size=s["size"],
         steps=s["steps"],
@@ -89,7 +91,9 @@ def inversion_settings(s: dict) -> InversionSettings:
 def invert_photo(
     model: nn.Module, name: str, s: dict, methods=METHODS
 ) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Seed 002's Table 1 runs for one photo: ``({method: SynthesisResult}, photo, retrieved start)``, normalised."""
+    """Seed 002's Table 1 runs for one photo: ``({method: SynthesisResult}, photo, retrieved start)``,
+    normalised.
+    """
     layer = P.pathway_layers(model).location
     info = model.lab_info
     photo = load_image(sample_image(name), model, s["size"])
@@ -134,7 +138,8 @@ def errors(runs: dict) -> dict:
 def run(settings: dict | None = None, progress: bool | None = None, out: Path | None = None) -> dict:
     """Run Table 1 on the bundled photos and return the results (see the module docstring).
 
-    With ``out``, the results so far are written there after every photo (``"complete": false`` until the end).
+    With ``out``, the results so far are written there after every photo (``"complete": false`` until the
+    end).
     """
     s = dict(DEFAULTS, **(settings or {}))
     torch.manual_seed(s["seed"])
@@ -144,7 +149,10 @@ def run(settings: dict | None = None, progress: bool | None = None, out: Path | 
         "command": "python -m introspect_lab.experiments.patch_prior_table1 " + " ".join(sys.argv[1:]),
         "model": model.lab_info.name,
         "layer": P.pathway_layers(model).location,
-        "data": f"offline stand-in: bundled photos at {s['size']} px, leave-one-out retrieval from {s['crops']} crops of each other photo",
+        "data": (
+            f"offline stand-in: bundled photos at {s['size']} px, leave-one-out retrieval from {s['crops']} "
+            "crops of each other photo"
+        ),
         "settings": s,
         "inversion_settings": asdict(inversion_settings(s)),
         "version": __version__,

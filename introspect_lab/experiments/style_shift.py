@@ -209,7 +209,9 @@ def logits(model: nn.Module, x: torch.Tensor, chunk: int = 32) -> torch.Tensor:
 
 
 def _style_targets(model, data: ClassImages, pairs: Sequence[Pair], gram: str, exemplars: int, rng):
-    """Per-pair Gram targets: the style image's (``"single"``) or its class's (``"mean"``/``"normalized"``)."""
+    """Per-pair Gram targets: the style image's (``"single"``) or its class's
+    (``"mean"``/``"normalized"``).
+    """
     _, layers = style_layers(model)
     x = normalize(data.images[[p.style for p in pairs]], model)
     if gram == "single":

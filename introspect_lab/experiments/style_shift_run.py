@@ -205,7 +205,8 @@ def resolve_config(data: ClassImages, model: nn.Module | str = "squeezenet1_1", 
     """:data:`RUN_DEFAULTS` overridden by ``cfg``, with the data-dependent values filled in.
 
     On real data (Imagenette, Imagewoof) the step range ends at the paper's 200 steps (with the
-    lr decay of the model's style settings); offline at 24 (what the shared machine affords). ``size`` becomes the data's image size.
+    lr decay of the model's style settings); offline at 24 (what the shared machine affords). ``size`` becomes
+    the data's image size.
     """
     unknown = set(cfg) - set(RUN_DEFAULTS)
     if unknown:
@@ -276,7 +277,9 @@ _LABEL = {
 
 
 def claims(results: dict) -> list[str]:
-    """Sentences computed from the intervals: a winner is named only when the interval of the difference excludes 0."""
+    """Sentences computed from the intervals: a winner is named only when the interval of the difference
+    excludes 0.
+    """
     lines = []
     for key in PAPER_TABLE1:
         row = results["table1"][key]
@@ -301,7 +304,9 @@ def claims(results: dict) -> list[str]:
 
 
 def table1(results: dict) -> str:
-    """Table 1 (mean ordinal rank [95 % cluster-bootstrap interval]), pooled over folds, the paper's beside."""
+    """Table 1 (mean ordinal rank [95 % cluster-bootstrap interval]), pooled over folds, the paper's
+    beside.
+    """
     head = ["condition", "n", *(_LABEL[c] for c in COLUMNS), "paper (none / untuned / tuned)"]
     rows = []
     for key in PAPER_TABLE1:

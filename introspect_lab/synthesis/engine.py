@@ -129,7 +129,9 @@ def layer_features(
 
 
 def check_objective(objective) -> None:
-    """Raise a clear error unless ``objective`` is an :class:`~introspect_lab.synthesis.objectives.Objective`."""
+    """Raise a clear error unless ``objective`` is
+    an :class:`~introspect_lab.synthesis.objectives.Objective`.
+    """
     if not isinstance(objective, O.Objective):
         raise TypeError(
             f"objective must be an Objective (e.g. objectives.class_score(model, 'tabby') - 1e-3 * l2()), "

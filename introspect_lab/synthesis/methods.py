@@ -42,7 +42,8 @@ __all__ = [
 
 
 def yosinski_priors(cfg: ClassVisSettings) -> tuple[list, list]:
-    """``(transforms, image_ops)`` for ``cfg``: pad/jitter/scale/rotate, periodic blur, small-pixel/gradient clipping.
+    """``(transforms, image_ops)`` for ``cfg``: pad/jitter/scale/rotate, periodic blur, small-pixel/gradient
+    clipping.
 
     Yosinski et al. (2015) as in seed 001's "better regularizer"; a zero
     field switches its piece off.
@@ -195,7 +196,8 @@ def deepdream(
     progress: bool | None = None,
     **overrides,
 ) -> SynthesisResult:
-    """DeepDream: amplify whatever ``layer`` sees, ``argmax_I Σ_i f_i(I)²`` (seed 001; Mordvintsev et al. 2015).
+    """DeepDream: amplify whatever ``layer`` sees, ``argmax_I Σ_i f_i(I)²`` (seed 001;
+    Mordvintsev et al. 2015).
 
     Runs ``steps`` normalised ascent steps (``lr·g/mean|g|``) per octave,
     from the smallest octave (``image`` shrunk by ``octave_scale^(octaves−1)``)

@@ -73,7 +73,10 @@ class Facets:
         return [len(c) for c in self.clusters]
 
     def __repr__(self) -> str:
-        return f"Facets({self.unit}: {len(self.clusters)} facets of sizes {self.sizes} from the top {len(self.top)})"
+        return (
+            f"Facets({self.unit}: {len(self.clusters)} facets of sizes {self.sizes} from the top "
+            f"{len(self.top)})"
+        )
 
 
 def _unit(model: nn.Module, target, layer: str | None) -> tuple[str, object]:

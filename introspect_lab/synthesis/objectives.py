@@ -272,7 +272,8 @@ def layer_activation(layer: str) -> Objective:
 
 
 def dream(layer: str, reduction: str = "mean") -> Objective:
-    """DeepDream's ``Σ_i f_i(I)²`` at ``layer`` (seed 001: "set the gradient of the layer equal to its activation").
+    """DeepDream's ``Σ_i f_i(I)²`` at ``layer`` (seed 001: "set the gradient of the layer equal to its
+    activation").
 
     ``reduction="sum"`` is the seed's formula; the default ``"mean"`` divides
     by the number of units so that weights do not depend on image size
@@ -411,7 +412,8 @@ def layer_weights(layers: Sequence[str], weights=None) -> dict[str, float]:
         extra = set(weights) - set(names)
         if extra:
             raise ValueError(
-                f"Style weights given for layers that are not style layers: {sorted(extra)}; layers are {names}."
+                f"Style weights given for layers that are not style layers: {sorted(extra)}; "
+                f"layers are {names}."
             )
         return {n: float(weights.get(n, 0.0)) for n in names}
     weights = list(weights)
@@ -437,7 +439,9 @@ def style_loss(
 
 
 def colour_statistics(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image, the mean colour ``μ`` ``[B, 3]`` and the colour covariance ``Σ`` ``[B, 3, 3]`` of the pixels."""
+    """Per image, the mean colour ``μ`` ``[B, 3]`` and the colour covariance ``Σ`` ``[B, 3, 3]`` of the
+    pixels.
+    """
     f = image.reshape(image.shape[0], image.shape[1], -1)
     mu = f.mean(2)
     fc = f - mu.unsqueeze(2)

@@ -86,7 +86,8 @@ class Fourier:
         fy = torch.fft.fftfreq(h)[:, None]
         fx = torch.fft.rfftfreq(w)[None, :]
         freqs = torch.sqrt(fx**2 + fy**2)
-        # drawn on the CPU (the same image for a seed on every device), then moved to ``like``'s device and dtype
+        # drawn on the CPU (the same image for a seed on every device), then moved to ``like``'s device
+        # and dtype
         to = {"device": like.device, "dtype": like.dtype} if like is not None else {}
         self.scale = (1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power).to(**to)
         self.spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, generator=g) * sd).to(**to).requires_grad_(True)

@@ -54,7 +54,9 @@ __all__ = [
 
 
 def normalize_global(img: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``(I − mean(I)) / std(I)`` per image, mean and std over all pixels and channels (seed 002, Sec. 3.2)."""
+    """``(I − mean(I)) / std(I)`` per image, mean and std over all pixels and channels (seed 002,
+    Sec. 3.2).
+    """
     if img.dim() != 4:
         raise ValueError(f"normalize_global needs a [B, C, H, W] batch, got shape {tuple(img.shape)}.")
     flat = img.flatten(1)
@@ -96,7 +98,10 @@ class PatchDatabase:
         return int(self.patches.shape[0])
 
     def __repr__(self) -> str:
-        return f"PatchDatabase({len(self)} patches of {self.size}×{self.size} px from {len(self.sources)} images)"
+        return (
+            f"PatchDatabase({len(self)} patches of {self.size}×{self.size} px from {len(self.sources)} "
+            "images)"
+        )
 
     @classmethod
     def from_images(
@@ -110,7 +115,8 @@ class PatchDatabase:
         seed: int = 0,
         normalised: bool = False,
     ) -> PatchDatabase:
-        """Patches of images in [0, 1] (``[B, 3, H, W]`` or a list of such), at most ``max_patches`` (random subset).
+        """Patches of images in [0, 1] (``[B, 3, H, W]`` or a list of such), at most ``max_patches`` (random
+        subset).
 
         Each image is normalised by its own global mean and std first
         (:func:`normalize_global`). ``normalised=True``: the images are already
@@ -189,7 +195,9 @@ class PatchPrior(StepOp):
         return self.targets
 
     def warped(self, x: torch.Tensor) -> torch.Tensor:
-        """The matched patches put back in place (overlaps averaged): the normalised image the prior pulls to."""
+        """The matched patches put back in place (overlaps averaged): the normalised image the prior pulls
+        to.
+        """
         if self.targets is None or self.targets.shape[0] != x.shape[0]:
             self.match(x)
         h, w = x.shape[-2:]
@@ -199,7 +207,9 @@ class PatchPrior(StepOp):
         return num / den.clamp_min(1)
 
     def warped_image(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`warped` with ``x``'s own global mean and std put back, in normalised model space (for display)."""
+        """:meth:`warped` with ``x``'s own global mean and std put back, in normalised model space (for
+        display).
+        """
         img = denormalize(x, mean=self.mean, std=self.std)
         flat = img.flatten(1)
         out = self.warped(x) * flat.std(1).view(-1, 1, 1, 1) + flat.mean(1).view(-1, 1, 1, 1)
@@ -257,7 +267,8 @@ def retrieve(
     *,
     k: int = 10,
 ) -> Retrieval:
-    """For each cell of ``layer``'s map of ``image``, the ``k`` database cells with the closest features (cosine).
+    """For each cell of ``layer``'s map of ``image``, the ``k`` database cells with the closest features
+    (cosine).
 
     ``image`` is a normalised ``[1, 3, H, W]`` batch and ``database`` a
     normalised ``[N, 3, H, W]`` batch of *other* photos at the same size

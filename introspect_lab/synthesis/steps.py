@@ -141,7 +141,8 @@ def clamp_range(clamp, param: str, mean, std) -> tuple[torch.Tensor, torch.Tenso
 
 
 def optimiser_step(p, opt, value: torch.Tensor, optimizer: str, scheduler=None) -> None:
-    """One step on ``−value``; ``ascent`` divides each image's gradient by its L2 norm, ``dream`` by its mean |g|.
+    """One step on ``−value``; ``ascent`` divides each image's gradient by its L2 norm, ``dream`` by its mean
+    |g|.
 
     The spectrum of the Fourier parameterisation is normalised as a whole.
     """

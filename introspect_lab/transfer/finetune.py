@@ -195,8 +195,8 @@ def fine_tune(
     bundled model ``blocks.15`` and ``head``), ``"all"``, or a list of names.
     BatchNorm in the retrained layers: ``bn="frozen"`` (default) keeps the ImageNet
     statistics and learns only the scale and shift; ``bn="train"`` re-estimates
-    the statistics on the new data (train mode). The frozen layers always keep theirs. The model passed in is not changed
-    (training runs on a copy). Returns the fine-tuned :class:`TransferModel` and
+    the statistics on the new data (train mode). The frozen layers always keep theirs. The model passed in is
+    not changed (training runs on a copy). Returns the fine-tuned :class:`TransferModel` and
     the learning curves of the fine-tuning epochs, numbered after the ``head_epochs``
     of head-only training (its first point is the head alone).
     """
@@ -285,7 +285,8 @@ def _stage_features(
 
 @dataclass
 class Probes:
-    """Linear-probe accuracy per layer for one number of labelled examples (what :func:`layer_probes` returns).
+    """Linear-probe accuracy per layer for one number of labelled examples (what :func:`layer_probes`
+    returns).
 
     ``val``: mean accuracy on the validation split (for choosing a layer);
     ``test``: mean accuracy on the test split (for reporting); ``hits[layer]``:
@@ -302,7 +303,9 @@ class Probes:
         return max(self.val, key=self.val.get)
 
     def gap(self, layer: str, **options) -> Difference:
-        """Test accuracy of :attr:`best` minus that of ``layer``, with a paired bootstrap interval over seeds and examples."""
+        """Test accuracy of :attr:`best` minus that of ``layer``, with a paired bootstrap interval over seeds
+        and examples.
+        """
         return paired_difference(self.hits[self.best], self.hits[layer], (self.best, layer), **options)
 
 

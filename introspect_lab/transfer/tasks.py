@@ -195,7 +195,8 @@ def synthetic_shapes(per_class: int = 200, size: int = 32, seed: int = 0) -> Tas
 
 
 def per_class_split(labels, n_per_class: int, *, seed: int = 0, test_size: float | int | None = None):
-    """Indices ``(train, test)``: ``n_per_class`` random training examples of each class, the rest for testing.
+    """Indices ``(train, test)``: ``n_per_class`` random training examples of each class, the rest for
+    testing.
 
     ``test_size`` caps the test set (a fraction of the remainder or a count),
     drawn stratified with :func:`sklearn.model_selection.train_test_split`.

@@ -1,4 +1,5 @@
-"""A real browser: JupyterLab in headless Chromium runs a widget notebook, a slider moves, the preview changes.
+"""A real browser: JupyterLab in headless Chromium runs a widget notebook, a slider moves, the preview
+changes.
 
 Run with ``make test-browser`` (not part of ``make test``: it needs Debian's
 ``chromium``, ``apt-get install -y chromium``). The JupyterLab server runs
@@ -43,7 +44,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server on localhost: yields its base URL and token; stopped (with its kernels) at the end."""
+    """A JupyterLab server on localhost: yields its base URL and token; stopped (with its kernels) at the
+    end.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"No Chromium at {CHROMIUM}: `apt-get install -y chromium` (or set INTROSPECT_LAB_CHROMIUM)."
