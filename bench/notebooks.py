@@ -115,8 +115,15 @@ def run(path: Path, timeout: int = CELL_TIMEOUT) -> dict:
     if group and Path(group).is_dir():
         Path(group).rmdir()  # the kernel has exited: its cgroup is empty
     shutil.rmtree(spec_root, ignore_errors=True)
-    return {"notebook": path.name, "ok": ok, "error": error, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-            "peak_rss_mb": round(peak / 2**20), "limits": limits}  # fmt: skip
+    return {
+        "notebook": path.name,
+        "ok": ok,
+        "error": error,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "peak_rss_mb": round(peak / 2**20),
+        "limits": limits,
+    }
 
 
 def verdict(r: dict) -> str:

@@ -173,10 +173,23 @@ def test_every_entry_point_that_takes_an_image_returns_it_where_the_image_was():
     from introspect_lab.texture.gatys import style_transfer, texture_synthesis
 
     methods = [
-        A.gradient, A.saliency, A.smoothgrad, A.integrated_gradients, A.occlusion, A.cam, A.grad_cam,
-        A.guided_backprop, A.deconvnet, A.guided_grad_cam, Adv.fgsm, Adv.pgd, deepdream, invert,
-        style_transfer, texture_synthesis,
-    ]  # fmt: skip
+        A.gradient,
+        A.saliency,
+        A.smoothgrad,
+        A.integrated_gradients,
+        A.occlusion,
+        A.cam,
+        A.grad_cam,
+        A.guided_backprop,
+        A.deconvnet,
+        A.guided_grad_cam,
+        Adv.fgsm,
+        Adv.pgd,
+        deepdream,
+        invert,
+        style_transfer,
+        texture_synthesis,
+    ]
     missing = [m.__name__ for m in methods if not getattr(m, "returns_to_input_device", None)]
     assert not missing, f"not decorated with returns_to_input_device: {missing}"
 

@@ -66,9 +66,19 @@ def test_bench_fails_a_notebook_over_binders_2gb(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "notebooks.json")
     fake = {"a.ipynb": (900, 50.0), "b.ipynb": (2100, 10.0), "c.ipynb": (900, 70.0)}  # MB, CPU s
     limits = "CPU 0 only (sched_setaffinity); memory: RLIMIT_DATA 2048 MB per process"
-    monkeypatch.setattr(bench, "run", lambda p: {"notebook": p.name, "ok": True, "error": "", "wall_s": 90.0,
-                                                 "cpu_s": fake[p.name][1], "peak_rss_mb": fake[p.name][0],
-                                                 "limits": limits})  # fmt: skip
+    monkeypatch.setattr(
+        bench,
+        "run",
+        lambda p: {
+            "notebook": p.name,
+            "ok": True,
+            "error": "",
+            "wall_s": 90.0,
+            "cpu_s": fake[p.name][1],
+            "peak_rss_mb": fake[p.name][0],
+            "limits": limits,
+        },
+    )
     assert bench.main(["a.ipynb"]) == 0  # 90 s of wall on a busy machine, 50 s of the kernel's CPU: in budget
     assert bench.main(["a.ipynb", "b.ipynb"]) == 1
     out = capsys.readouterr().out

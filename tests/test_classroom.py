@@ -140,8 +140,12 @@ def test_the_plan_changes_only_where_the_cache_matters():
         == ("efficientnet_lite0",) * 2
     )
     assert classroom.plan("01_filters_and_activations", binder)[0] == (
-        "efficientnet_lite0", "alexnet", "resnet18", "squeezenet1_1", "efficientnet_lite0"
-    )  # fmt: skip
+        "efficientnet_lite0",
+        "alexnet",
+        "resnet18",
+        "squeezenet1_1",
+        "efficientnet_lite0",
+    )
 
 
 def _doc_table(path: Path) -> str:

@@ -159,9 +159,12 @@ def state_dirs(tmp_path_factory) -> dict[str, Path]:
 
 def printed_choices(printed: str) -> tuple[list[str], list[str]]:
     """The models each ``load_model`` resolved to, and the ``Data (...)`` lines, in order."""
-    used = re.findall(r"^Smoke run \(INTROSPECT_LAB_SMOKE_MODEL=[\w-]+\): "
-                      r"\w+ with random weights instead of (\w+)\.$",
-                      printed, re.M)  # fmt: skip
+    used = re.findall(
+        r"^Smoke run \(INTROSPECT_LAB_SMOKE_MODEL=[\w-]+\): "
+        r"\w+ with random weights instead of (\w+)\.$",
+        printed,
+        re.M,
+    )
     return used, re.findall(r"^Data \(.+$", printed, re.M)
 
 
@@ -199,8 +202,13 @@ def _smoke_class(path: Path) -> type:
     @pytest.mark.parametrize("model, state", _runs(path))
     def test_runs_end_to_end(self, model, state, state_dirs, shared_kernel):
         s = STATE[state]
-        printed = run_smoke(path, model, shared_kernel, INTROSPECT_LAB_DATA=str(state_dirs[state]),
-                            INTROSPECT_LAB_SMOKE_CACHED=",".join(sorted(s.models)))  # fmt: skip
+        printed = run_smoke(
+            path,
+            model,
+            shared_kernel,
+            INTROSPECT_LAB_DATA=str(state_dirs[state]),
+            INTROSPECT_LAB_SMOKE_CACHED=",".join(sorted(s.models)),
+        )
         if "load_model" in path.read_text():
             assert f"Smoke run (INTROSPECT_LAB_SMOKE_MODEL={model})" in printed or (
                 f"Model: {model} " in printed and "random weights" in printed
@@ -263,11 +271,14 @@ def test_the_shared_kernel_keeps_runs_apart(tmp_path):
     try:
         notebooks = {}
         for name, code in [
-            ("env", "import os\nx = 1\n"
-                    "print(os.environ['INTROSPECT_LAB_SMOKE_MODEL'], os.environ.get('INTROSPECT_LAB_DATA'))"),
+            (
+                "env",
+                "import os\nx = 1\n"
+                "print(os.environ['INTROSPECT_LAB_SMOKE_MODEL'], os.environ.get('INTROSPECT_LAB_DATA'))",
+            ),
             ("leak", "print(x)"),
             ("die", "import os\nos._exit(1)"),
-        ]:  # fmt: skip
+        ]:
             notebooks[name] = tmp_path / f"{name}.ipynb"
             nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), notebooks[name])
         assert run_smoke(notebooks["env"], "resnet18", shared, INTROSPECT_LAB_DATA="/d").split() == [

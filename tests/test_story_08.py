@@ -1,4 +1,7 @@
-"""Story of notebook 08: Gram matching synthesises textures; larger scales carry larger structure; the texture network is the measured best."""
+"""Story of notebook 08: Gram matching makes textures; larger scales carry larger structure.
+
+The notebook's texture network is the measured best of three.
+"""
 
 import json
 from pathlib import Path
@@ -39,7 +42,7 @@ def test_texture_from_larger_filters_matches_larger_structure():
 
 def test_the_notebooks_texture_network_is_the_measured_best():
     # section 2 prints the committed comparison; its default must be the network whose look distance beats
-    # Lite0's by an interval that excludes zero (tests/test_texture_models.py ties the results to today's code)
+    # Lite0's by an interval that excludes zero (tests/test_texture_models.py ties the results to the code)
     source = "".join(
         c["source"] if isinstance(c["source"], str) else "".join(c["source"])
         for c in json.loads(NOTEBOOK.read_text())["cells"]

@@ -1,4 +1,4 @@
-"""The synthesis engine, objectives and regularisers: hand computations, truncation, failures, real results."""
+"""The synthesis engine, objectives and regularisers: hand computations, truncation, failures, results."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The random texture networks (introspect_lab.texture.networks): seeded, named, frozen, and usable for synthesis."""
+"""The random texture networks (introspect_lab.texture.networks): seeded, named, frozen, usable for
+synthesis.
+"""
 
 import pytest
 import torch
@@ -86,8 +88,9 @@ def test_texture_settings_and_networks_by_name(lite0):
 
 
 def test_the_last_row_and_column_are_no_noisier_than_the_rest():
-    # with a circular network, TV must wrap around too: the plain TV smooths the last row and column about a
-    # third as much, and they came out speckled (at 96 px: grey std 0.22–0.24 against 0.11 inside; now 0.09–0.11)
+    # with a circular network, TV must wrap around too: the plain TV smooths the last row and column about
+    # a third as much, and they came out speckled (at 96 px: grey std 0.22–0.24 against 0.11 inside; now
+    # 0.09–0.11)
     net = N.shallow_multiscale(0)
     tex = load_image(sample_image("gravel"), net, 96)
     res = texture_synthesis(net, tex, seed=0, progress=False, size=96)  # 40 L-BFGS iterations, its default

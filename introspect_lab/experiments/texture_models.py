@@ -95,7 +95,7 @@ def build(name: str, net_seed: int = 0) -> tuple[torch.nn.Module, TextureSetting
 
 
 def exemplar(name: str, net: torch.nn.Module, size: int) -> torch.Tensor:
-    """Notebook 08's texture ``name`` (a bundled photo or a crop of one), loaded for ``net`` at ``size`` px."""
+    """Notebook 08's texture ``name`` (a bundled photo or a crop of one), loaded for ``net`` at ``size``."""
     if name not in TEXTURES:
         raise ValueError(f"Unknown texture {name!r}; choose one of {list(TEXTURES)}.")
     img = sample_image(name)
@@ -261,7 +261,9 @@ def table(res: dict) -> str:
 
 
 def best(res: dict) -> str:
-    """The model whose look distance beats Lite0's by an interval that excludes zero (the largest gain); else Lite0."""
+    """The model whose look distance beats Lite0's by an interval that excludes zero (largest gain),
+    else Lite0.
+    """
     better = {
         m: c["look_distance"][0]
         for m, c in res["comparisons"].items()
@@ -271,7 +273,7 @@ def best(res: dict) -> str:
 
 
 def summary(res: dict) -> str:
-    """One line per model: mean look distance, its difference from Lite0 with the 95 % interval, line-up, time."""
+    """One line per model: mean look distance, difference from Lite0 with its 95 % interval, line-up, time."""
     seeds = [str(s) for s in res["settings"]["seeds"]]
     n = len(TEXTURES) * len(seeds)
     lines = []
@@ -287,7 +289,8 @@ def summary(res: dict) -> str:
         else:
             vs = "(the reference)"
         lines.append(
-            f"{m:20s} look distance {look_d:.2f}  {vs:48s} line-up {c['lineup_matches']}/{n}  {secs:4.1f} s/texture"
+            f"{m:20s} look distance {look_d:.2f}  {vs:48s} "
+            f"line-up {c['lineup_matches']}/{n}  {secs:4.1f} s/texture"
         )
     return "\n".join(lines)
 

@@ -53,7 +53,7 @@ __all__ = [
 
 
 def l2(center: torch.Tensor | None = None) -> Objective:
-    """``‖I − c‖₂² = Σ (I − c)²`` over the batch (seed 001: ``argmax_I S_c(I) − λ‖I‖²``). Subtract it, times λ.
+    """``‖I − c‖₂² = Σ (I − c)²`` over the batch (seed 001: ``argmax_I S_c(I) − λ‖I‖²``); subtract λ times it.
 
     ``center`` ``c`` (default 0) is a fixed image the penalty pulls towards,
     e.g. the mean of a data set (a data prior, seed 003's digits).
@@ -65,7 +65,7 @@ def l2(center: torch.Tensor | None = None) -> Objective:
 
 
 def subspace(mean: torch.Tensor, components: torch.Tensor) -> Objective:
-    """Distance from a data set's principal subspace: ``‖r − VᵀV r‖²`` with ``r = I − μ``. Subtract it, times λ.
+    """Distance from a data set's principal subspace: ``‖r − VᵀV r‖²``, ``r = I − μ``; subtract λ times it.
 
     ``components`` ``V`` (``[k, D]``, orthonormal rows, ``D`` the pixels of one
     image) are the data's top-``k`` principal directions and ``mean`` ``μ`` its

@@ -116,7 +116,9 @@ def style_target(model: nn.Module, style01: torch.Tensor, cfg: StyleSettings | N
 
 
 def _style_terms(model, images01, target: StyleTarget, cfg: StyleSettings, feats=None) -> torch.Tensor:
-    """Per image ``Σ_l w_l E_l + λ_c (‖μ − μ̂‖² + ‖Σ − Σ̂‖²)``: notebook 08's texture loss without TV (``[B]``)."""
+    """Per image ``Σ_l w_l E_l + λ_c (‖μ − μ̂‖² + ‖Σ − Σ̂‖²)``: notebook 08's texture loss without TV,
+    ``[B]``.
+    """
     feats = feats if feats is not None else _features(model, images01, cfg.style_layers)
     total = sum(
         w * gram_error(feats[n], target.grams[n]) for n, w in zip(cfg.style_layers, cfg.style_weights)
@@ -357,7 +359,9 @@ def sample01(name: str, model: nn.Module, size: int) -> torch.Tensor:
 
 
 def content_images(model: nn.Module, size: int = 96) -> torch.Tensor:
-    """The style network's training photos: every bundled photo except the held-out one, the texture and the styles."""
+    """The style network's training photos: every bundled photo but the held-out one, the texture, the
+    styles.
+    """
     names = [n for n in sample_names() if n not in (HELD_OUT, TEXTURE, *STYLES)]
     return torch.cat([sample01(n, model, size) for n in names])
 
@@ -390,7 +394,8 @@ def held_out_losses(
     batch_stats: bool = False,
     cfg: StyleSettings | None = None,
 ) -> list[float]:
-    """Mean texture loss of ``f_W(z)`` on unseen noise batches ``z``, one value per noise seed (Ulyanov et al. 2016).
+    """Mean texture loss of ``f_W(z)`` on unseen noise batches ``z``, one per noise seed (Ulyanov et
+    al. 2016).
 
     ``batch_stats=True`` runs batch norm with each test batch's own statistics
     (a copy of the network in train mode) instead of the running averages

@@ -10,7 +10,8 @@
 Both take their settings dataclass plus overrides by field name, with the
 style layers and their weights under the same names (``style_layers``,
 ``style_weights``), defaulting to the registry's ``models.settings(model).texture``
-and ``.style`` (:class:`~introspect_lab.settings.TextureSettings`, :class:`~introspect_lab.settings.StyleSettings`).
+and ``.style`` (:class:`~introspect_lab.settings.TextureSettings`,
+:class:`~introspect_lab.settings.StyleSettings`).
 The Gram loss ``E_l`` is :func:`introspect_lab.synthesis.objectives.gram_error`.
 
 Targets (the exemplar's Grams, the content features) are computed once
@@ -64,7 +65,7 @@ def style_losses(
 
 
 def _with_layer_weights(base, overrides: dict) -> dict:
-    """``overrides`` with ``style_layers``/``style_weights`` resolved: given layers without weights get 1 each.
+    """``overrides`` with ``style_layers``/``style_weights`` resolved: layers given without weights get 1.
 
     ``style_weights`` may be a mapping ``{layer: w}`` or a list in layer order
     (:func:`~introspect_lab.synthesis.objectives.layer_weights`).
@@ -196,7 +197,7 @@ def _lbfgs_synthesis(
 
 
 def _run_lbfgs(x: torch.Tensor, loss_fn, cfg: TextureSettings, progress: bool | None) -> int:
-    """``cfg.steps`` L-BFGS iterations on ``x`` (at most ⌈1.25·steps⌉ evaluations); returns the evaluations."""
+    """``cfg.steps`` L-BFGS iterations on ``x`` (at most ⌈1.25·steps⌉ evaluations); returns their count."""
     opt = torch.optim.LBFGS(
         [x],
         lr=cfg.lr,
@@ -241,7 +242,8 @@ def style_transfer(
     progress: bool | None = None,
     **overrides,
 ) -> SynthesisResult:
-    """Neural style transfer: ``min_I α L_content + Σ_l w_l E_l + λ_TV R_{V^2}`` (seed 001; Gatys et al. 2016).
+    """Neural style transfer: ``min_I α L_content + Σ_l w_l E_l + λ_TV R_{V^2}`` (seed 001, Gatys et
+    al. 2016).
 
     ``L_content = ½ Σ (F^l − P^l)²`` at the content layer against the content
     photo; ``E_l`` the Gram loss against the style image at each style layer;

@@ -128,7 +128,8 @@ def high_frequency_share(img, cutoff: float = 0.25) -> float:
 
 
 def regularity(img, min_shift: int = 4) -> float:
-    """The largest circular autocorrelation of the mean-free grey picture at shifts of at least ``min_shift`` px.
+    """The largest circular autocorrelation of the mean-free grey picture at shifts of ``min_shift``
+    px or more.
 
     Normalised by the zero-shift value, so in [−1, 1]: a picture that
     repeats with some period gives nearly 1, noise nearly 0 (Wiener–Khinchin:

@@ -149,7 +149,8 @@ class ShallowMultiscale(nn.Module):
 def shallow_multiscale(
     seed: int = 0, *, sizes: Sequence[int] = SHALLOW_SIZES, filters: int = 32, padding: str = "circular"
 ) -> ShallowMultiscale:
-    """A single random convolutional layer with ``filters`` filters of each size in ``sizes`` (Ustyuzhaninov et al. 2017).
+    """One random convolutional layer: ``filters`` filters of each size in ``sizes`` (Ustyuzhaninov et
+    al. 2017).
 
     Source: I. Ustyuzhaninov, W. Brendel, L. Gatys, M. Bethge, "What does it
     take to generate natural textures?", ICLR 2017: their multi-scale model

@@ -104,7 +104,7 @@ def _onion_order(out_h: int, out_w: int, window: int, seed_at: tuple[int, int]):
 
 
 def verbatim_fraction(source: np.ndarray) -> float:
-    """Share of horizontally adjacent output pixels copied from adjacent exemplar pixels (verbatim copying)."""
+    """Share of horizontally adjacent output pixels copied from adjacent exemplar pixels (copied verbatim)."""
     step = source[:, 1:] - source[:, :-1]
     return float(((step[..., 0] == 0) & (step[..., 1] == 1)).mean())
 

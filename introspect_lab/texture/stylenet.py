@@ -70,7 +70,9 @@ def _style_weights(style: int | torch.Tensor, batch: int, n_styles: int) -> torc
 
 
 class _ConvBlock(nn.Module):
-    """Reflection-padded conv → norm → ReLU (``relu=False``: no ReLU; ``up=True``: ×2 nearest upsampling first)."""
+    """Reflection-padded conv → norm → ReLU (``relu=False``: no ReLU; ``up=True``: ×2 nearest
+    upsampling first).
+    """
 
     def __init__(
         self,
