@@ -27,7 +27,7 @@ import torch
 
 from introspect_lab import load_image, load_model, sample_image
 from introspect_lab.hooks import capture, frozen
-from introspect_lab.models import settings
+from introspect_lab.models import model_settings
 from introspect_lab.synthesis import layer_features, synthesize
 from introspect_lab.synthesis import objectives as O
 from introspect_lab.synthesis import priors as R
@@ -86,7 +86,7 @@ def engine_style_loop(model, content, style, cfg, steps: int) -> float:
 
 
 def bench_style(model, size: int = 128, steps: int = 20, repeats: int = 5) -> dict:
-    cfg = settings(model).style
+    cfg = model_settings(model).style
     content = load_image(sample_image("chelsea"), model, size)
     style = load_image(sample_image("gravel"), model, size)
     engine_style_loop(model, content, style, cfg, 3)  # warm-up

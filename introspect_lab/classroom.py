@@ -169,7 +169,7 @@ def choose_model(name: str, fallback: str | None = None, cached: Iterable[str] |
     (``load_model`` then downloads it or raises).
     """
     have = (lambda n: models.MODELS[n].bundled or n in cached) if cached is not None else models.is_cached
-    models.settings(name)  # an unknown name raises, naming the registry
+    models.model_settings(name)  # an unknown name raises, naming the registry
     return name if fallback is None or have(name) else fallback
 
 

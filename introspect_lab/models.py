@@ -54,7 +54,7 @@ __all__ = [
     "list_layers",
     "class_index",
     "class_indices",
-    "settings",
+    "model_settings",
     "predict",
     "weights_path",
     "is_cached",
@@ -161,11 +161,11 @@ def _spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def settings(model_or_name: nn.Module | str) -> ModelSettings:
+def model_settings(model_or_name: nn.Module | str) -> ModelSettings:
     """The :class:`~introspect_lab.settings.ModelSettings` for a model or a registry model name.
 
-    ``settings(model).cam_layer``, ``settings("resnet18").style.style_layers``,
-    ``settings(model).class_vis.l2_weight``. Any other network (your own, or a
+    ``model_settings(model).cam_layer``, ``model_settings("resnet18").style.style_layers``,
+    ``model_settings(model).class_vis.l2_weight``. Any other network (your own, or a
     torchvision model built directly) gets the registry's settings when its
     architecture is recognised, else settings derived from its structure,
     announced once (:func:`~introspect_lab.inferred.infer_settings`).

@@ -26,7 +26,7 @@ and :func:`insert_object` fills only the pixels inside an image mask (Fig. 10).
 
 Which layers play pool5, fc6 and fc7 depends on the model:
 the registry's settings hold a :class:`~introspect_lab.settings.PathwayLayers`
-per model (``settings(model).pathways``, read by :func:`pathway_layers`), and
+per model (``model_settings(model).pathways``, read by :func:`pathway_layers`), and
 :func:`describe_layers` prints the correspondence with computed shapes.
 """
 
@@ -94,7 +94,7 @@ PATHWAY_LAYERS: dict[str, PathwayLayers] = {name: spec.settings.pathways for nam
 
 def pathway_layers(model: nn.Module | str) -> PathwayLayers:
     """The :class:`~introspect_lab.settings.PathwayLayers` of a registry model (or its name):
-    ``settings(model).pathways``.
+    ``model_settings(model).pathways``.
     """
     name = model if isinstance(model, str) else model_info(model).name
     if name not in MODELS or MODELS[name].settings.pathways is None:
@@ -270,7 +270,7 @@ def visualize_pathway(
     Seed 002, Sec. 4 (Eq. 2 and 4). Masks with a batch dimension give one
     image per mask; ``target`` is then repeated for each. The settings are
     ``settings`` (default :data:`PATHWAY_VIS`, notebook 05's Lucent priors;
-    ``settings=models.settings(model).class_vis`` for pixel ascent with L2 and
+    ``settings=models.model_settings(model).class_vis`` for pixel ascent with L2 and
     blur) with ``overrides`` by field name (``size``, ``steps``, ``lr``, ``param``, …),
     as in :func:`~introspect_lab.synthesis.visualize_class`. After the random
     pad, scale and rotation the picture is cropped back to ``size``

@@ -4,7 +4,7 @@ One frozen dataclass per task, grouped in :class:`ModelSettings`, one entry
 per registry model in :data:`introspect_lab.settings_table.SETTINGS`. Look them up with
 :func:`introspect_lab.models.settings`::
 
-    s = settings(model)                  # or settings("resnet18")
+    s = model_settings(model)                  # or model_settings("resnet18")
     s.cam_layer                          # "layer4"
     s.class_vis.l2_weight                # 1e-3
     replace(s.inversion, tv_weight=1e-5)  # dataclasses.replace: a changed copy

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from introspect_lab import adversarial as Adv
 from introspect_lab import attribution as A
-from introspect_lab.models import settings
+from introspect_lab.models import model_settings
 from introspect_lab.settings import LUCENT
 from introspect_lab.synthesis import deepdream, invert, visualize_channel, visualize_class
 from introspect_lab.texture.gatys import style_transfer, texture_synthesis
@@ -17,7 +17,7 @@ SIZE = 48
 def entry_points(m, x, s):
     """One small call of every public entry point that takes a model and images."""
     tiny = dict(size=SIZE, steps=2, progress=False, seed=0)
-    mid = settings(m).mid_layer if m is not None else None
+    mid = model_settings(m).mid_layer if m is not None else None
     return {
         "gradient": lambda: A.gradient(m, x, 1),
         "saliency": lambda: A.saliency(m, x, 1),

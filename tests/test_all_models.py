@@ -51,7 +51,7 @@ def x(model):
 
 @pytest.fixture(scope="class")
 def s(model):
-    return models.settings(model)
+    return models.model_settings(model)
 
 
 class _EveryEntryPoint:

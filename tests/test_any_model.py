@@ -15,8 +15,7 @@ from torch import nn
 
 from introspect_lab import load_image, sample_image
 from introspect_lab.inferred import infer_settings, recognise, spatial_layers
-from introspect_lab.models import MODELS
-from introspect_lab.models import settings as model_settings
+from introspect_lab.models import MODELS, model_settings
 from introspect_lab.synthesis import visualize_class
 
 

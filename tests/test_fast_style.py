@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from introspect_lab.models import settings
+from introspect_lab.models import model_settings
 from introspect_lab.settings import override
 from introspect_lab.texture.feedforward import (
     NOISE_SEEDS,
@@ -15,7 +15,6 @@ from introspect_lab.texture.feedforward import (
     TRAIN,
     held_out_losses,
     load_nets,
-    mean_interval,
     range_penalty,
     sample01,
     style_loss,
@@ -78,7 +77,7 @@ def brick01(lite0):
 @pytest.fixture(scope="module")
 def cfg(lite0):
     """The bundled model's texture loss on its two lowest style layers (small and quick)."""
-    return override(settings(lite0).style, style_layers=("stem", "blocks.1"), style_weights=(1.0, 1.0))
+    return override(model_settings(lite0).style, style_layers=("stem", "blocks.1"), style_weights=(1.0, 1.0))
 
 
 def test_trained_texture_net_beats_the_untrained_one_on_held_out_noise(lite0, brick01, cfg, unchanged):
@@ -152,7 +151,7 @@ def test_committed_weights_are_what_todays_code_and_settings_make(lite0):
     within 3 %.
     """
     nets, meta = load_nets(WEIGHTS)
-    assert meta["style_settings"] == repr(settings(lite0).style)
+    assert meta["style_settings"] == repr(model_settings(lite0).style)
     assert meta["train"] == TRAIN and meta["loss_network"] == lite0.lab_info.name
     assert meta["held_out"]["noise_seeds"] == list(NOISE_SEEDS)
     size = meta["train"]["size"]
@@ -164,13 +163,3 @@ def test_committed_weights_are_what_todays_code_and_settings_make(lite0):
     assert (
         len(study["instance"]) == len(study["batch"]) == len(study["batch_stats"]) == len(study["seeds"]) >= 3
     )
-
-
-def test_mean_interval_is_students_t():
-    m, lo, hi = mean_interval([1.0, 2.0, 3.0])
-    # mean 2, sd 1, n 3: half-width t_{0.975, 2} / sqrt(3) = 4.3027 / 1.7321
-    assert (
-        m == 2.0 and hi - m == pytest.approx(4.302653 / 3**0.5, rel=1e-5) and m - lo == pytest.approx(hi - m)
-    )
-    with pytest.raises(ValueError, match="at least 2"):
-        mean_interval([1.0])

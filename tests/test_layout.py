@@ -17,7 +17,7 @@ from introspect_lab import attribution as A
 from introspect_lab import load_image, sample_image
 from introspect_lab.features import extract_features
 from introspect_lab.images import check_batch
-from introspect_lab.models import MODELS, UnknownNameError, get_layer, load_model, predict, settings
+from introspect_lab.models import MODELS, UnknownNameError, get_layer, load_model, model_settings, predict
 from introspect_lab.settings import ClassVisSettings, layer_fields
 from introspect_lab.synthesis import deepdream, invert, visualize_class
 from introspect_lab.synthesis.priors import gaussian_blur
@@ -160,8 +160,8 @@ def test_hooks_are_placed_only_by_hooks():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_registry_layer_exists(name):
     model = load_model(name, pretrained=False, verbose=False)
-    s = settings(model)
-    assert s is settings(name) is MODELS[name].settings
+    s = model_settings(model)
+    assert s is model_settings(name) is MODELS[name].settings
     names = layer_fields(s)
     assert {"cam_layer", "feature_layers", "neuron_layers", "style.style_layers", "deepdream.layer"} <= set(
         names
@@ -173,7 +173,7 @@ def test_every_registry_layer_exists(name):
 
 
 def test_cam_layers_follow_pytorch_grad_cam():
-    assert {n: settings(n).cam_layer for n in MODELS} == {
+    assert {n: model_settings(n).cam_layer for n in MODELS} == {
         "efficientnet_lite0": "head",
         "squeezenet1_1": "features.12",  # the last Fire module, not the class-score conv classifier.2
         "resnet18": "layer4",
@@ -184,12 +184,12 @@ def test_cam_layers_follow_pytorch_grad_cam():
 
 
 def test_settings_are_frozen_and_user_models_get_derived_ones():
-    s = settings("efficientnet_lite0")
+    s = model_settings("efficientnet_lite0")
     with pytest.raises(FrozenInstanceError):
         s.class_vis.l2_weight = 1.0
-    assert settings(nn.Sequential(nn.Conv2d(3, 4, 3))).cam_layer == "0"  # derived from the structure
+    assert model_settings(nn.Sequential(nn.Conv2d(3, 4, 3))).cam_layer == "0"  # derived from the structure
     with pytest.raises(UnknownNameError, match="resnet18"):
-        settings("resnet81")
+        model_settings("resnet81")
 
 
 def test_user_model_runs_with_settings_passed():

@@ -9,7 +9,7 @@ import torch
 from introspect_lab import load_model
 from introspect_lab.experiments import novelty as nv
 from introspect_lab.experiments import novelty_detectors as nd
-from introspect_lab.models import MODELS, settings
+from introspect_lab.models import MODELS, model_settings
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def test_layer_indexing_matches_the_paper_on_resnet18():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_registry_model_has_a_layer_mapping(name):
-    assert len(settings(name).novelty_layers) == 9
+    assert len(model_settings(name).novelty_layers) == 9
     with torch.device("meta"):  # shapes only: builds VGG in milliseconds
         model = load_model(name, pretrained=False, verbose=False)
         names = nv.stages(model)  # resolves every name with get_layer

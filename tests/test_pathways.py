@@ -10,7 +10,7 @@ from introspect_lab import load_image, load_model, sample_image
 from introspect_lab import pathways as P
 from introspect_lab.hooks import capture, count_hooks
 from introspect_lab.info import ModelInfo
-from introspect_lab.models import MODELS, get_layer, settings
+from introspect_lab.models import MODELS, get_layer, model_settings
 from introspect_lab.pathways import (
     PATHWAY_LAYERS,
     PATHWAY_VIS,
@@ -247,7 +247,7 @@ def test_pathway_visualisations_look_like_05s_priors_not_pixel_noise(lite0, unch
         lite0,
         classes,
         {"head": windows},
-        settings=settings(lite0).class_vis,
+        settings=model_settings(lite0).class_vis,
         steps=50,
         seed=0,
         progress=False,

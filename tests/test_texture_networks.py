@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from introspect_lab import load_image, sample_image, to_display
-from introspect_lab.models import settings
+from introspect_lab.models import model_settings
 from introspect_lab.texture import look
 from introspect_lab.texture import networks as N
 from introspect_lab.texture.gatys import texture_synthesis
@@ -76,7 +76,9 @@ def test_lbfgs_synthesis_lowers_the_relative_gram_loss_and_keeps_a_grey_exemplar
 
 
 def test_texture_settings_and_networks_by_name(lite0):
-    assert N.texture_settings(lite0) == settings(lite0).texture  # a classifier keeps the registry's (Adam)
+    assert (
+        N.texture_settings(lite0) == model_settings(lite0).texture
+    )  # a classifier keeps the registry's (Adam)
     assert N.texture_settings(lite0, steps=7).steps == 7
     assert isinstance(N.texture_network("shallow_multiscale"), N.ShallowMultiscale)
     assert N.texture_settings(N.texture_network("vgg19_random")).optimizer == "lbfgs"

@@ -2,7 +2,7 @@
 
 ``layer=`` here, as everywhere in the package, names the layer whose output
 the method reads; Grad-CAM's default is :func:`cam_layer`: the registry's
-``models.settings(model).cam_layer``, else :func:`last_conv_layer`.
+``models.model_settings(model).cam_layer``, else :func:`last_conv_layer`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ _LAST_CONV: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cam_layer(model: nn.Module, size: int | None = None) -> str:
-    """Grad-CAM's default layer: the registry's ``settings(model).cam_layer``, else :func:`last_conv_layer`.
+    """Grad-CAM's default layer: the registry's ``model_settings(model).cam_layer``, else
+    :func:`last_conv_layer`.
 
     The registry follows pytorch-grad-cam's advice per family (the last
     feature block before the classifier): ``layer4`` for ResNet, the last

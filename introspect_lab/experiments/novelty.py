@@ -10,7 +10,7 @@ other classes S2 ("unseen"), and test it on S1 against yet other classes S3 (Fig
 * :func:`partition` — the paper's three-way class partition and its image partition.
 * :func:`fine_tune` — adaptation layer alone, then everything; works on a copy.
 * :func:`layer_embeddings` / :func:`cached_layer_embeddings` — layers 0–9 in the paper's
-  numbering (the registry's ``settings(model).novelty_layers`` for every model), cached on disk.
+  numbering (the registry's ``model_settings(model).novelty_layers`` for every model), cached on disk.
 * :class:`FCDetector`, :class:`ConvDetector`, :func:`train_detector` — the two detectors.
 * :func:`msp_scores` (Hendrycks & Gimpel 2017), :func:`mahalanobis_scores` (Lee et al.
   2018) — baselines the paper does not try. Metrics: accuracy at 0.5 and AUROC.
@@ -36,8 +36,7 @@ from ..classroom import use_data
 from ..hooks import frozen
 from ..images import normalize, to_rgb
 from ..inferred import recognise
-from ..models import MODELS, get_layer, model_info
-from ..models import settings as model_settings
+from ..models import MODELS, get_layer, model_info, model_settings
 from .novelty_detectors import (
     INPUT,
     ConvDetector,
@@ -100,13 +99,13 @@ STAND_IN_LIMITS = (
 
 def stages(model: nn.Module) -> list[str]:
     """Module names of layers 0–9 for ``model`` (``"input"`` for layer 0):
-    ``settings(model).novelty_layers``.
+    ``model_settings(model).novelty_layers``.
     """
     name = model_info(model).name
     if name not in MODELS and recognise(model) is None:
         raise ValueError(
             f"{name} is not a registry model: seed 000's layers 1–9 are mapped by role only for "
-            f"{', '.join(MODELS)} (settings(model).novelty_layers)."
+            f"{', '.join(MODELS)} (model_settings(model).novelty_layers)."
         )
     names = [INPUT, *model_settings(model).novelty_layers]
     for n in names[1:]:

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..hooks import frozen
 from ..images import normalize
-from ..models import settings
+from ..models import model_settings
 from ..synthesis import layer_features, synthesize
 from ..synthesis import objectives as O
 from ..synthesis import priors as R
@@ -122,7 +122,7 @@ def ordinal_rank(logits: torch.Tensor, target) -> torch.Tensor:
 
 def style_layers(model: nn.Module | str) -> tuple[str, tuple[str, ...]]:
     """``(content_layer, style_layers)`` of a registry model: its registry style settings."""
-    style = settings(model).style
+    style = model_settings(model).style
     return style.content_layer, tuple(style.style_layers)
 
 

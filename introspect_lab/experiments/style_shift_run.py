@@ -29,7 +29,7 @@ from torch import nn
 
 from .. import __version__
 from ..intervals import cluster_bootstrap, compare, fmt_interval
-from ..models import load_model, model_info, settings
+from ..models import load_model, model_info, model_settings
 from .class_images import RELATIONS, ClassImages, Pair, load_images, resolve_data, sample_pairs, split_classes
 from .style_shift import PAPER_TABLE1, rerank, style_layers, transfer_ranks
 from .style_shift_tuning import Theta, random_search, tune, untuned_theta
@@ -198,7 +198,7 @@ def _extras(model, data, fold, cfg, rng, progress) -> dict:
 
 def lr_drop(model: nn.Module | str) -> tuple[float, float]:
     """The lr decay on real data: the model's style settings' ``lr_drop``, else cs231n's ``(0.9, 0.1)``."""
-    return tuple(settings(model).style.lr_drop or (0.9, 0.1))
+    return tuple(model_settings(model).style.lr_drop or (0.9, 0.1))
 
 
 def resolve_config(data: ClassImages, model: nn.Module | str = "squeezenet1_1", **cfg) -> dict:

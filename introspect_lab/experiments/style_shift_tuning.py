@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import config
-from ..models import settings
+from ..models import model_settings
 
 __all__ = [
     "Theta",
@@ -86,7 +86,7 @@ def untuned_theta(model: nn.Module | str) -> Theta:
     The settings' ``lr_drop`` and ``clamp_range`` are not part of θ: ``f_θ`` uses a constant
     learning rate and clamps to valid pixels.
     """
-    s = settings(model).style
+    s = model_settings(model).style
     return Theta(
         tuple(float(v) for v in s.style_weights),
         float(s.content_weight),

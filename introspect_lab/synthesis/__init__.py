@@ -25,7 +25,7 @@ are the same loop with different objectives (seeds 001, 002, 003, 004)::
 * :mod:`.multifaceted`: :func:`multifaceted` starts the ascent from the mean
   image of each cluster of a unit's most activating images (Nguyen et al. 2016).
 
-Their settings live in the model registry: ``models.settings(model).class_vis``,
+Their settings live in the model registry: ``models.model_settings(model).class_vis``,
 ``.channel_vis``, ``.deepdream``, ``.inversion``, ``.style`` (typed frozen
 dataclasses of :mod:`introspect_lab.settings`).
 """

@@ -3,7 +3,7 @@
 :func:`visualize_class`, :func:`visualize_channel`, :func:`deepdream` and
 :func:`invert` (texture and style are in :mod:`introspect_lab.texture.gatys`). Each takes
 the task's settings dataclass (default: the registry's,
-``models.settings(model).class_vis`` etc., :mod:`introspect_lab.settings`)
+``models.model_settings(model).class_vis`` etc., :mod:`introspect_lab.settings`)
 plus ``**overrides`` by field name (:func:`~introspect_lab.settings.override`
 rejects unknown names; ``None`` leaves a field as it is).
 """
@@ -20,8 +20,7 @@ from torch import nn
 from ..devices import returns_to_input_device
 from ..images import as_model_input, check_batch, denormalize
 from ..info import model_info
-from ..models import get_layer
-from ..models import settings as model_settings
+from ..models import get_layer, model_settings
 from ..settings import ClassVisSettings, DreamSettings, InversionSettings, override
 from ..validation import check_channels
 from . import objectives as O
@@ -81,7 +80,7 @@ def visualize_class(
     """Class visualisation: ``argmax_I S_c(I) − λ‖I‖²`` by gradient ascent (seed 001; Simonyan et al. 2014).
 
     ``target`` is a class (index or name) or one per image. The settings are
-    ``settings`` (default ``models.settings(model).class_vis``, a
+    ``settings`` (default ``models.model_settings(model).class_vis``, a
     :class:`~introspect_lab.settings.ClassVisSettings`) with ``overrides`` by
     field name; the fields that matter:
 
@@ -118,7 +117,7 @@ def visualize_channel(
     ``argmax_I (1/HW) Σ_{h,w} A_c(I)_{h,w} − λ‖I‖²``. Several channels give a
     batch, one image per channel, in one run (the forward pass stops at
     ``layer``). Early layers give colours and edges, deeper layers textures
-    and parts. Settings: ``settings`` (default ``models.settings(model).channel_vis``)
+    and parts. Settings: ``settings`` (default ``models.model_settings(model).channel_vis``)
     with ``overrides`` by field name, as in :func:`visualize_class`
     (``l2_weight``, ``steps``, ``lr``, ``size``, ``blur_every``, ``jitter``, …).
     """
@@ -204,7 +203,7 @@ def deepdream(
     to full size; at each octave the *detail* added so far is upsampled onto
     the photo resized to that octave. ``strength`` scales the learning rate;
     ``size`` resizes the photo first; ``callback`` sees every octave's steps.
-    Settings: ``settings`` (default ``models.settings(model).deepdream``, a
+    Settings: ``settings`` (default ``models.model_settings(model).deepdream``, a
     :class:`~introspect_lab.settings.DreamSettings`) with ``overrides`` by field
     name: ``octaves``, ``octave_scale``, ``steps``, ``lr``, ``jitter``.
     """
@@ -274,7 +273,7 @@ def invert(
 
     ``Î = argmin_I ‖Φ(I) − Φ₀‖²/‖Φ₀‖² + λ_α ‖I‖_α^α + λ_TV R_{V^β}(I) + R_γ Σ_p ‖Ĩ_p − D̃_p‖²``
     with ``Φ₀ = Φ(I₀)`` the features of ``image`` at ``layer``. The settings are
-    ``settings`` (default ``models.settings(model).inversion``, an
+    ``settings`` (default ``models.model_settings(model).inversion``, an
     :class:`~introspect_lab.settings.InversionSettings`) with ``overrides`` by
     field name: ``λ_α`` is ``alpha_weight``, ``α`` ``alpha`` (``α = 2`` gives
     seed 002's ``R_α‖I‖²``), ``λ_TV`` ``tv_weight``, ``β`` ``tv_beta`` (``β = 2``:

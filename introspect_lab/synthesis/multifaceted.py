@@ -34,8 +34,7 @@ from ..features import penultimate_layer
 from ..hooks import capture, frozen
 from ..images import check_batch
 from ..lazy import lazy_import
-from ..models import class_indices, get_layer
-from ..models import settings as model_settings
+from ..models import class_indices, get_layer, model_settings
 from ..settings import ClassVisSettings, override
 from ..validation import check_channel, check_int
 from . import objectives as O
@@ -155,7 +154,7 @@ def multifaceted(
     :func:`~.methods.visualize_class` (blur, jitter, clamping). The unit is
     class ``target`` (index or name) or, with ``layer=``, channel ``target``
     of that layer. The ascent's settings are ``settings`` (default
-    ``models.settings(model).class_vis``, ``.channel_vis`` for a channel) with
+    ``models.model_settings(model).class_vis``, ``.channel_vis`` for a channel) with
     ``overrides`` by field name: ``l2_weight``, ``steps``, ``lr``, ``size``,
     ``blur_every``, ``jitter`` matter most. The model is left as it was.
     """

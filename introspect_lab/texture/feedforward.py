@@ -20,7 +20,7 @@ Seed 004, "Fast Neural Style Transfer" and "One Network, Many Styles":
 The loss is notebook 08's: the Gram loss ``E_l`` (one formula,
 :func:`introspect_lab.synthesis.objectives.gram_error`), the pixels' colour statistics and
 TV, with the layers and weights of the loss network's style settings
-(``models.settings(model).style``), on a frozen loss network (any registry
+(``models.model_settings(model).style``), on a frozen loss network (any registry
 model), plus a content loss for style networks.
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import shlex
 import sys
 import time
@@ -46,7 +45,7 @@ from ..config import show_progress
 from ..hooks import capture, frozen
 from ..images import denormalize, load_image, normalize, sample_image, sample_names
 from ..lazy import lazy_import
-from ..models import load_model, model_info, settings
+from ..models import load_model, model_info, model_settings
 from ..settings import StyleSettings
 from ..synthesis.objectives import colour_statistics, gram, gram_error
 from ..synthesis.priors import total_variation
@@ -69,7 +68,6 @@ __all__ = [
     "content_images",
     "held_out_losses",
     "norm_study",
-    "mean_interval",
     "TRAIN",
     "NOISE_SEEDS",
 ]
@@ -107,7 +105,7 @@ def _features(model: nn.Module, images01: torch.Tensor, layers: Sequence[str]) -
 
 def style_target(model: nn.Module, style01: torch.Tensor, cfg: StyleSettings | None = None) -> StyleTarget:
     """The statistics a result must match (no gradient; the model is left unchanged)."""
-    cfg = cfg or settings(model).style
+    cfg = cfg or model_settings(model).style
     style01 = _check_image01(style01, "style01")
     with frozen(model), torch.no_grad():
         feats = _features(model, style01, cfg.style_layers)
@@ -139,7 +137,7 @@ def style_loss(
     :func:`introspect_lab.synthesis.objectives.colour_statistics`: the same loss as
     :func:`introspect_lab.texture.gatys.texture_synthesis`, without its TV term.
     """
-    cfg = cfg or settings(model).style
+    cfg = cfg or model_settings(model).style
     images01 = _check_image01(images01, "images01")
     with frozen(model), torch.no_grad():
         return _style_terms(model, images01, target, cfg)
@@ -184,7 +182,7 @@ def train_texture_net(
     layers and weights of ``cfg`` (default: the model's style settings). The
     loss network is frozen and left unchanged.
     """
-    cfg = cfg or settings(model).style
+    cfg = cfg or model_settings(model).style
     target = style_target(model, texture01, cfg)
     g = _seeded(seed)
     net = StyleNet(norm=norm, width=width)
@@ -228,7 +226,7 @@ def train_style_net(
     :func:`train_texture_net`). With several styles the network uses
     conditional instance norm: one ``(γ, β)`` per style, all else shared.
     """
-    cfg = cfg or settings(model).style
+    cfg = cfg or model_settings(model).style
     contents01 = _check_image01(contents01, "contents01")
     if not styles01:
         raise ValueError("styles01 needs at least one style image.")
@@ -426,7 +424,7 @@ def norm_study(
     the batch-norm network also with test-batch statistics. Returns the
     per-seed lists ``instance``, ``batch``, ``batch_stats`` and the settings.
     """
-    cfg = cfg or settings(model).style
+    cfg = cfg or model_settings(model).style
     target = style_target(model, texture01, cfg)
     res: dict = {"seeds": list(seeds), "steps": steps, "size": size, "noise_seeds": list(NOISE_SEEDS)}
     for key in ("instance", "batch", "batch_stats"):
@@ -443,17 +441,6 @@ def norm_study(
                 stats_ = held_out_losses(model, t.net, target, size=size, cfg=cfg, batch_stats=True)
                 res["batch_stats"].append(sum(stats_) / len(NOISE_SEEDS))
     return res
-
-
-def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: Student's t interval of the mean of independent runs (``scipy.stats.t``)."""
-    n = len(values)
-    if n < 2:
-        raise ValueError(f"An interval needs at least 2 runs, got {n}.")
-    m = sum(values) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return m, m - half, m + half
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = load_model(args.model)
-    cfg = settings(model).style
+    cfg = model_settings(model).style
     train = dict(TRAIN, steps=args.steps, size=args.size, content_weight=args.content_weight)
     texture = sample01(TEXTURE, model, args.size)
     styles = [sample01(s, model, args.size) for s in STYLES]

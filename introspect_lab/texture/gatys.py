@@ -9,7 +9,7 @@
 
 Both take their settings dataclass plus overrides by field name, with the
 style layers and their weights under the same names (``style_layers``,
-``style_weights``), defaulting to the registry's ``models.settings(model).texture``
+``style_weights``), defaulting to the registry's ``models.model_settings(model).texture``
 and ``.style`` (:class:`~introspect_lab.settings.TextureSettings`,
 :class:`~introspect_lab.settings.StyleSettings`).
 The Gram loss ``E_l`` is :func:`introspect_lab.synthesis.objectives.gram_error`.
@@ -33,7 +33,7 @@ from ..config import show_progress
 from ..devices import returns_to_input_device
 from ..images import as_model_input, check_batch, normalize
 from ..info import model_info
-from ..models import settings as model_settings
+from ..models import model_settings
 from ..settings import StyleSettings, TextureSettings, override
 from ..synthesis import SynthesisResult, image_size, layer_features, synthesize
 from ..synthesis import objectives as O
@@ -93,7 +93,7 @@ def texture_synthesis(
     """Gatys texture synthesis: from noise, minimise ``Σ_l w_l E_l + λ_c L_colour + λ_TV R_{V^2}`` (seed 001).
 
     Seed 001's "Neural Texture Synthesis" (Gatys, Ecker & Bethge 2015).
-    Settings: ``settings`` (default ``models.settings(model).texture``, a
+    Settings: ``settings`` (default ``models.model_settings(model).texture``, a
     :class:`~introspect_lab.settings.TextureSettings`) with ``overrides`` by
     field name: ``style_layers`` and ``style_weights`` (``w_l``; 1 each when
     only the layers are given), ``colour_weight`` (``λ_c``, the pixels' colour
@@ -249,7 +249,7 @@ def style_transfer(
     photo; ``E_l`` the Gram loss against the style image at each style layer;
     ``R_{V^2}`` total variation. Starts from the content photo
     (``init="content"``) or noise. Settings: ``settings`` (default
-    ``models.settings(model).style``, a :class:`~introspect_lab.settings.StyleSettings`)
+    ``models.model_settings(model).style``, a :class:`~introspect_lab.settings.StyleSettings`)
     with ``overrides`` by field name: ``content_layer``, ``content_weight``
     (``α``), ``style_layers`` and ``style_weights`` (``w_l``; 1 each when only
     the layers are given), ``tv_weight`` (``λ_TV``), ``colour_weight`` (the

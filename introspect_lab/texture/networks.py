@@ -38,8 +38,7 @@ from torch import nn
 
 from ..info import ModelInfo
 from ..lazy import lazy_import
-from ..models import load_model
-from ..models import settings as model_settings
+from ..models import load_model, model_settings
 from ..settings import TextureSettings, override
 
 torchvision_models = lazy_import("torchvision.models", "pip install torchvision")
@@ -186,7 +185,7 @@ def texture_settings(net: nn.Module, **overrides) -> TextureSettings:
     at 128 px with step 1. ``steps`` (L-BFGS iterations) fit about 10 s on
     one CPU core: 20 for VGG-19 (≈ 0.5 s per evaluation), 40 for the shallow
     network (≈ 0.2 s). For any other network, the registry's (or the
-    derived) ``models.settings(net).texture``: Adam on the synthesis engine.
+    derived) ``models.model_settings(net).texture``: Adam on the synthesis engine.
     Compared by :mod:`introspect_lab.experiments.texture_models`.
     """
     if isinstance(net, ShallowMultiscale):
