@@ -87,6 +87,8 @@ def test_texture_settings_and_networks_by_name(lite0):
     with pytest.raises(ValueError, match="callback"):
         net = N.shallow_multiscale(0, sizes=(3,), filters=2)
         texture_synthesis(net, torch.zeros(1, 3, 16, 16), size=16, steps=1, callback=print)
+    with pytest.raises(ValueError, match="one texture at a time"):
+        texture_synthesis(net, torch.zeros(2, 3, 16, 16) - 1, size=16, steps=1)
 
 
 def test_the_last_row_and_column_are_no_noisier_than_the_rest():

@@ -124,6 +124,11 @@ def texture_synthesis(
     if cfg.optimizer == "lbfgs":
         if callback is not None:
             raise ValueError("optimizer='lbfgs' takes no callback; use optimizer='adam' for a live view.")
+        if texture.shape[0] != 1:
+            raise ValueError(
+                f"optimizer='lbfgs' makes one texture at a time, got {texture.shape[0]} exemplars; "
+                "loop over them, or use optimizer='adam' for a batch."
+            )
         return _lbfgs_synthesis(model, texture, cfg, seed, progress)
     targets = style_targets(model, texture, layers)
     loss = O.style_loss(targets, w)
