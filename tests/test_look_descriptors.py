@@ -75,3 +75,16 @@ def test_high_frequency_share_of_stripes_by_period_and_of_noise():
     # white noise: power spread evenly over the frequency square, ≈ 1 − π/16 of it beyond radius 0.25
     assert look.high_frequency_share(noise) == pytest.approx(1 - np.pi / 16, abs=0.05)
     assert look.high_frequency_share(np.full((8, 8, 3), 0.3)) == 0.0
+
+
+def test_edge_correlation_of_a_picture_itself_a_shift_and_noise():
+    rng = np.random.default_rng(0)
+    x = np.zeros((32, 32, 3))
+    x[:, 16:] = 1.0  # one vertical edge
+    assert look.edge_correlation(x, x) == pytest.approx(1.0)
+    assert look.edge_correlation(x, 0.5 * x + 0.2) == pytest.approx(1.0)  # contrast does not matter
+    moved = np.roll(x, 8, axis=1)  # the edge elsewhere
+    assert look.edge_correlation(x, moved) < 0.1
+    assert abs(look.edge_correlation(x, rng.random((32, 32, 3)))) < 0.2
+    with pytest.raises(ValueError, match="different sizes"):
+        look.edge_correlation(x, x[:16])

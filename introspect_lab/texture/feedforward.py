@@ -208,7 +208,7 @@ def train_style_net(
     contents01: torch.Tensor,
     *,
     cfg: StyleSettings | None = None,
-    content_weight: float = 200.0,
+    content_weight: float = 100.0,
     norm: str = "instance",
     size: int = 64,
     batch: int = 4,
@@ -367,13 +367,13 @@ def content_images(model: nn.Module, size: int = 96) -> torch.Tensor:
 #: The committed networks' training settings (the CLI's defaults; ``meta["train"]`` of the weights file).
 TRAIN = {
     "size": 64,
-    "steps": 300,
+    "steps": 1000,
     "batch": 4,
     "lr": 1e-3,
     "width": 16,
     "n_res": 3,
     "seed": 0,
-    "content_weight": 200.0,
+    "content_weight": 100.0,
     "range_weight": RANGE_WEIGHT,
 }
 #: Held-out noise (generator seeds) on which texture networks are scored; training never draws these.
