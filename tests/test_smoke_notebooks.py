@@ -240,11 +240,12 @@ def test_the_rehearsed_states_are_what_binder_and_make_fetch_fetch():
 
 
 # Everything through which a notebook's choice can depend on the cache: the dataset
-# registry and its pools, the classroom's choices, the experiments that load data, and
+# registry and its pools, the classroom's choices, the experiments that load data (not
+# texture_models, which reads only bundled photos and its committed results), and
 # classic models requested by name (a notebook's MODEL line names the bundled model).
 CACHE_READERS = re.compile(
-    r"\b(datasets|image_pool|imagenette_pool|offline_pool|use_data|is_cached|classroom|experiments"
-    r"|first_layer_filters)\b"
+    r"\b(datasets|image_pool|imagenette_pool|offline_pool|use_data|is_cached|classroom"
+    r"|experiments(?! import texture_models\b)|first_layer_filters)\b"
     r'|load_model\(\s*"(?!efficientnet_lite0"|\w+", pretrained=False)'
 )
 
