@@ -81,6 +81,8 @@ def test_texture_settings_and_networks_by_name(lite0):
     )  # a classifier keeps the registry's (Adam)
     assert N.texture_settings(lite0, steps=7).steps == 7
     assert isinstance(N.texture_network("shallow_multiscale"), N.ShallowMultiscale)
+    with pytest.raises(ValueError, match="Did you mean 'shallow_multiscale'"):
+        N.texture_network("shallow_multiscal")
     assert N.texture_settings(N.texture_network("vgg19_random")).optimizer == "lbfgs"
     with pytest.raises(ValueError, match="optimizer"):
         N.texture_settings(N.shallow_multiscale(0, sizes=(3,), filters=2), optimizer="sgd")

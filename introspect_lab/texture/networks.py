@@ -38,7 +38,8 @@ from torch import nn
 
 from ..info import ModelInfo
 from ..lazy import lazy_import
-from ..models import load_model, model_settings
+from ..models import MODELS, load_model, model_settings
+from ..names import unknown_name_error
 from ..settings import TextureSettings, override
 
 torchvision_models = lazy_import("torchvision.models", "pip install torchvision")
@@ -223,4 +224,6 @@ def texture_network(name: str, seed: int = 0) -> nn.Module:
         return shallow_multiscale(seed)
     if name == "vgg19_random":
         return vgg19_random(seed)
+    if name not in MODELS:
+        raise unknown_name_error("texture network", name, ["shallow_multiscale", "vgg19_random", *MODELS])
     return load_model(name, verbose=False)
