@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from introspect_lab import memory
 
+_TRIM_SCRIPT = """
+import torch
+from introspect_lab import memory
 
-def _rss_mb() -> float:
+def rss_mb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+
+tensors = [torch.ones(25_000) for _ in range(2000)]
+pin = torch.ones(10)  # keeps the heap's top in use, so free() alone cannot shrink it
+del tensors
+before = rss_mb()
+assert memory.release_memory()
+print(before - rss_mb())
+"""
 
 
 @pytest.mark.skipif(memory._malloc_trim() is None, reason="glibc only")
 def test_release_memory_returns_freed_heap_memory():
-    """200 MB of 100 kB tensors (glibc's heap, not mmap) stay resident after del; the trim returns them."""
-    tensors = [torch.ones(25_000) for _ in range(2000)]
-    pin = torch.ones(10)  # keeps the heap's top in use, so free() alone cannot shrink it
-    del tensors
-    before = _rss_mb()
-    assert memory.release_memory()
-    assert _rss_mb() < before - 100, "malloc_trim returned less than half of the 200 MB freed"
-    del pin
+    """200 MB of 100 kB tensors (glibc's heap, not mmap) stay resident after del; the trim returns them.
+
+    Measured in a fresh process: in a test worker that has run hundreds of tests, the freed blocks sit
+    between live ones from earlier tests, and how much a trim can return depends on that history (a CI
+    worker at 2.7 GB got back 90 MB).
+    """
+    out = subprocess.run([sys.executable, "-c", _TRIM_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    returned = float(out.stdout.split()[-1])
+    assert returned > 100, f"malloc_trim returned {returned:.0f} MB of the 200 MB freed"
 
 
 class _Events:
