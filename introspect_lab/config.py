@@ -126,3 +126,13 @@ def needs_trained_weights(what: str) -> bool:
         return True
     print(f"skipped (smoke run on {model} with random weights): {what}")
     return False
+
+
+def fresh_seed() -> int:
+    """A new random seed for a run given ``seed=None``, drawn from torch's global generator.
+
+    The run keeps it (e.g. ``result.extra["seed"]``), so an image a student liked can be made again.
+    """
+    import torch  # here, not at the top: this module is read before torch is needed
+
+    return int(torch.randint(0, 2**62, (1,)).item())

@@ -12,6 +12,7 @@ from introspect_lab.hooks import count_hooks
 from introspect_lab.models import predict
 from introspect_lab.synthesis import (
     NonFiniteLossError,
+    SynthesisSettings,
     evaluate,
     invert,
     relative_error,
@@ -251,7 +252,22 @@ def test_lr_schedule_dict_and_bad_arguments(lite0):
         synthesize(lite0, O.channel("stem", 0), lr=-1)
     with pytest.raises(ValueError, match="out of range"):
         synthesize(lite0, O.channel("stem", 999), size=32, steps=1, progress=False)
+    with pytest.raises(TypeError, match=r"SynthesisSettings has no field\(s\) \['stepz'\].*'steps'"):
+        synthesize(lite0, O.channel("stem", 0), stepz=3)
     assert count_hooks(lite0) == 0
+
+
+def test_settings_and_keywords_are_one_way_and_size_follows_the_start_image(lite0):
+    obj = O.channel("blocks.1", 3) - 1e-2 * R.tv()
+    cfg = SynthesisSettings(size=32, steps=3, lr=0.1, transforms=[R.Jitter(2)])
+    a = synthesize(lite0, obj, cfg, seed=0, progress=False)
+    b = synthesize(lite0, obj, size=32, steps=3, lr=0.1, transforms=[R.Jitter(2)], seed=0, progress=False)
+    assert a.image.shape == (1, 3, 32, 32) and torch.equal(a.image, b.image)
+    c = synthesize(lite0, obj, cfg, lr=0.5, seed=0, progress=False)  # a keyword overrides the settings
+    assert not torch.equal(a.image, c.image)
+    start = torch.zeros(2, 3, 40, 24)
+    assert synthesize(lite0, obj, init=start, steps=1, progress=False).image.shape == (2, 3, 40, 24)
+    assert synthesize(lite0, obj, steps=1, progress=False).image.shape == (1, 3, 128, 128)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "dream"])

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import show_progress
+from ..config import fresh_seed, show_progress
 from ..devices import returns_to_input_device
 from ..images import check_batch
 from .backprop import backprop
@@ -121,7 +121,7 @@ def smoothgrad(
     with torch.no_grad():
         idx = resolve_targets(model, target, forward_eval(model, x))
     if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
+        seed = fresh_seed()
     sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
     show = show_progress() if progress is None else progress
     maps = []

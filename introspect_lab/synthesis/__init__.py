@@ -34,6 +34,7 @@ from .engine import (
     DivergenceWarning,
     NonFiniteLossError,
     SynthesisResult,
+    SynthesisSettings,
     SynthesisState,
     evaluate,
     layer_features,
@@ -44,6 +45,7 @@ from .multifaceted import Facets, multifaceted, spread, unit_scores
 from .parameterisation import image_size
 
 __all__ = [
+    "SynthesisSettings",
     "SynthesisResult",
     "SynthesisState",
     "NonFiniteLossError",

@@ -15,15 +15,17 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import show_progress
+from ..config import fresh_seed, show_progress
 from ..hooks import capture, frozen, no_inplace
 from ..images import check_batch, device_dtype
 from ..models import model_info
+from ..settings import override
 from . import objectives as O
 from . import priors as R
 from . import steps as S
@@ -39,6 +41,7 @@ from .record import (
 )
 
 __all__ = [
+    "SynthesisSettings",
     "SynthesisResult",
     "SynthesisState",
     "NonFiniteLossError",
@@ -139,29 +142,67 @@ def check_objective(objective) -> None:
         )
 
 
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """The loop's settings: what image it starts from, how it steps, and what it does to the image.
+
+    Every field can be given to :func:`synthesize` by name
+    (``synthesize(model, objective, steps=50)``).
+
+    ``size``, ``batch``: image side (int or ``(H, W)``; ``None``: the ``init``
+    image's size, else 128) and number of images. ``init``: ``"noise"``
+    (``init_scale``·N(0, 1) in normalised space, cs231n), ``"zeros"`` (the
+    mean colour), ``"uniform"``, an image tensor (e.g. the content photo;
+    resized to ``size``; a batch of them sets ``batch``) or a path.
+    ``param``: ``"pixel"`` or ``"fft"`` (Lucent's decorrelated Fourier
+    parameterisation; no image ops or clamping needed then).
+    ``steps``: number of steps; or one per image (image ``b`` stops changing
+    after ``steps[b]`` steps, so one batch holds several optimisations).
+    ``optimizer``: ``"adam"``, ``"sgd"`` (momentum 0.9), ``"ascent"`` (step
+    ``lr·g/‖g‖₂``, cs231n) or ``"dream"`` (``lr·g/mean|g|``, DeepDream).
+    ``lr``: one rate, or one per image (each image's step is scaled by its
+    own rate; a ``{step: lr}`` schedule needs one rate). ``lr_schedule``:
+    ``None``, ``"cosine"``, ``{step: lr}`` (e.g. cs231n's ``{180: 0.1}``) or
+    ``step → factor``; ``lr_drop=(fraction, factor)`` multiplies the rate by
+    ``factor`` after that fraction of the steps (cs231n: ``(0.9, 0.1)``). All
+    run as ``torch.optim.lr_scheduler`` schedulers.
+    ``transforms``: random differentiable transforms applied before the model
+    each step (:class:`~introspect_lab.synthesis.priors.Jitter` etc.).
+    ``image_ops``: step operations after each step
+    (:class:`~introspect_lab.synthesis.priors.GaussianBlur`, ``ClipSmallPixels``,
+    ``ClipSmallGradients``). ``clamp``: keep pixels in the valid range ([0, 1]
+    before normalisation, per channel); or a ``(low, high)`` in normalised
+    units (cs231n: ±1.5). ``truncate``: stop the forward pass after the deepest
+    layer needed (same value and gradient, faster).
+    """
+
+    size: int | tuple[int, int] | None = None
+    batch: int = 1
+    init: str | torch.Tensor = "noise"
+    init_scale: float = 1.0
+    param: str = "pixel"
+    steps: int | Sequence[int] = 100
+    optimizer: str = "adam"
+    lr: float | Sequence[float] = 0.05
+    lr_schedule: str | Mapping[int, float] | Callable[[int], float] | None = None
+    lr_drop: tuple[float, float] | None = None
+    transforms: Sequence[Callable] = ()
+    image_ops: Sequence[R.StepOp] = ()
+    clamp: bool | tuple[float, float] = True
+    truncate: bool = True
+
+
 def synthesize(
     model: nn.Module,
     objective: O.Objective,
+    settings: SynthesisSettings | None = None,
     *,
-    size: int | tuple[int, int] | None = 128,
-    batch: int = 1,
-    init: str | torch.Tensor | None = "noise",
-    init_scale: float = 1.0,
-    param: str = "pixel",
-    steps: int | Sequence[int] = 100,
-    optimizer: str = "adam",
-    lr: float | Sequence[float] = 0.05,
-    lr_schedule=None,
-    lr_drop: tuple[float, float] | None = None,
-    transforms: Sequence[Callable] = (),
-    image_ops: Sequence[R.StepOp] = (),
-    clamp: bool | tuple[float, float] = True,
-    truncate: bool = True,
     seed: int | None = None,
     callback: Callable[[SynthesisState], bool | None] | None = None,
     every: int = 10,
     progress: bool | None = None,
     desc: str = "synthesize",
+    **overrides,
 ) -> SynthesisResult:
     """Maximise ``objective`` over an image; the single loop behind every synthesis method.
 
@@ -170,49 +211,17 @@ def synthesize(
     one); ``J = objective(I, activations)``; a step on ``−J``; then the
     image operations (clamping to the valid pixel range, blur, clipping).
 
-    Parameters
-    ----------
-    objective:
-        An :class:`~introspect_lab.synthesis.objectives.Objective` to *maximise*.
-    size, batch:
-        Image side (int or ``(H, W)``) and number of images.
-    init:
-        ``"noise"`` (``init_scale``·N(0, 1) in normalised space, cs231n),
-        ``"zeros"`` (the mean colour), ``"uniform"``, an image tensor
-        (e.g. the content photo) or a path.
-    param:
-        ``"pixel"`` or ``"fft"`` (Lucent's decorrelated Fourier
-        parameterisation; no image ops or clamping needed then).
-    steps:
-        Number of steps; or one per image (image ``b`` stops changing after
-        ``steps[b]`` steps, so one batch holds several optimisations).
-    optimizer, lr, lr_schedule:
-        ``lr`` is one rate, or one per image (each image's step is scaled
-        by its own rate; a ``{step: lr}`` schedule needs one rate).
-        ``"adam"``, ``"sgd"`` (momentum 0.9), ``"ascent"`` (step
-        ``lr·g/‖g‖₂``, cs231n) or ``"dream"`` (``lr·g/mean|g|``, DeepDream).
-        ``lr_schedule``: ``None``, ``"cosine"``, ``{step: lr}`` (e.g.
-        cs231n's ``{180: 0.1}``) or ``step → factor``; ``lr_drop=(fraction,
-        factor)`` multiplies the rate by ``factor`` after that fraction of the
-        steps (cs231n: ``(0.9, 0.1)``). All run as ``torch.optim.lr_scheduler``
-        schedulers (cosine annealing, ``LambdaLR``, ``MultiStepLR``).
-    transforms:
-        Random differentiable transforms applied before the model each step
-        (:class:`~introspect_lab.synthesis.priors.Jitter` etc.).
-    image_ops:
-        Step operations (:class:`~introspect_lab.synthesis.priors.GaussianBlur`,
-        ``ClipSmallPixels``, ``ClipSmallGradients``).
-    clamp:
-        Keep pixels in the valid range ([0, 1] before normalisation, per
-        channel); or a ``(low, high)`` in normalised units (cs231n: ±1.5).
-    truncate:
-        Stop the forward pass after the deepest layer needed.
-    seed:
-        Seeds the initial noise and the random transforms (same seed, same
-        image); ``None`` draws a fresh seed (kept in ``result.extra["seed"]``).
-    callback, every:
-        ``callback(state)`` every ``every`` steps and at the end; return
-        ``True`` to stop early.
+    ``objective`` is an :class:`~introspect_lab.synthesis.objectives.Objective`
+    to *maximise*. The settings are ``settings`` (default
+    :class:`SynthesisSettings`) with ``overrides`` by field name
+    (:func:`~introspect_lab.settings.override`): ``size``, ``batch``, ``init``,
+    ``init_scale``, ``param``, ``steps``, ``optimizer``, ``lr``,
+    ``lr_schedule``, ``lr_drop``, ``transforms``, ``image_ops``, ``clamp``,
+    ``truncate``. ``seed`` seeds the initial noise and the random transforms
+    (same seed, same image); ``None`` draws a fresh seed (kept in
+    ``result.extra["seed"]``). ``callback(state)`` runs every ``every`` steps
+    and at the end; it returns ``True`` to stop early. ``progress`` shows a
+    bar titled ``desc``.
 
     Failure handling: a non-finite objective raises
     :class:`NonFiniteLossError` naming the likely culprit; ``KeyboardInterrupt``
@@ -220,44 +229,47 @@ def synthesize(
     The model is left exactly as it was (hooks, flags, modes).
     """
     check_objective(objective)
-    _check_arguments(model, optimizer, param, batch, every, init, image_ops)
+    cfg = override(settings or SynthesisSettings(), **overrides)
+    _check_arguments(model, cfg, every)
     info = model_info(model)
+    batch, init = int(cfg.batch), cfg.init
+    size = cfg.size or 128
     if isinstance(init, torch.Tensor):
         init = check_batch(init, "init", channels=None)
-        size = tuple(init.shape[-2:]) if size is None else size
+        size = cfg.size or tuple(init.shape[-2:])
         batch = init.shape[0] if init.shape[0] > 1 else batch
-    steps, image_steps = S.per_image_steps(steps, int(batch))
-    lr, lrs = S.per_image_rates(lr, int(batch), split=lr_drop is not None and image_steps is not None)
-    if lrs is not None and isinstance(lr_schedule, Mapping):
+    steps, image_steps = S.per_image_steps(cfg.steps, batch)
+    lr, lrs = S.per_image_rates(cfg.lr, batch, split=cfg.lr_drop is not None and image_steps is not None)
+    if lrs is not None and isinstance(cfg.lr_schedule, Mapping):
         raise ValueError("A {step: lr} schedule needs one learning rate; give lr as one number.")
-    if param == "fft" and (lrs is not None or image_steps is not None):
+    if cfg.param == "fft" and (lrs is not None or image_steps is not None):
         raise ValueError("Per-image learning rates or steps need param='pixel'.")
-    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else int(seed)
+    seed = fresh_seed() if seed is None else int(seed)
     g = torch.Generator().manual_seed(seed)
-    p = _parameterisation(model, param, init, init_scale, (int(batch), image_size(size)), g, lrs)
-    opt = S.make_optimizer(p.params(), optimizer, lr, lrs)
-    scheduler = S.make_scheduler(opt, lr, lr_schedule, lr_drop, steps, image_steps)
-    limits = S.clamp_range(clamp, param, info.mean, info.std)
+    p = _parameterisation(model, cfg.param, init, cfg.init_scale, (batch, image_size(size)), g, lrs)
+    opt = S.make_optimizer(p.params(), cfg.optimizer, lr, lrs)
+    scheduler = S.make_scheduler(opt, lr, cfg.lr_schedule, cfg.lr_drop, steps, image_steps)
+    limits = S.clamp_range(cfg.clamp, cfg.param, info.mean, info.std)
     with torch.no_grad():
         record = Record(p().detach().clone(), info.mean, info.std, seed)
-    rate = S.rate_text(lr, lrs, optimizer)
+    rate = S.rate_text(lr, lrs, cfg.optimizer)
     show = show_progress() if progress is None else bool(progress)
     note = ""
     try:
         with (
-            model_forward(model, objective.layers, truncate) as run,
+            model_forward(model, objective.layers, cfg.truncate) as run,
             tqdm(total=steps, desc=desc, disable=not show, leave=False) as bar,
         ):
             for step in range(steps):
                 img = p()
-                x = _transform(img, transforms, g)
+                x = _transform(img, cfg.transforms, g)
                 value, parts = objective.evaluate(O.Context(run(x), image=img, input=x))
                 record.add(img, value, parts)
                 if _read_back_due(step, steps, callback, every):
                     check_finite(record, steps, rate, objective)
                 before = p.pixels.detach().clone() if image_steps else None
-                S.optimiser_step(p, opt, value, optimizer, scheduler)
-                S.image_step(p, image_ops, limits, step)
+                S.optimiser_step(p, opt, value, cfg.optimizer, scheduler)
+                S.image_step(p, cfg.image_ops, limits, step)
                 if image_steps:
                     S.keep_finished(p, before, image_steps, step)
                 bar.update(1)
@@ -271,19 +283,19 @@ def synthesize(
         return record.result(p().detach().clone(), note=note)
 
 
-def _check_arguments(model, optimizer: str, param: str, batch: int, every: int, init, image_ops) -> None:
-    """Clear errors for arguments of :func:`synthesize` that cannot work."""
+def _check_arguments(model, cfg: SynthesisSettings, every: int) -> None:
+    """Clear errors for settings of :func:`synthesize` that cannot work."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    if optimizer not in S.OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {S.OPTIMIZERS}.")
-    if param not in ("pixel", "fft"):
-        raise ValueError(f"param must be 'pixel' or 'fft', got {param!r}.")
-    if int(batch) < 1:
-        raise ValueError(f"batch must be ≥ 1, got {batch}.")
+    if cfg.optimizer not in S.OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {cfg.optimizer!r}; choose one of {S.OPTIMIZERS}.")
+    if cfg.param not in ("pixel", "fft"):
+        raise ValueError(f"param must be 'pixel' or 'fft', got {cfg.param!r}.")
+    if int(cfg.batch) < 1:
+        raise ValueError(f"batch must be ≥ 1, got {cfg.batch}.")
     if int(every) < 1:
         raise ValueError(f"every must be ≥ 1, got {every}.")
-    if param == "fft" and (image_ops or isinstance(init, torch.Tensor)):
+    if cfg.param == "fft" and (cfg.image_ops or isinstance(cfg.init, torch.Tensor)):
         raise ValueError("param='fft' works on a spectrum: use param='pixel' for image_ops or an init image.")
 
 

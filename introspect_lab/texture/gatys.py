@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import show_progress
+from ..config import fresh_seed, show_progress
 from ..devices import returns_to_input_device
 from ..images import as_model_input, check_batch, normalize
 from ..info import model_info
@@ -167,7 +167,7 @@ def _lbfgs_synthesis(
     energy = {n: float(O.gram_error(feats[n] * 0, grams[n]).sum()) for n in layers}
     colour = O.colour_loss(texture)
     lo, hi = (normalize(torch.full_like(texture[:1, :, :1, :1], v), model) for v in (0.0, 1.0))
-    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else int(seed)
+    seed = fresh_seed() if seed is None else int(seed)
     noise = torch.rand(1, 3, *texture.shape[-2:], generator=torch.Generator().manual_seed(seed))
     x = normalize(noise.to(texture), model).requires_grad_(True)
     t0 = time.perf_counter()
