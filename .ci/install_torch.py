@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PyTorch from the default index ({why}); pip installs it with the package.")
         return 0
     if why := reachable(args.index):
-        print(f"PyTorch's CPU wheel index {args.index} cannot be reached ({why}); falling back to the "
-              "default index, which on Linux is the CUDA build (about 3 GB more to download).")  # fmt: skip
+        print(
+            f"PyTorch's CPU wheel index {args.index} cannot be reached ({why}); falling back to the "
+            "default index, which on Linux is the CUDA build (about 3 GB more to download)."
+        )
         return 0
     print(f"PyTorch CPU-only build from {args.index} (no NVIDIA GPU; TORCH=cuda overrides).")
     cmd = [args.python, "-m", "pip", "install", "--quiet", "--index-url", args.index, *PACKAGES]
