@@ -233,10 +233,10 @@ def synthesize(
     _check_arguments(model, cfg, every)
     info = model_info(model)
     batch, init = int(cfg.batch), cfg.init
-    size = cfg.size or 128
+    size = 128 if cfg.size is None else cfg.size
     if isinstance(init, torch.Tensor):
         init = check_batch(init, "init", channels=None)
-        size = cfg.size or tuple(init.shape[-2:])
+        size = tuple(init.shape[-2:]) if cfg.size is None else cfg.size
         batch = init.shape[0] if init.shape[0] > 1 else batch
     steps, image_steps = S.per_image_steps(cfg.steps, batch)
     lr, lrs = S.per_image_rates(cfg.lr, batch, split=cfg.lr_drop is not None and image_steps is not None)
