@@ -104,3 +104,33 @@ def test_the_last_row_and_column_are_no_noisier_than_the_rest():
     inside = grey[1:-1, 1:-1].std(axis=1).mean()
     for edge in (grey[-1], grey[:, -1], grey[0], grey[:, 0]):
         assert edge.std() < 1.4 * inside, (edge.std(), inside)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_fft_convolution_is_the_circular_convolution(dtype, tol):
+    # odd filters from 9 px go through the FFT; 3 px, even sizes and filters larger than the image do not
+    for k, hw in [
+        (3, (20, 20)),
+        (9, (40, 56)),
+        (23, (64, 48)),
+        (23, (23, 30)),
+        (10, (32, 32)),
+        (23, (16, 40)),
+    ]:
+        fast = N.CircularConv2d(3, 4, k, padding=k // 2, padding_mode="circular").to(dtype)
+        ref = torch.nn.Conv2d(3, 4, k, padding=k // 2, padding_mode="circular").to(dtype)
+        ref.load_state_dict(fast.state_dict())
+        fast.requires_grad_(False)  # frozen, as in the texture networks: the spectrum is kept between calls
+        x = torch.randn(2, 3, *hw, dtype=dtype, requires_grad=True)
+        y, y_ref = fast(x), ref(x)
+        (g,) = torch.autograd.grad(y.pow(2).sum(), x)
+        (g_ref,) = torch.autograd.grad(y_ref.pow(2).sum(), x)
+        assert y.shape == y_ref.shape
+        assert (y - y_ref).abs().max() <= tol * y_ref.abs().max(), (k, hw)
+        assert (g - g_ref).abs().max() <= tol * g_ref.abs().max(), (k, hw)
+    with torch.no_grad():  # the kept spectrum follows an in-place change of the weights
+        x = torch.randn(1, 3, 40, 40, dtype=dtype)
+        fast(x)
+        fast.weight.mul_(2)
+        ref.weight.mul_(2)
+        assert (fast(x) - ref(x)).abs().max() <= tol * ref(x).abs().max()

@@ -50,6 +50,7 @@ __all__ = [
     "vgg19_random",
     "shallow_multiscale",
     "shallow_gram_layers",
+    "CircularConv2d",
     "texture_settings",
     "TEXTURE_NETWORKS",
     "texture_network",
@@ -116,6 +117,60 @@ def vgg19_random(seed: int = 0, *, pool: str = "avg", last: str = "relu5_1") -> 
     return _freeze(nn.Sequential(layers), f"vgg19_random(seed={seed}, pool={pool})")
 
 
+class CircularConv2d(nn.Conv2d):
+    """A ``Conv2d`` with ``padding_mode="circular"`` that convolves large filters by FFT: same output, faster.
+
+    With circular padding a convolution is a circular cross-correlation, so by
+    the convolution theorem ``y = IFFT(conj(FFT(K)) · FFT(x))``, ``K`` the filter
+    placed on an H×W grid with its centre at (0, 0). One H×W FFT costs the same
+    whatever the filter size, so from 9 px up (odd sizes, stride 1, filters no
+    larger than the image, float32/float64) it beats the direct convolution: at
+    128 px on one core, 24 ms against 235 ms for 32 filters of 23 px (forward
+    and backward). Agrees with ``nn.Conv2d`` to rounding (tested); other cases run
+    ``nn.Conv2d`` itself. The filters' spectrum is kept while the weights and
+    the image size stay the same and the weights are frozen.
+    """
+
+    #: The smallest filter side convolved by FFT (below it the direct convolution is as fast).
+    FFT_FROM = 9
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``nn.Conv2d``'s output (circular padding), by FFT where that is faster."""
+        k = self.kernel_size[0]
+        h, w = x.shape[-2:]
+        if not (
+            self.padding_mode == "circular"
+            and k >= self.FFT_FROM
+            and k % 2
+            and self.kernel_size == (k, k)
+            and self.padding == (k // 2, k // 2)
+            and self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and k <= min(h, w)
+            and x.dtype in (torch.float32, torch.float64)
+        ):
+            return super().forward(x)
+        y = torch.fft.irfft2(
+            torch.einsum("bchw,fchw->bfhw", torch.fft.rfft2(x), self._spectrum(h, w)), s=(h, w)
+        )
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def _spectrum(self, h: int, w: int) -> torch.Tensor:
+        """``conj(FFT(K))`` of the filters on an h×w grid, centred at (0, 0); kept while nothing changed."""
+        weight = self.weight
+        key = (h, w, weight.device, weight.dtype, weight.data_ptr(), weight._version)
+        cached = getattr(self, "_cached_spectrum", None)
+        if cached is not None and cached[0] == key and not weight.requires_grad:
+            return cached[1]
+        k = weight.shape[-1]
+        grid = nn.functional.pad(weight, (0, w - k, 0, h - k))
+        spectrum = torch.fft.rfft2(torch.roll(grid, shifts=(-(k // 2), -(k // 2)), dims=(-2, -1))).conj()
+        if not weight.requires_grad:
+            self._cached_spectrum = (key, spectrum)
+        return spectrum
+
+
 class ShallowMultiscale(nn.Module):
     """One random convolutional layer at several filter sizes, each with its ReLU (``conv7``, ``relu7``, …).
 
@@ -133,7 +188,7 @@ class ShallowMultiscale(nn.Module):
             if padding == "valid":
                 conv = nn.Conv2d(3, filters, k, bias=False)
             else:
-                conv = nn.Conv2d(3, filters, k, padding=k // 2, padding_mode=padding, bias=False)
+                conv = CircularConv2d(3, filters, k, padding=k // 2, padding_mode=padding, bias=False)
             w = torch.randn(filters, 3, k, k, generator=gen)
             w = w - w.mean(dim=(1, 2, 3), keepdim=True)
             conv.weight.data.copy_(w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
@@ -185,8 +240,9 @@ def texture_settings(net: nn.Module, **overrides) -> TextureSettings:
     a grey exemplar grey) and a little total variation (``tv_weight`` 1e-5),
     at 128 px with step 1. ``steps`` (L-BFGS iterations) fit about 10 s on
     one CPU core: 20 for VGG-19 (≈ 0.5 s per evaluation), 40 for the shallow
-    network (≈ 0.2 s). For any other network, the registry's (or the
-    derived) ``models.model_settings(net).texture``: Adam on the synthesis engine.
+    network (≈ 0.1 s; its large filters run as FFTs, :class:`CircularConv2d`).
+    For any other network, the registry's (or the derived)
+    ``models.model_settings(net).texture``: Adam on the synthesis engine.
     Compared by :mod:`introspect_lab.experiments.texture_models`.
     """
     if isinstance(net, ShallowMultiscale):
