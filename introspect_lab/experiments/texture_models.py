@@ -212,7 +212,7 @@ def slice_descriptors(net_seed: int = 0) -> dict[str, dict[str, float]]:
     """The cheap slice the tests recompute: :data:`SLICE` (brick, 64 px, 10–40 steps) for every network.
 
     It runs in float64. In float32, L-BFGS's line search takes another branch after a change in
-    the last bits (another CPU's convolution, or one weight scaled by 1 + 1e-6), and the same
+    the last bits (another CPU's convolution, or exemplar pixels scaled by 1 + 1e-6·noise), and the same
     slice then ends 13.7 or 17.3 in colourfulness; float64 leaves no such gap between CPUs.
     """
     out = {}
