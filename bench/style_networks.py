@@ -39,9 +39,7 @@ DESCRIPTORS = ("colour share", "edges kept", "look distance to style")
 def judge(net, content, style, result) -> tuple[float, float, float]:
     """The three descriptors of one styled photo (none is used by the loss)."""
     pc, ps, po = (to_display(x, net) for x in (content, style, result))
-    c0, c1 = look.colourfulness(pc), look.colourfulness(ps)
-    share = (look.colourfulness(po) - c0) / (c1 - c0)
-    return share, look.edge_correlation(po, pc), look.look_distance(po, ps)
+    return look.colour_share(po, pc, ps), look.edge_correlation(po, pc), look.look_distance(po, ps)
 
 
 def main() -> int:

@@ -177,7 +177,6 @@ def test_the_committed_style_network_takes_the_styles_colours_and_keeps_the_phot
     content, style = sample01(HELD_OUT, lite0, 128), sample01(STYLES[0], lite0, 128)
     fed = stylize(nets["styles"].net, content, 0)
     pic = {name: x[0].permute(1, 2, 0).numpy() for name, x in [("c", content), ("s", style), ("f", fed)]}
-    c0, c1 = look.colourfulness(pic["c"]), look.colourfulness(pic["s"])
-    share = (look.colourfulness(pic["f"]) - c0) / (c1 - c0)
+    share = look.colour_share(pic["f"], pic["c"], pic["s"])
     assert share > 0.4, share
     assert look.edge_correlation(pic["f"], pic["c"]) > 0.1

@@ -88,3 +88,16 @@ def test_edge_correlation_of_a_picture_itself_a_shift_and_noise():
     assert abs(look.edge_correlation(x, rng.random((32, 32, 3)))) < 0.2
     with pytest.raises(ValueError, match="different sizes"):
         look.edge_correlation(x, x[:16])
+
+
+def test_colour_share_is_the_fraction_of_the_way_to_the_styles_colourfulness():
+    grey = np.full((16, 16, 3), 0.5)
+    red = np.zeros((16, 16, 3))
+    red[..., 0] = 1.0  # colourfulness: rg = 1, yb = 0.5, no spread, so C = 0.3·√1.25
+    half = 0.5 * red + 0.25  # rg = 0.5, yb = 0.25: C halves
+    assert look.colourfulness(red) == pytest.approx(0.3 * np.sqrt(1.25) * 255, rel=1e-6)
+    assert look.colour_share(grey, grey, red) == 0.0
+    assert look.colour_share(red, grey, red) == pytest.approx(1.0)
+    assert look.colour_share(half, grey, red) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="equally colourful"):
+        look.colour_share(red, grey, grey)

@@ -49,6 +49,7 @@ __all__ = [
     "orientation_spectrum",
     "regularity",
     "edge_correlation",
+    "colour_share",
     "look_distance",
     "lineup",
 ]
@@ -193,6 +194,19 @@ def edge_correlation(a, b) -> float:
         return np.hypot(dx, dy).ravel()
 
     return float(np.corrcoef(magnitude(ga), magnitude(gb))[0, 1])
+
+
+def colour_share(result, content, style) -> float:
+    """How far ``result``'s colourfulness went from ``content``'s to ``style``'s: ``(C_r − C_c)/(C_s − C_c)``.
+
+    0 keeps the content photo's colourfulness, 1 reaches the style's (Hasler &
+    Süsstrunk's ``C``, :func:`colourfulness`). For style transfer: how much of
+    the style's colour a result took, a descriptor no loss uses.
+    """
+    c0, c1 = colourfulness(content), colourfulness(style)
+    if abs(c1 - c0) < 1e-9:
+        raise ValueError(f"content and style are equally colourful ({c0:.3g}): the share is undefined.")
+    return float((colourfulness(result) - c0) / (c1 - c0))
 
 
 def look_distance(a, b) -> float:
