@@ -10,6 +10,7 @@ from torch import nn
 
 from introspect_lab import adversarial as A
 from introspect_lab import denormalize, load_image, normalize, sample_image, sample_names
+from introspect_lab.adversarial import attacks
 from introspect_lab.hooks import count_hooks
 from introspect_lab.transfer import small_cnn
 
@@ -269,3 +270,27 @@ def test_eps_sweep_starts_clean_and_falls(lite0, photos):
     assert sweep.accuracy[-1] < 0.5
     assert sweep.confidence[0] > sweep.confidence[1] > sweep.confidence[2]
     assert sweep.first_flip() is not None
+
+
+def test_fgsm_sweep_takes_one_gradient_and_equals_fgsm_at_each_eps(monkeypatch):
+    model = _linear_model(seed=2)
+    p = np.random.default_rng(2).uniform(0, 1, size=(6, 3, 4, 4))
+    x = normalize(torch.from_numpy(p))
+    eps_list = (0, 1 / 255, 8 / 255, 64 / 255)
+    family = A.fgsm_family(model, x, [0, 1, 2, 0, 1, 2], targeted=True)
+    for e in eps_list:
+        assert torch.equal(family(e), A.fgsm(model, x, [0, 1, 2, 0, 1, 2], eps=e, targeted=True))
+    calls, loss_grad = [], attacks._loss_grad
+    monkeypatch.setattr(attacks, "_loss_grad", lambda *args: calls.append(1) or loss_grad(*args))
+    sweep = A.eps_sweep(model, x, eps=eps_list)
+    monkeypatch.undo()
+    assert len(calls) == 1  # one gradient for the four ε
+    labels = model(x).argmax(1)
+    for e, preds, conf in zip(eps_list, sweep.predictions, sweep.confidence):
+        with torch.no_grad():
+            probs = torch.softmax(model(A.fgsm(model, x, labels, eps=e) if e else x), 1)
+        assert preds == probs.argmax(1).tolist()
+        assert conf == pytest.approx(float(probs.gather(1, labels[:, None]).mean()), abs=1e-12)
+    assert sweep.accuracy[-1] < sweep.accuracy[0]  # the budget large enough to flip some labels
+    with pytest.raises(ValueError, match="eps"):
+        family(-1 / 255)

@@ -25,7 +25,7 @@ deep learning models resistant to adversarial attacks".
 from __future__ import annotations
 
 from ..transfer.training import accuracy, correct
-from .attacks import FoolingResult, fgsm, fool, linf_pixels, pgd, quantize, random_sign
+from .attacks import FoolingResult, fgsm, fgsm_family, fool, linf_pixels, pgd, quantize, random_sign
 from .plots import plot_eps_sweeps, plot_fooling, plot_gradients
 from .robustness import (
     EpsSweep,
@@ -38,6 +38,7 @@ from .robustness import (
 
 __all__ = [
     "fgsm",
+    "fgsm_family",
     "pgd",
     "fool",
     "FoolingResult",

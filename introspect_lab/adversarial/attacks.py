@@ -5,6 +5,7 @@ docstring).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -61,8 +62,9 @@ def _loss_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     losses, grads = [], []
     for s in _chunks(p):
         q = p[s].detach().requires_grad_(True)
-        loss = F.cross_entropy(f(q), y[s], reduction="none")
-        (grad,) = torch.autograd.grad(loss.sum(), q)
+        with torch.enable_grad():  # an attack called inside ``torch.no_grad()`` still has its gradient
+            loss = F.cross_entropy(f(q), y[s], reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), q)
         losses.append(loss.detach())
         grads.append(grad)
     return torch.cat(losses), torch.cat(grads)
@@ -73,8 +75,9 @@ def _score_grad(f, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     logits, grads = [], []
     for s in _chunks(p):
         q = p[s].detach().requires_grad_(True)
-        out = f(q)
-        (grad,) = torch.autograd.grad(out.gather(1, y[s][:, None]).sum(), q)
+        with torch.enable_grad():
+            out = f(q)
+            (grad,) = torch.autograd.grad(out.gather(1, y[s][:, None]).sum(), q)
         logits.append(out.detach())
         grads.append(grad)
     return torch.cat(logits), torch.cat(grads)
@@ -101,15 +104,33 @@ def fgsm(model: nn.Module, x: torch.Tensor, target: Target = None, *, eps: float
     """
     x = check_batch(x, "x", model)
     eps = check_eps(eps)
+    return fgsm_family(model, x, target, targeted=targeted)(eps)
+
+
+def fgsm_family(
+    model: nn.Module, x: torch.Tensor, target: Target = None, *, targeted: bool = False
+) -> Callable[[float], torch.Tensor]:
+    """FGSM's attacked batch as a function of ε, from one gradient: ``eps ↦ fgsm(model, x, target, eps=eps)``.
+
+    The step direction ``±sign(∇_p J)`` does not depend on ε (Goodfellow et
+    al. 2015), so an ε sweep needs one backward pass, not one per ε. The
+    returned batches are normalised and on the model's device; see
+    :func:`fgsm` for ``target`` and ``targeted``.
+    """
+    x = check_batch(x, "x", model)
     with frozen(model):
         f = _pixel_fn(model)
         p = _to_pixels(model, x)
         with torch.no_grad():
             y = resolve_targets(model, target, f(p))
         _, grad = _loss_grad(f, p, y)
-        sign = -1.0 if targeted else 1.0
-        adv = (p + sign * eps * grad.sign()).clamp(0, 1)
-    return _to_model(model, adv).detach()
+    direction = (-1.0 if targeted else 1.0) * grad.sign()
+
+    def attacked(eps: float) -> torch.Tensor:
+        eps = check_eps(eps)
+        return _to_model(model, (p + eps * direction).clamp(0, 1)).detach()
+
+    return attacked
 
 
 @returns_to_input_device("x")

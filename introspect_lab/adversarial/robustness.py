@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from ..hooks import frozen
 from ..images import check_batch
 from ..transfer.training import accuracy, train
 from ..validation import check_eps
-from .attacks import fgsm, pgd, quantize
+from .attacks import fgsm, fgsm_family, pgd, quantize
 
 # ---------------------------------------------------------------------------
 # Measuring robustness
@@ -109,12 +110,15 @@ def eps_sweep(
     method = _attack(attack)
     if attack == "pgd":
         options.setdefault("progress", False)
+        attacked = partial(method, model, x, labels, **options)
+    else:  # FGSM's direction does not depend on ε: one gradient serves the whole sweep
+        attacked = fgsm_family(model, x, labels, **options)
     show = config.show_progress() if progress is None else progress
     accs, confs, preds, accs8 = [], [], [], []
     for e in tqdm(list(eps), desc=f"{attack} sweep", disable=not show):
-        adv = x if e == 0 else method(model, x, labels, eps=e, **options)
+        adv = x if e == 0 else attacked(eps=e)
         with frozen(model), torch.no_grad():
-            probs = torch.softmax(model(adv), 1)
+            probs = torch.softmax(clean if e == 0 else model(adv), 1)
             rounded = model(quantize(model, adv)).argmax(1)
         accs.append(float((probs.argmax(1) == labels).float().mean()))
         confs.append(float(probs.gather(1, labels[:, None]).mean()))
