@@ -11,7 +11,7 @@ from introspect_lab.models import class_indices
 from introspect_lab.photos import photo_pool
 from introspect_lab.synthesis import multifaceted, spread, visualize_class
 
-# notebook 05's unit and pool (it runs 100 steps at 96 px; 40 steps keep the test short)
+# notebook 05's unit and pool (it runs 60 steps at 96 px; 40 steps keep the test short)
 TARGET, K, TOP, SIZE, STEPS = "hammer", 3, 12, 96, 40
 
 
