@@ -228,7 +228,7 @@ def deletion_curve(
     mode: str = "deletion",
     blur_sigma: float = 5.0,
     score: str = "prob",
-    batch_size: int = 8,
+    batch_size: int = 4,
 ) -> DeletionResult:
     """Deletion and insertion metrics (Petsiuk et al. 2018, "RISE"): the most salient pixels first.
 
