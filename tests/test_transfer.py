@@ -8,6 +8,8 @@ import torch
 
 from introspect_lab import transfer as T
 from introspect_lab.hooks import count_hooks
+from introspect_lab.transfer import finetune
+from introspect_lab.transfer.training import correct
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +150,31 @@ def test_train_checks_its_input():
         T.train(model, torch.zeros(4, 3, 16, 16), [0, 1, 2, 3])
 
 
-def test_examples_per_class_reports_the_difference_with_its_interval(lite0):
+def test_examples_per_class_reports_the_difference_with_its_interval(lite0, monkeypatch):
     task = T.digits(32)
     rows = T.examples_per_class(lite0, task, [2], epochs=1, head_epochs=3, test_size=60)
     d = rows["difference"][0]
     assert d.mean == pytest.approx(rows["fine-tuning"][0] - rows["feature extraction"][0])
     assert d.low <= d.mean <= d.high and (d.a, d.b) == ("fine-tuning", "feature extraction")
+    # the two methods are feature_extraction and fine_tune themselves, on the same split (fine-tuning
+    # starts from the feature-extraction head instead of training the same head twice): the models scored
+    # inside give the outputs of the two functions' models
+    scored = []
+
+    def keep(model, x, labels):
+        with torch.no_grad():
+            scored.append(model(x))
+        return correct(model, x, labels)
+
+    monkeypatch.setattr(finetune, "correct", keep)
+    T.examples_per_class(lite0, task, [2], epochs=1, head_epochs=3, test_size=60)
+    monkeypatch.undo()
+    y = task.labels.numpy()
+    tr, te = T.per_class_split(y, 2, seed=0, test_size=60)
+    x = task.batch(lite0)
+    fe, _ = T.feature_extraction(lite0, x[tr], y[tr], task.classes, epochs=3)
+    ft, _ = T.fine_tune(lite0, x[tr], y[tr], task.classes, epochs=1, head_epochs=3)
+    with torch.no_grad():
+        assert torch.allclose(scored[0], fe(x[te]), atol=1e-5)
+        assert torch.allclose(scored[1], ft(x[te]), atol=1e-5)
+        assert not torch.allclose(scored[0], scored[1], atol=1e-5)  # fine-tuning changed the model

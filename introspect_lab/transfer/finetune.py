@@ -215,8 +215,46 @@ def fine_tune(
         seed=seed,
         progress=progress,
     )
+    return _tune(
+        tm,
+        head_hist,
+        x,
+        labels,
+        layers=layers,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        bn=bn,
+        x_val=x_val,
+        labels_val=labels_val,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def _tune(
+    tm: TransferModel,
+    head_hist: History,
+    x: torch.Tensor,
+    labels,
+    *,
+    layers: str | Sequence[str] = "last",
+    epochs: int = 10,
+    lr: float = 3e-4,
+    batch_size: int = 32,
+    bn: str = "frozen",
+    x_val: torch.Tensor | None = None,
+    labels_val=None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[TransferModel, History]:
+    """:func:`fine_tune` after its head-only stage: retrain ``layers`` of ``tm`` (in place) with its head.
+
+    The defaults are :func:`fine_tune`'s.
+    """
+    head_epochs = head_hist.epoch[-1]
     trainable = _resolve_trainable(tm.backbone, layers)
-    tm = TransferModel(tm.backbone, tm.layer, tm.head, classes, trainable, bn)
+    tm = TransferModel(tm.backbone, tm.layer, tm.head, tm.lab_info.categories, trainable, bn)
     what = "everything" if layers == "all" else ", ".join(trainable)
     hist = train(
         tm,
@@ -375,24 +413,16 @@ def examples_per_class(
     """
     y = task.labels.numpy()
     rows: dict[str, list] = {"n": [], "feature extraction": [], "fine-tuning": [], "difference": []}
-    x_all = task.batch(model)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
-        fe, _ = feature_extraction(
-            model, x_all[tr], y[tr], task.classes, epochs=head_epochs, seed=seed, progress=progress
+        x_tr, x_te = task.batch(model, tr), task.batch(model, te)  # only these (a whole task can be 50 MB)
+        fe, head_hist = feature_extraction(
+            model, x_tr, y[tr], task.classes, epochs=head_epochs, seed=seed, progress=progress
         )
-        ft, _ = fine_tune(
-            model,
-            x_all[tr],
-            y[tr],
-            task.classes,
-            layers=layers,
-            epochs=epochs,
-            head_epochs=head_epochs,
-            seed=seed,
-            progress=progress,
-        )
-        hit_fe, hit_ft = correct(fe, x_all[te], y[te]), correct(ft, x_all[te], y[te])
+        hit_fe = correct(fe, x_te, y[te])
+        # fine-tuning starts from this head, as fine_tune's own first stage would (same data and seed)
+        ft, _ = _tune(fe, head_hist, x_tr, y[tr], layers=layers, epochs=epochs, seed=seed, progress=progress)
+        hit_ft = correct(ft, x_te, y[te])
         rows["n"].append(n)
         rows["feature extraction"].append(float(hit_fe.mean()))
         rows["fine-tuning"].append(float(hit_ft.mean()))
