@@ -215,60 +215,21 @@ def fine_tune(
         seed=seed,
         progress=progress,
     )
-    return _tune(
-        tm,
-        head_hist,
-        x,
-        labels,
-        layers=layers,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        bn=bn,
-        x_val=x_val,
-        labels_val=labels_val,
-        seed=seed,
-        progress=progress,
-    )
+    options = dict(lr=lr, batch_size=batch_size, seed=seed, x_val=x_val, labels_val=labels_val)
+    return _retrain(tm, head_hist, x, labels, layers, bn, epochs, progress=progress, **options)
 
 
-def _tune(
-    tm: TransferModel,
-    head_hist: History,
-    x: torch.Tensor,
-    labels,
-    *,
-    layers: str | Sequence[str] = "last",
-    epochs: int = 10,
-    lr: float = 3e-4,
-    batch_size: int = 32,
-    bn: str = "frozen",
-    x_val: torch.Tensor | None = None,
-    labels_val=None,
-    seed: int = 0,
-    progress: bool | None = None,
-) -> tuple[TransferModel, History]:
+def _retrain(tm, head_hist, x, labels, layers, bn, epochs, **options) -> tuple[TransferModel, History]:
     """:func:`fine_tune` after its head-only stage: retrain ``layers`` of ``tm`` (in place) with its head.
 
-    The defaults are :func:`fine_tune`'s.
+    ``options`` go to :func:`~introspect_lab.transfer.training.train`.
     """
     head_epochs = head_hist.epoch[-1]
     trainable = _resolve_trainable(tm.backbone, layers)
     tm = TransferModel(tm.backbone, tm.layer, tm.head, tm.lab_info.categories, trainable, bn)
     what = "everything" if layers == "all" else ", ".join(trainable)
     hist = train(
-        tm,
-        x,
-        labels,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        x_val=x_val,
-        labels_val=labels_val,
-        desc=f"fine-tuning ({what})",
-        label=f"fine-tuning ({what})",
-        progress=progress,
+        tm, x, labels, epochs=epochs, desc=f"fine-tuning ({what})", label=f"fine-tuning ({what})", **options
     )
     hist.epoch = [head_epochs + e for e in hist.epoch]  # the curve continues where the head's ended
     if head_hist.val_acc:
@@ -421,7 +382,9 @@ def examples_per_class(
         )
         hit_fe = correct(fe, x_te, y[te])
         # fine-tuning starts from this head, as fine_tune's own first stage would (same data and seed)
-        ft, _ = _tune(fe, head_hist, x_tr, y[tr], layers=layers, epochs=epochs, seed=seed, progress=progress)
+        own = fine_tune.__kwdefaults__  # its lr, batch size and BatchNorm handling
+        options = dict(lr=own["lr"], batch_size=own["batch_size"], seed=seed, progress=progress)
+        ft, _ = _retrain(fe, head_hist, x_tr, y[tr], layers, own["bn"], epochs, **options)
         hit_ft = correct(ft, x_te, y[te])
         rows["n"].append(n)
         rows["feature extraction"].append(float(hit_fe.mean()))
