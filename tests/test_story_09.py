@@ -49,7 +49,7 @@ def _digit_nets():
     nets = []
     for half, width, kernel, seed in ((tr[::2], 16, 3, 0), (tr[1::2], 24, 5, 1)):
         net = small_cnn(task.classes, width=width, kernel=kernel, size=16, seed=seed)
-        A.adversarial_training(net, task.batch(net, half), y[half], eps=0, epochs=15, lr=3e-3, seed=seed)
+        A.adversarial_training(net, task.batch(net, half), y[half], eps=0, epochs=10, lr=3e-3, seed=seed)
         nets.append(net)
     return task, y, tr, te, nets
 
@@ -60,21 +60,21 @@ def test_transfer_and_substitute_attacks_beat_same_eps_random_noise():
     task, y, tr, te, (net_a, net_b) = _digit_nets()
     x, yt = task.batch(net_a, te), y[te]
     eps = 0.1
-    adv = A.pgd(net_a, x, yt, eps=eps, steps=10)
+    adv = A.pgd(net_a, x, yt, eps=eps, steps=5)  # notebook 09's settings: 10 epochs, PGD-5
     noise = A.random_sign(net_a, x, eps=eps)
     d_transfer = paired_difference(
         A.correct(net_b, noise, yt), A.correct(net_b, adv, yt), ("noise", "transfer")
     )
     sub = small_cnn(task.classes, width=24, kernel=5, size=16, seed=2)
-    agree = A.train_substitute(net_a, sub, task.batch(sub, tr[1::2]), epochs=15)
+    agree = A.train_substitute(net_a, sub, task.batch(sub, tr[1::2]), epochs=10)
     with torch.no_grad():
         answers = net_a(x).argmax(1)
-    adv_s = A.pgd(sub, x, answers, eps=eps, steps=10)
+    adv_s = A.pgd(sub, x, answers, eps=eps, steps=5)
     d_sub = paired_difference(
         A.correct(net_a, noise, yt), A.correct(net_a, adv_s, yt), ("noise", "substitute")
     )
-    # measured (16 px, 400 test digits, ε = 0.1): B 0.68 transferred vs 0.94 noise; A 0.59 via the substitute
-    # vs 0.95 noise; the substitute agrees with A on 0.96 of its queries
+    # measured (16 px, 400 test digits, ε = 0.1, 10 epochs, PGD-5): B 0.64 transferred vs 0.93 noise; A 0.54
+    # via the substitute vs 0.92 noise; the substitute agrees with A on 0.94 of its queries
     assert agree > 0.85
     assert d_transfer.winner == "noise" and d_transfer.low > 0.1, d_transfer
     assert d_sub.winner == "noise" and d_sub.low > 0.1, d_sub
