@@ -20,6 +20,7 @@ live in one object whose lifetime is a ``with`` block.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,16 @@ from torch import nn
 
 from .names import get_layer
 
-__all__ = ["Capture", "capture", "forward_hooks", "StopForward", "no_inplace", "frozen", "count_hooks"]
+__all__ = [
+    "Capture",
+    "capture",
+    "forward_hooks",
+    "StopForward",
+    "no_inplace",
+    "frozen",
+    "count_hooks",
+    "weights_key",
+]
 
 
 @contextmanager
@@ -223,3 +233,18 @@ def capture(
 
     with forward_hooks(model, {name: make_hook(name) for name in names}):
         yield cap
+
+
+def weights_key(model: nn.Module) -> tuple:
+    """What identifies ``model``'s current weights.
+
+    Each tensor's storage, in-place version, dtype and device, and the float64 sum of each
+    floating-point tensor (which also sees edits through ``.data`` that skip the version). Used
+    to tell when a cache built from a module's weights (a frozen inference copy, a filter spectrum)
+    is stale. Source: ``Tensor.data_ptr`` and ``Tensor._version``, PyTorch's in-place counter.
+    """
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    with torch.no_grad():
+        floats = [t.sum(dtype=torch.float64) for t in tensors if t.is_floating_point()]
+        sums = tuple(torch.stack(floats).tolist()) if floats else ()
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + sums

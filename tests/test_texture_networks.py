@@ -134,3 +134,6 @@ def test_fft_convolution_is_the_circular_convolution(dtype, tol):
         fast.weight.mul_(2)
         ref.weight.mul_(2)
         assert (fast(x) - ref(x)).abs().max() <= tol * ref(x).abs().max()
+        fast.weight.data.mul_(2)  # through ``.data``: the version counter does not move
+        ref.weight.data.mul_(2)
+        assert (fast(x) - ref(x)).abs().max() <= tol * ref(x).abs().max()

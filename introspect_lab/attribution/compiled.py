@@ -16,7 +16,6 @@ would keep hundreds of MB per shape.
 from __future__ import annotations
 
 import copy
-import itertools
 import warnings
 import weakref
 from collections.abc import Callable, Hashable
@@ -24,13 +23,14 @@ from collections.abc import Callable, Hashable
 import torch
 from torch import nn
 
+from ..hooks import weights_key
+
 __all__ = [
     "FREEZE_LIMIT",
     "NOT_TRACEABLE",
     "agrees_with",
     "fast_inference",
     "frozen_for_inference",
-    "weights_key",
 ]
 
 #: Models with more bytes of weights than this are never frozen (their copy could not be freed).
@@ -42,19 +42,6 @@ NOT_TRACEABLE = (RuntimeError, TypeError, ValueError, NotImplementedError, Attri
 
 #: owner model -> {key: frozen module, or None when it did not reproduce the eager result}
 _FROZEN: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
-
-
-def weights_key(model: nn.Module) -> tuple:
-    """What identifies ``model``'s current weights.
-
-    Each tensor's storage, in-place version, dtype and device, and the float64 sum of each
-    floating-point tensor (which also sees edits through ``.data`` that skip the version).
-    """
-    tensors = list(itertools.chain(model.parameters(), model.buffers()))
-    with torch.no_grad():
-        floats = [t.sum(dtype=torch.float64) for t in tensors if t.is_floating_point()]
-        sums = tuple(torch.stack(floats).tolist()) if floats else ()
-    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + sums
 
 
 def frozen_for_inference(
@@ -69,7 +56,7 @@ def frozen_for_inference(
 
     ``build()`` makes a private copy of (part of) the caller's ``owner``; ``part`` names which
     part. The result is cached on ``owner`` (weakly) under ``part``, ``example``'s shape, dtype,
-    device and memory format, and ``weights`` (default :func:`weights_key` of ``owner`` now);
+    device and memory format, and ``weights`` (default: ``hooks.weights_key(owner)`` now);
     entries for other weights of ``owner`` are dropped. ``agrees(candidate)`` decides whether
     the frozen module reproduces the eager one; None (also cached) means it did not, or the
     copy does not trace, or ``owner`` has more than :data:`FREEZE_LIMIT` bytes of weights.

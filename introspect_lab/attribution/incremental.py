@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 
-from .compiled import frozen_for_inference, weights_key
+from ..hooks import weights_key
+from .compiled import frozen_for_inference
 from .layer_rules import LocalRule, axis_cone, classify, local_rule
 
 __all__ = ["IncrementalForward", "LayerCost", "IncrementalWarning"]

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..hooks import weights_key
 from ..info import ModelInfo
 from ..lazy import lazy_import
 from ..models import MODELS, load_model, model_settings
@@ -159,7 +160,7 @@ class CircularConv2d(nn.Conv2d):
     def _spectrum(self, h: int, w: int) -> torch.Tensor:
         """``conj(FFT(K))`` of the filters on an h×w grid, centred at (0, 0); kept while nothing changed."""
         weight = self.weight
-        key = (h, w, weight.device, weight.dtype, weight.data_ptr(), weight._version)
+        key = (h, w, weights_key(self))  # also sees edits through ``.data``, which skip the version
         cached = getattr(self, "_cached_spectrum", None)
         if cached is not None and cached[0] == key and not weight.requires_grad:
             return cached[1]
