@@ -374,6 +374,8 @@ def examples_per_class(
     """
     y = task.labels.numpy()
     rows: dict[str, list] = {"n": [], "feature extraction": [], "fine-tuning": [], "difference": []}
+    own = fine_tune.__kwdefaults__  # fine-tuning at fine_tune's lr, batch size and BatchNorm handling
+    options = dict(lr=own["lr"], batch_size=own["batch_size"], seed=seed, progress=progress)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
         x_tr, x_te = task.batch(model, tr), task.batch(model, te)  # only these (a whole task can be 50 MB)
@@ -382,8 +384,6 @@ def examples_per_class(
         )
         hit_fe = correct(fe, x_te, y[te])
         # fine-tuning starts from this head, as fine_tune's own first stage would (same data and seed)
-        own = fine_tune.__kwdefaults__  # its lr, batch size and BatchNorm handling
-        options = dict(lr=own["lr"], batch_size=own["batch_size"], seed=seed, progress=progress)
         ft, _ = _retrain(fe, head_hist, x_tr, y[tr], layers, own["bn"], epochs, **options)
         hit_ft = correct(ft, x_te, y[te])
         rows["n"].append(n)
