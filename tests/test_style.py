@@ -20,6 +20,17 @@ def test_gram_matrix_by_hand():
         gram(torch.zeros(3, 4))
 
 
+def test_gram_gradient_is_autograds_for_any_upstream_gradient_and_twice_differentiable():
+    # gram() has its own backward, (Ḡ + Ḡᵀ) F; checked against autograd's on F Fᵀ, for a non-symmetric Ḡ
+    f = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 3, 3, dtype=torch.float64)
+    (mine,) = torch.autograd.grad((gram(f) * upstream).sum(), f)
+    flat = f.reshape(2, 3, -1)
+    (reference,) = torch.autograd.grad(((flat @ flat.transpose(1, 2)) * upstream).sum(), f)
+    assert torch.allclose(mine, reference)
+    assert torch.autograd.gradcheck(gram, (f,)) and torch.autograd.gradgradcheck(gram, (f,))
+
+
 def test_style_losses_zero_for_the_exemplar(lite0):
     brick = load_image(sample_image("brick"), lite0, 64)
     targets = style_targets(lite0, brick, ["stem", "blocks.1"])

@@ -126,7 +126,7 @@ class CircularConv2d(nn.Conv2d):
     placed on an H×W grid with its centre at (0, 0). One H×W FFT costs the same
     whatever the filter size, so from 9 px up (odd sizes, stride 1, filters no
     larger than the image, float32/float64) it beats the direct convolution: at
-    128 px on one core, 24 ms against 235 ms for 32 filters of 23 px (forward
+    128 px on one core, 21 ms against 103 ms for 32 filters of 23 px (forward
     and backward). Agrees with ``nn.Conv2d`` to rounding (tested); other cases run
     ``nn.Conv2d`` itself. The filters' spectrum is kept while the weights and
     the image size stay the same and the weights are frozen.
@@ -152,9 +152,8 @@ class CircularConv2d(nn.Conv2d):
             and x.dtype in (torch.float32, torch.float64)
         ):
             return super().forward(x)
-        y = torch.fft.irfft2(
-            torch.einsum("bchw,fchw->bfhw", torch.fft.rfft2(x), self._spectrum(h, w)), s=(h, w)
-        )
+        # Σ_c X_c · K_fc as a broadcast product: einsum would run it as 8 000 tiny complex matrix products
+        y = torch.fft.irfft2((torch.fft.rfft2(x).unsqueeze(1) * self._spectrum(h, w)).sum(2), s=(h, w))
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     def _spectrum(self, h: int, w: int) -> torch.Tensor:
