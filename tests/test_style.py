@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from introspect_lab import load_image, sample_image
+from introspect_lab import load_image, normalize, sample_image
 from introspect_lab.hooks import count_hooks
 from introspect_lab.synthesis.objectives import gram
 from introspect_lab.texture.gatys import style_losses, style_targets, style_transfer, texture_synthesis
@@ -48,6 +48,23 @@ def test_texture_synthesis_cuts_gram_loss_10x(lite0, unchanged):
     )
     assert res.extra["loss_end"] * 10 < res.extra["loss_start"]
     check()
+
+
+def test_texture_loss_start_is_the_gram_loss_of_the_starting_noise(lite0):
+    # loss_start and loss_end are both the Gram loss alone: the colour and TV terms do not enter
+    # (loss_start held them before, which made the registry run's fall look 10× larger than it was)
+    brick = load_image(sample_image("brick"), lite0, 64)
+    runs = [
+        texture_synthesis(
+            lite0, brick, size=64, steps=2, seed=0, progress=False, colour_weight=c, tv_weight=v
+        )
+        for c, v in ((0, 0), (1e4, 1e-2))
+    ]
+    assert runs[0].extra["loss_start"] == pytest.approx(runs[1].extra["loss_start"], rel=1e-6)
+    layers = runs[0].extra["layers"]
+    noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    by_hand = sum(style_losses(lite0, normalize(noise, lite0), style_targets(lite0, brick, layers)).values())
+    assert runs[0].extra["loss_start"] == pytest.approx(by_hand, rel=1e-4)
 
 
 def test_style_transfer_lowers_content_and_style_losses(lite0, chelsea, unchanged):

@@ -150,7 +150,8 @@ def texture_synthesis(
         progress=progress,
         desc="texture synthesis",
     )
-    res.extra["loss_start"] = -res.history[0]
+    # the Gram terms alone at the starting noise (the history's first value also holds colour and TV)
+    res.extra["loss_start"] = -sum(v[0] for name, v in res.terms.items() if name.startswith("gram["))
     end = style_losses(model, res.image, targets)
     res.extra["loss_end"] = sum(w[n] * v for n, v in end.items())
     res.extra["layers"] = layers
