@@ -34,6 +34,34 @@ def test_reproduces_a_periodic_exemplar_exactly_up_to_a_shift(seed):
     # ...and the copy is a shift, not the same crop every time: the phase depends on the seed.
 
 
+def test_each_pixel_is_copied_from_the_nearest_window_by_the_formula():
+    # tolerance 0: every pick is the argmin of d(p, q) = Σ g m ‖N(p) − E(q)‖² / Σ g m, computed here
+    # pixel by pixel from the definition, over the known pixels of the window (borders included)
+    ex = np.random.default_rng(0).random((14, 14, 3)).astype(np.float32)
+    w, half = 5, 2
+    res = efros_leung(ex, (9, 11), window=w, tolerance=0, seed=0, progress=False)
+    r = np.arange(w) - half
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * (w / 6.4) ** 2))
+    canvas = np.full((9 + 2 * half, 11 + 2 * half, 3), np.nan)
+    canvas[half, half] = ex[tuple(res.source[0, 0])]
+    for i in range(9):
+        for j in range(11):
+            if i == j == 0:
+                continue
+            nb = canvas[i : i + w, j : j + w]
+            m = ~np.isnan(nb[..., 0])
+            best, pick = np.inf, None
+            for a in range(half, 14 - half):
+                for b in range(half, 14 - half):
+                    diff = (
+                        (np.nan_to_num(nb) - ex[a - half : a + half + 1, b - half : b + half + 1]) ** 2
+                    ).sum(-1)
+                    d = (g * m * diff).sum() / (g * m).sum()
+                    best, pick = (d, (a, b)) if d < best else (best, pick)
+            assert tuple(res.source[i, j]) == pick, (i, j)
+            canvas[i + half, j + half] = ex[pick]
+
+
 def test_different_seeds_give_different_textures_and_same_seed_the_same():
     ex = skimage.data.gravel()[:40, :40]
     a = efros_leung(ex, 16, window=7, seed=0, progress=False).image

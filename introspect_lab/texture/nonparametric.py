@@ -154,6 +154,10 @@ def efros_leung(
     start = time.perf_counter()
     cand, centres = _candidates(ex, window)
     cand_sq = cand**2
+    # In scanline order, away from the borders, the known pixels of a window are its first `prefix`
+    # values (the rows above and the pixels to the left): their candidate columns, kept contiguous.
+    prefix = (half * window + half) * 3
+    both = np.ascontiguousarray(np.concatenate([cand_sq[:, :prefix], cand[:, :prefix]], 1))
     gauss = np.repeat(_gaussian(window).reshape(-1), 3)
 
     canvas = np.zeros((out_h + 2 * half, out_w + 2 * half, 3), np.float32)
@@ -167,10 +171,16 @@ def efros_leung(
         source[i, j] = pick
 
     def match(i: int, j: int):
-        nb = canvas[i : i + window, j : j + window].reshape(-1)
         w = gauss * np.repeat(known[i : i + window, j : j + window].reshape(-1), 3)
+        # Only the window up to its last known pixel matters: read that many candidate columns.
+        n = int(np.flatnonzero(w)[-1]) + 1
+        w, nb = w[:n], canvas[i : i + window, j : j + window].reshape(-1)[:n]
         # Σ w (c − n)² = Σ w c² − 2 Σ w c n + Σ w n², for all candidates at once.
-        d = (cand_sq @ w - 2.0 * (cand @ (w * nb)) + float((w * nb * nb).sum())) / w.sum()
+        if n == prefix:
+            d = both @ np.concatenate([w, -2.0 * w * nb])
+        else:
+            d = cand_sq[:, :n] @ w - 2.0 * (cand[:, :n] @ (w * nb))
+        d = (d + float((w * nb * nb).sum())) / w.sum()
         # A small absolute slack absorbs rounding when the best match is exact (d = 0).
         ok = np.flatnonzero(d <= d.min() * (1.0 + tolerance) + 1e-6)
         return centres[ok[rng.integers(len(ok))]]
