@@ -373,8 +373,11 @@ class _Gram(torch.autograd.Function):
 
     Autograd sees ``F`` twice (as ``F`` and as ``Fᵀ``) and adds the two
     ``N × M`` gradients, one of them transposed in memory; folding the sum into
-    the small ``N × N`` factor first makes a Gram layer's backward pass 2–3×
-    cheaper. The backward is itself differentiable (double backward works).
+    the small ``N × N`` factor first saves most of that where ``M`` is large:
+    forward and backward of a squared Gram error, one core, 8.5 → 2.5 ms for
+    32 channels at 128 × 128; 1.0–1.4× faster on Lite0's smaller maps (24
+    channels at 32 × 32: 0.9 → 0.6 ms). The backward is itself differentiable
+    (double backward works).
     """
 
     @staticmethod

@@ -150,8 +150,9 @@ def texture_synthesis(
         progress=progress,
         desc="texture synthesis",
     )
-    # the Gram terms alone at the starting noise (the history's first value also holds colour and TV)
-    res.extra["loss_start"] = -sum(v[0] for name, v in res.terms.items() if name.startswith("gram["))
+    # the Gram terms alone (weighted, as style_loss adds them) at the starting noise; the history's
+    # first value also holds the colour and TV terms
+    res.extra["loss_start"] = -sum(res.terms[f"gram[{n}]"][0] for n in layers if w[n] != 0)
     end = style_losses(model, res.image, targets)
     res.extra["loss_end"] = sum(w[n] * v for n, v in end.items())
     res.extra["layers"] = layers

@@ -152,7 +152,7 @@ class CircularConv2d(nn.Conv2d):
             and x.dtype in (torch.float32, torch.float64)
         ):
             return super().forward(x)
-        # Σ_c X_c · K_fc as a broadcast product: einsum would run it as 8 000 tiny complex matrix products
+        # Σ_c X_c · K_fc as a broadcast product; einsum ran one tiny complex matrix product per frequency
         y = torch.fft.irfft2((torch.fft.rfft2(x).unsqueeze(1) * self._spectrum(h, w)).sum(2), s=(h, w))
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
