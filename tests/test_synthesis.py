@@ -21,6 +21,7 @@ from introspect_lab.synthesis import (
 )
 from introspect_lab.synthesis import objectives as O
 from introspect_lab.synthesis import priors as R
+from introspect_lab.synthesis.engine import batchnorm_folded
 
 # ---------------------------------------------------------------------------
 # Hand computations on tiny tensors
@@ -131,6 +132,70 @@ def test_truncation_gives_same_loss_and_gradient(lite0, unchanged):
     assert torch.allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-8)
     assert results[0][1].abs().sum() > 0
     check()
+
+
+class _OwnForward(nn.Sequential):
+    """A Sequential whose forward is not "one child after the other": its pair must not be folded."""
+
+    def forward(self, x):
+        return self[0](x) + self[1](x)
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4)),
+        _OwnForward(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)),
+        nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)),
+    )
+    for bn in net.modules():
+        if isinstance(bn, nn.BatchNorm2d):  # running statistics and affine parameters far from 0 and 1
+            bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+            bn.weight.data.uniform_(0.5, 2), bn.bias.data.uniform_(-1, 1)
+    return net.eval()
+
+
+def test_batchnorm_folding_keeps_the_function_and_names_and_leaves_the_model_alone(unchanged):
+    net = _bn_net()
+    check = unchanged(net)
+    folded = batchnorm_folded(net, keep=["3.0"])
+    # pairs 0 and 1 folded (BatchNorm → Identity, same names); 2 has its own forward, 3's conv is kept
+    assert [type(m).__name__ for m in (folded[0][1], folded[1][1], folded[2][1], folded[3][1])] == [
+        "Identity",
+        "Identity",
+        "BatchNorm2d",
+        "BatchNorm2d",
+    ]
+    # w' = w·γ/σ, b' = (b − μ)·γ/σ + β, computed by hand for pair 1 (no bias)
+    bn = net[1][1]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    assert torch.allclose(folded[1][0].weight, net[1][0].weight * scale[:, None, None, None])
+    assert torch.allclose(folded[1][0].bias, bn.bias - bn.running_mean * scale)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-5)
+    assert folded[3][0].weight is net[3][0].weight, "weights not folded are shared, not copied"
+    assert not any(p.requires_grad for p in folded.parameters() if p not in set(net.parameters()))
+    check()
+    net[0][1].train()  # a BatchNorm in train mode uses the batch's statistics: no fold
+    assert isinstance(batchnorm_folded(net)[0][1], nn.BatchNorm2d)
+    net.eval()
+    handle = net[0].register_forward_hook(lambda *a: None)  # a model with hooks of its own runs as it is
+    assert batchnorm_folded(net) is net
+    handle.remove()
+
+
+def test_engine_folds_batchnorm_without_changing_what_a_layer_shows():
+    net = _bn_net()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        conv_out = net[3][0](net[2](net[1](net[0](x))))
+        bn_out = net[0][1](net[0][0](x))
+    obj = O.channel("3.0", 1)  # a conv whose BatchNorm follows: the hook must see the conv's own output
+    assert evaluate(net, obj, x)[0].item() == pytest.approx(conv_out[:, 1].mean().item(), rel=1e-5)
+    obj = O.channel("0.1", 2)  # a folded BatchNorm: its name now shows the folded conv's output
+    assert evaluate(net, obj, x)[0].item() == pytest.approx(bn_out[:, 2].mean().item(), rel=1e-5)
 
 
 def test_truncation_stops_before_later_layers(lite0):
