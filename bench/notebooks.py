@@ -11,6 +11,12 @@ own CPU time (user + sys of the kernel and its children: on a shared machine the
 time is inflated by other processes, the CPU time much less) and the peak RSS (kernel
 and children, sampled every 0.2 s).
 
+This machine's speed can drift by more than a notebook's change (the same notebook has
+taken 1.5× as long within an hour). So before and after each notebook the bench times a
+fixed PyTorch workload (:data:`CALIBRATION`: convolutions and matrix products, one thread,
+on the kernel's core) and prints its CPU seconds as the ``machine`` column: two runs whose
+calibrations differ ran in different spells. The verdict uses the raw CPU seconds.
+
 Each notebook is held to the class budget: at most 60 s on one core (judged on the
 kernel's CPU seconds, the number a busy machine disturbs least) and 1.2 GB peak RSS.
 A notebook over the budget, one that raises or is stopped by the memory cap, one whose
@@ -24,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +47,50 @@ BUDGET_S, BUDGET_MB = 60, 1229  # every notebook at its defaults: about a minute
 CELL_TIMEOUT = 600  # a cell that runs longer is a hang, not a slow notebook
 ONE_CORE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "INTROSPECT_LAB_OFFLINE": "1"}
 KERNEL = "introspect-lab-binder-limits"
+
+
+#: A fixed workload whose CPU seconds say how fast the machine is right now (0.5–0.8 s here): a
+#: process that runs it once for each line it reads, so torch is imported once per bench run.
+CALIBRATION = """
+import sys, time, torch
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+x = torch.randn(1, 32, 96, 96, generator=g, requires_grad=True)
+w = torch.randn(32, 32, 3, 3, generator=g)
+torch.nn.functional.conv2d(x, w, padding=1).sum().backward()
+for _ in sys.stdin:
+    a, t = torch.randn(256, 256, generator=g), time.process_time()
+    for _ in range(40):
+        torch.nn.functional.conv2d(x, w, padding=1).relu().square().sum().backward()
+        a = torch.tanh(a @ a)
+    print(time.process_time() - t, flush=True)
+"""
+
+
+class Calibration:
+    """:data:`CALIBRATION` in a process on the kernels' core; ``measure()`` gives its CPU seconds."""
+
+    def __init__(self) -> None:
+        cpu = min(os.sched_getaffinity(0))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CALIBRATION],
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ | ONE_CORE,
+        )
+
+    def measure(self) -> float:
+        """CPU seconds of one run of the workload, now."""
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        """End the process."""
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def binder_kernelspec() -> Path:
@@ -146,19 +197,24 @@ def main(argv: list[str]) -> int:
         f"Budget per notebook: {BUDGET_S} s on one core (kernel CPU seconds), {BUDGET_MB} MB; Binder: "
         f"{BINDER_LIMIT_MB} MB"
     )
-    print(f"{'notebook':<45} {'wall':>9} {'kernel CPU':>12} {'peak RSS':>10}")
+    print(f"{'notebook':<45} {'wall':>9} {'kernel CPU':>12} {'peak RSS':>10} {'machine':>13}")
     limits = set()
+    machine = Calibration()
     for p in paths:
+        before = machine.measure()
         r = run(p)
+        r["calibration_s"] = [round(before, 2), round(machine.measure(), 2)]
         results[r["notebook"]] = r
         limits.add(r["limits"])
         flag = verdict(r)
         failed += bool(flag)
         print(
             f"{r['notebook']:<45} {r['wall_s']:>7.1f} s {r['cpu_s']:>10.1f} s "
-            f"{r['peak_rss_mb']:>7} MB  {flag or 'ok'}"
+            f"{r['peak_rss_mb']:>7} MB {'/'.join(map(str, r['calibration_s'])):>11} s  {flag or 'ok'}"
         )
+    machine.close()
     print("Limits: " + "; ".join(sorted(limits)))
+    print("machine: CPU seconds of a fixed workload before/after each notebook (lower: a faster spell)")
     RESULTS.write_text(json.dumps(results, indent=2))
     return 1 if failed else 0
 

@@ -61,9 +61,18 @@ def _bench():
     return module
 
 
+class _FixedMachine:
+    def measure(self) -> float:
+        return 0.5
+
+    def close(self) -> None:
+        pass
+
+
 def test_bench_fails_a_notebook_over_binders_2gb(tmp_path, monkeypatch, capsys):
     bench = _bench()
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "notebooks.json")
+    monkeypatch.setattr(bench, "Calibration", _FixedMachine)  # the real one: test_commands
     fake = {"a.ipynb": (900, 50.0), "b.ipynb": (2100, 10.0), "c.ipynb": (900, 70.0)}  # MB, CPU s
     limits = "CPU 0 only (sched_setaffinity); memory: RLIMIT_DATA 2048 MB per process"
     monkeypatch.setattr(

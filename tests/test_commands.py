@@ -172,8 +172,11 @@ def test_bench_notebooks_reports_wall_time_and_peak_rss(tmp_path, monkeypatch, c
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     assert bench.main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "tiny.ipynb" in out and "peak RSS" in out and "kernel CPU" in out
+    assert "tiny.ipynb" in out and "peak RSS" in out and "kernel CPU" in out and "machine" in out
     import json
 
     result = json.loads((tmp_path / "results.json").read_text())["tiny.ipynb"]
     assert result["ok"] and result["peak_rss_mb"] >= 50
+    # the machine's speed before and after: the fixed workload's CPU seconds, in the table too
+    before, after = result["calibration_s"]
+    assert 0 < before < 30 and 0 < after < 30 and f"{before}/{after} s" in out
