@@ -49,7 +49,7 @@ ONE_CORE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "INTROSPECT_LAB_OFFL
 KERNEL = "introspect-lab-binder-limits"
 
 
-#: A fixed workload whose CPU seconds say how fast the machine is right now (0.5–0.8 s here): a
+#: A fixed workload whose CPU seconds say how fast the machine is right now (0.33–0.61 s here): a
 #: process that runs it once for each line it reads, so torch is imported once per bench run.
 CALIBRATION = """
 import sys, time, torch

@@ -196,6 +196,15 @@ def test_engine_folds_batchnorm_without_changing_what_a_layer_shows():
     assert evaluate(net, obj, x)[0].item() == pytest.approx(conv_out[:, 1].mean().item(), rel=1e-5)
     obj = O.channel("0.1", 2)  # a folded BatchNorm: its name now shows the folded conv's output
     assert evaluate(net, obj, x)[0].item() == pytest.approx(bn_out[:, 2].mean().item(), rel=1e-5)
+    ran = []  # every BatchNorm that runs in a whole forward pass (a global hook does not stop the fold)
+    spy = nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: ran.append(m) if isinstance(m, nn.BatchNorm2d) else None
+    )
+    try:
+        evaluate(net, O.channel("3.0", 1), x, truncate=False)
+    finally:
+        spy.remove()
+    assert len(ran) == 2, "only pair 2 (its own forward) and pair 3 (its conv hooked) run their BatchNorm"
 
 
 def test_truncation_stops_before_later_layers(lite0):
