@@ -294,3 +294,22 @@ def test_fgsm_sweep_takes_one_gradient_and_equals_fgsm_at_each_eps(monkeypatch):
     assert sweep.accuracy[-1] < sweep.accuracy[0]  # the budget large enough to flip some labels
     with pytest.raises(ValueError, match="eps"):
         family(-1 / 255)
+
+
+def test_eps_sweep_plot_spans_its_data_on_either_scale():
+    from types import SimpleNamespace
+
+    from introspect_lab.adversarial.plots import plot_eps_sweeps
+
+    sweep = SimpleNamespace(
+        eps=[0, 0.05, 0.1, 0.2], accuracy=[0.9, 0.5, 0.2, 0.0], confidence=[0.8, 0.4, 0.1, 0.0]
+    )
+    sweep.accuracy_8bit = None
+    top = 0.2 * 255  # 51 grey levels
+    lo, hi = plot_eps_sweeps({"a": sweep}, xscale="linear").axes[0].get_xlim()
+    assert top < hi < 1.1 * top, (
+        "a linear axis ends near the largest ε (set after a symlog one, it ran to 79)"
+    )
+    assert plot_eps_sweeps({"a": sweep}).axes[0].get_xscale() == "symlog"
+    with pytest.raises(ValueError, match="'symlog' or 'linear'"):
+        plot_eps_sweeps({"a": sweep}, xscale="log")

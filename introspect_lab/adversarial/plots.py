@@ -33,14 +33,17 @@ def plot_fooling(x, x_adv, *, model=None, magnify: float = 10.0, titles=None, si
     return fig
 
 
-def plot_eps_sweeps(sweeps: dict, *, ax=None, eight_bit: bool = False):
+def plot_eps_sweeps(sweeps: dict, *, ax=None, eight_bit: bool = False, xscale: str = "symlog"):
     """Accuracy (solid) and mean probability of the true class (dashed) against ε in grey levels.
 
     ``sweeps`` maps a label to an :class:`~introspect_lab.adversarial.EpsSweep`.
     With ``eight_bit``, the accuracy of the attacked images rounded to 8 bits
-    is drawn too (dotted, crosses). The x axis is symmetric-log so ε = 0 and
-    sub-grey-level budgets show. Returns the figure.
+    is drawn too (dotted, crosses). The x axis is symmetric-log (``xscale="symlog"``)
+    so ε = 0 and sub-grey-level budgets show, or ``"linear"`` for budgets of many
+    grey levels; either way it spans the data. Returns the figure.
     """
+    if xscale not in ("symlog", "linear"):
+        raise ValueError(f"xscale must be 'symlog' or 'linear', got {xscale!r}.")
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.6))
     else:
@@ -54,7 +57,8 @@ def plot_eps_sweeps(sweeps: dict, *, ax=None, eight_bit: bool = False):
                 levels, s.accuracy_8bit, "x:", color=color, ms=9, label=f"{name}: accuracy, rounded to 8 bits"
             )
         ax.plot(levels, s.confidence, "s--", color=color, alpha=0.7, label=f"{name}: p(true class)")
-    ax.set_xscale("symlog", linthresh=0.1)
+    if xscale == "symlog":
+        ax.set_xscale("symlog", linthresh=0.1)
     ax.set_xlabel("ε (grey levels out of 255)")
     ax.set_ylim(-0.03, 1.03)
     ax.axvline(1, color="grey", lw=0.6, ls=":")
