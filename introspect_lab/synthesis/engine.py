@@ -131,21 +131,19 @@ def batchnorm_folded(model: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
     """
     if count_hooks(model):
         return model
-    pairs = [
-        (name, key)
+    pairs = [  # (Sequential's name, conv's key, BatchNorm's key)
+        (name, key, bn_key)
         for name, seq in model.named_modules()
         if isinstance(seq, nn.Sequential) and type(seq).forward is nn.Sequential.forward
-        for key, conv, bn in zip(list(seq._modules), list(seq), list(seq)[1:])
+        for (key, conv), (bn_key, bn) in zip(list(seq._modules.items()), list(seq._modules.items())[1:])
         if _foldable(conv, bn) and (f"{name}.{key}" if name else key) not in keep
     ]
     if not pairs:
         return model
     # new modules sharing the model's weights; only the folded convolutions get weights of their own
     net = copy.deepcopy(model, {id(t): t for t in itertools.chain(model.parameters(), model.buffers())})
-    for name, key in pairs:
+    for name, key, bn_key in pairs:
         seq = net.get_submodule(name)
-        keys = list(seq._modules)
-        bn_key = keys[keys.index(key) + 1]
         seq._modules[key] = fuse_conv_bn_eval(seq._modules[key], seq._modules[bn_key]).requires_grad_(False)
         seq._modules[bn_key] = nn.Identity()
     return net
