@@ -160,6 +160,35 @@ def test_mahalanobis_on_a_hand_made_case():
     assert lw[1] > lw[0] and lw.shape == (3,)
 
 
+@pytest.mark.parametrize("n", [30, 200])  # fewer images than features, and more
+@pytest.mark.parametrize("shrinkage", [None, 0.3, "ledoit-wolf"])
+def test_mahalanobis_without_forming_the_covariance_is_the_textbook_formula(n, shrinkage):
+    from sklearn.covariance import ledoit_wolf
+
+    rng = np.random.default_rng(0)
+    dim = 64
+    train = rng.normal(size=(n, dim)) @ rng.normal(size=(dim, dim))  # correlated features
+    labels = np.arange(n) % 3
+    test = rng.normal(size=(7, dim)) * 3
+    means = np.stack([train[labels == c].mean(0) for c in range(3)])
+    centred = train - means[labels]
+    cov = centred.T @ centred / n
+    if shrinkage == "ledoit-wolf":
+        cov = ledoit_wolf(centred, assume_centered=True)[0]
+    elif shrinkage:
+        cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / dim * np.eye(dim)
+    prec = np.linalg.pinv(cov, hermitian=True)
+    d = test[:, None] - means[None]
+    want = np.einsum("mkd,de,mke->mk", d, prec, d).min(1)
+    np.testing.assert_allclose(nv.mahalanobis_scores(train, labels, test, shrinkage), want, rtol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "oas"])
+def test_mahalanobis_names_the_shrinkage_it_accepts(bad):
+    with pytest.raises(ValueError, match="shrinkage must be None, 'ledoit-wolf' or a number"):
+        nv.mahalanobis_scores(np.zeros((4, 2)), [0, 0, 1, 1], np.zeros((1, 2)), bad)
+
+
 def test_metrics():
     y = np.array([0, 0, 1, 1])
     assert nv.auroc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0
