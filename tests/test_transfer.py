@@ -79,6 +79,26 @@ def test_feature_extraction_and_fine_tuning_beat_chance_widely(lite0, digits48, 
         assert (fe(x[te]).argmax(1).numpy() == y[te]).mean() == pytest.approx(h_fe.final)
 
 
+def test_fine_tuning_from_a_feature_extraction_start_is_fine_tuning_from_scratch(lite0, digits48):
+    y = digits48.labels.numpy()
+    tr, te = T.per_class_split(y, 3, seed=0, test_size=30)
+    x = digits48.batch(lite0)
+    val = dict(x_val=x[te], labels_val=y[te])
+    fe, h_fe = T.feature_extraction(lite0, x[tr], y[tr], digits48.classes, epochs=3, **val)
+    kept = {k: v.clone() for k, v in fe.state_dict().items()}
+    a, h_a = T.fine_tune(lite0, x[tr], y[tr], digits48.classes, epochs=1, head_epochs=3, **val)
+    b, h_b = T.fine_tune(lite0, x[tr], y[tr], digits48.classes, epochs=1, start=(fe, h_fe), **val)
+    with torch.no_grad():
+        assert torch.allclose(a(x[te]), b(x[te]), atol=1e-5)
+        assert not torch.allclose(fe(x[te]), b(x[te]), atol=1e-5)  # it did fine-tune
+    assert h_a.epoch == h_b.epoch == [3, 4] and h_a.val_acc == pytest.approx(h_b.val_acc)
+    assert all(torch.equal(kept[k], v) for k, v in fe.state_dict().items())  # start is not changed
+    with pytest.raises(ValueError, match=r"start must be the \(model, history\) pair"):
+        T.fine_tune(lite0, x[tr], y[tr], digits48.classes, start=fe)
+    with pytest.raises(ValueError, match="run feature_extraction on this task first"):
+        T.fine_tune(lite0, x[tr], y[tr], list("abcdefghij"), start=(fe, h_fe))
+
+
 def test_faces_transfer_beats_chance_widely(lite0):
     task = T.faces(48)
     y = task.labels.numpy()

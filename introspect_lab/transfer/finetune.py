@@ -188,6 +188,7 @@ def fine_tune(
     labels_val=None,
     seed: int = 0,
     progress: bool | None = None,
+    start: tuple[TransferModel, History] | None = None,
 ) -> tuple[TransferModel, History]:
     """Fine-tuning (seed 003): train the head on frozen features first, then also retrain ``layers``.
 
@@ -199,9 +200,20 @@ def fine_tune(
     not changed (training runs on a copy). Returns the fine-tuned :class:`TransferModel` and
     the learning curves of the fine-tuning epochs, numbered after the ``head_epochs``
     of head-only training (its first point is the head alone).
+
+    ``start``: the ``(model, history)`` that :func:`feature_extraction` returned for this
+    ``model``, ``x``, ``labels`` and ``seed``. Fine-tuning then starts from a copy of that head
+    instead of training the same head again (``layer`` and ``head_epochs`` are then ``start``'s);
+    ``start`` itself is not changed.
     """
     if bn not in ("train", "frozen"):
         raise ValueError(f"bn must be 'train' (re-estimate statistics) or 'frozen', got {bn!r}.")
+    options = dict(lr=lr, batch_size=batch_size, seed=seed, x_val=x_val, labels_val=labels_val)
+    if start is not None:
+        tm, head_hist = _check_start(start, classes)
+        return _retrain(
+            copy.deepcopy(tm), head_hist, x, labels, layers, bn, epochs, progress=progress, **options
+        )
     tm, head_hist = feature_extraction(
         model,
         x,
@@ -215,8 +227,22 @@ def fine_tune(
         seed=seed,
         progress=progress,
     )
-    options = dict(lr=lr, batch_size=batch_size, seed=seed, x_val=x_val, labels_val=labels_val)
     return _retrain(tm, head_hist, x, labels, layers, bn, epochs, progress=progress, **options)
+
+
+def _check_start(start, classes: Sequence[str]) -> tuple[TransferModel, History]:
+    ok = isinstance(start, tuple) and len(start) == 2
+    if not (ok and isinstance(start[0], TransferModel) and isinstance(start[1], History)):
+        raise ValueError(
+            "start must be the (model, history) pair that feature_extraction returned, "
+            f"got {type(start).__name__}."
+        )
+    if tuple(start[0].lab_info.categories) != tuple(classes):
+        raise ValueError(
+            f"start was trained for the classes {list(start[0].lab_info.categories)[:5]}…, not these "
+            f"{list(classes)[:5]}…; run feature_extraction on this task first."
+        )
+    return start
 
 
 def _retrain(tm, head_hist, x, labels, layers, bn, epochs, **options) -> tuple[TransferModel, History]:
@@ -374,8 +400,6 @@ def examples_per_class(
     """
     y = task.labels.numpy()
     rows: dict[str, list] = {"n": [], "feature extraction": [], "fine-tuning": [], "difference": []}
-    own = fine_tune.__kwdefaults__  # fine-tuning at fine_tune's lr, batch size and BatchNorm handling
-    options = dict(lr=own["lr"], batch_size=own["batch_size"], seed=seed, progress=progress)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
         x_tr, x_te = task.batch(model, tr), task.batch(model, te)  # only these (a whole task can be 50 MB)
@@ -383,8 +407,19 @@ def examples_per_class(
             model, x_tr, y[tr], task.classes, epochs=head_epochs, seed=seed, progress=progress
         )
         hit_fe = correct(fe, x_te, y[te])
-        # fine-tuning starts from this head, as fine_tune's own first stage would (same data and seed)
-        ft, _ = _retrain(fe, head_hist, x_tr, y[tr], layers, own["bn"], epochs, **options)
+        # fine-tuning (at fine_tune's defaults) starts from this head instead of training it again
+        start = (fe, head_hist)
+        ft, _ = fine_tune(
+            model,
+            x_tr,
+            y[tr],
+            task.classes,
+            layers=layers,
+            epochs=epochs,
+            seed=seed,
+            start=start,
+            progress=progress,
+        )
         hit_ft = correct(ft, x_te, y[te])
         rows["n"].append(n)
         rows["feature extraction"].append(float(hit_fe.mean()))
