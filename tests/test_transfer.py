@@ -95,8 +95,13 @@ def test_fine_tuning_from_a_feature_extraction_start_is_fine_tuning_from_scratch
     assert all(torch.equal(kept[k], v) for k, v in fe.state_dict().items())  # start is not changed
     with pytest.raises(ValueError, match=r"start must be the \(model, history\) pair"):
         T.fine_tune(lite0, x[tr], y[tr], digits48.classes, start=fe)
-    with pytest.raises(ValueError, match="run feature_extraction on this task first"):
+    with pytest.raises(ValueError, match="run feature_extraction on this model and task first"):
         T.fine_tune(lite0, x[tr], y[tr], list("abcdefghij"), start=(fe, h_fe))
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 48 * 48, 10))
+    with pytest.raises(ValueError, match="not from this Sequential"):
+        T.fine_tune(other, x[tr], y[tr], digits48.classes, start=(fe, h_fe))
+    with pytest.raises(ValueError, match="leave layer out"):
+        T.fine_tune(lite0, x[tr], y[tr], digits48.classes, layer="blocks.3", start=(fe, h_fe))
 
 
 def test_faces_transfer_beats_chance_widely(lite0):

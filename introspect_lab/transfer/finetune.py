@@ -210,7 +210,7 @@ def fine_tune(
         raise ValueError(f"bn must be 'train' (re-estimate statistics) or 'frozen', got {bn!r}.")
     options = dict(lr=lr, batch_size=batch_size, seed=seed, x_val=x_val, labels_val=labels_val)
     if start is not None:
-        tm, head_hist = _check_start(start, classes)
+        tm, head_hist = _check_start(start, model, classes, layer)
         return _retrain(
             copy.deepcopy(tm), head_hist, x, labels, layers, bn, epochs, progress=progress, **options
         )
@@ -230,18 +230,22 @@ def fine_tune(
     return _retrain(tm, head_hist, x, labels, layers, bn, epochs, progress=progress, **options)
 
 
-def _check_start(start, classes: Sequence[str]) -> tuple[TransferModel, History]:
+def _check_start(start, model: nn.Module, classes: Sequence[str], layer: str | None):
     ok = isinstance(start, tuple) and len(start) == 2
     if not (ok and isinstance(start[0], TransferModel) and isinstance(start[1], History)):
         raise ValueError(
             "start must be the (model, history) pair that feature_extraction returned, "
             f"got {type(start).__name__}."
         )
-    if tuple(start[0].lab_info.categories) != tuple(classes):
+    tm = start[0]
+    if type(tm.backbone) is not type(model) or tuple(tm.lab_info.categories) != tuple(classes):
         raise ValueError(
-            f"start was trained for the classes {list(start[0].lab_info.categories)[:5]}…, not these "
-            f"{list(classes)[:5]}…; run feature_extraction on this task first."
+            f"start was made from a {type(tm.backbone).__name__} for the classes "
+            f"{list(tm.lab_info.categories)[:5]}…, not from this {type(model).__name__} for "
+            f"{list(classes)[:5]}…; run feature_extraction on this model and task first."
         )
+    if layer is not None and layer != tm.layer:
+        raise ValueError(f"start reads the features at {tm.layer!r}, not {layer!r}; leave layer out.")
     return start
 
 
