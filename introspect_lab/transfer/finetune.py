@@ -404,6 +404,8 @@ def examples_per_class(
     """
     y = task.labels.numpy()
     rows: dict[str, list] = {"n": [], "feature extraction": [], "fine-tuning": [], "difference": []}
+    own = fine_tune.__kwdefaults__  # fine-tuning at fine_tune's lr, batch size and BatchNorm handling
+    options = dict(lr=own["lr"], batch_size=own["batch_size"], seed=seed, progress=progress)
     for n in ns:
         tr, te = per_class_split(y, n, seed=seed, test_size=test_size)
         x_tr, x_te = task.batch(model, tr), task.batch(model, te)  # only these (a whole task can be 50 MB)
@@ -411,19 +413,9 @@ def examples_per_class(
             model, x_tr, y[tr], task.classes, epochs=head_epochs, seed=seed, progress=progress
         )
         hit_fe = correct(fe, x_te, y[te])
-        # fine-tuning (at fine_tune's defaults) starts from this head instead of training it again
-        start = (fe, head_hist)
-        ft, _ = fine_tune(
-            model,
-            x_tr,
-            y[tr],
-            task.classes,
-            layers=layers,
-            epochs=epochs,
-            seed=seed,
-            start=start,
-            progress=progress,
-        )
+        # fine-tuning starts from this head, as fine_tune(start=...) does, but retrains it in place: fe is
+        # scored already, so it needs no copy (a whole backbone per n)
+        ft, _ = _retrain(fe, head_hist, x_tr, y[tr], layers, own["bn"], epochs, **options)
         hit_ft = correct(ft, x_te, y[te])
         rows["n"].append(n)
         rows["feature extraction"].append(float(hit_fe.mean()))
