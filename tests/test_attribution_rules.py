@@ -135,6 +135,40 @@ def test_integrated_gradients_is_complete_on_a_linear_model():
     assert abs(float(delta)) < 1e-5
 
 
+class TutorialNet(nn.Module):
+    """A student's CNN in the style of PyTorch's tutorial: a ``view`` after the convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(self.features(x).view(len(x), -1))
+
+
+def test_integrated_gradients_of_a_linear_cnn_with_batchnorm_and_view(unchanged):
+    # IG runs its path through a copy with the BatchNorm folded, in channels-last batches; this
+    # model cannot take those (its view raises), so IG must fall back to the ordinary layout.
+    torch.manual_seed(0)
+    model = TutorialNet()
+    bn = model.features[1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2), bn.bias.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(2, 3, 2, 2)
+    with pytest.raises(RuntimeError, match="view"):
+        model(x.contiguous(memory_format=torch.channels_last))
+    check = unchanged(model)
+    attr, delta = A.integrated_gradients(model, x, 0, n_steps=4, return_delta=True)
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xg)[:, 0].sum(), xg)  # linear: one gradient along the whole path
+    assert torch.allclose(attr, x * grad, atol=1e-6)  # IG of a linear model is x ⊙ ∇S (baseline 0)
+    assert float(delta.abs().max()) < 1e-5
+    check()
+
+
 def test_spearman_by_hand():
     assert A.spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0])) == pytest.approx(1.0)
     assert A.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from introspect_lab.folding import batchnorm_folded
 from introspect_lab.hooks import count_hooks
 from introspect_lab.models import predict
 from introspect_lab.synthesis import (
@@ -21,7 +22,6 @@ from introspect_lab.synthesis import (
 )
 from introspect_lab.synthesis import objectives as O
 from introspect_lab.synthesis import priors as R
-from introspect_lab.synthesis.engine import batchnorm_folded
 
 # ---------------------------------------------------------------------------
 # Hand computations on tiny tensors

@@ -6,14 +6,12 @@
 one image; :func:`layer_features` computes targets once. The model runs
 only up to the deepest layer any term needs (:func:`introspect_lab.hooks.capture`
 with ``stop=True``), frozen, with its BatchNorms folded into its convolutions
-(:func:`batchnorm_folded`, a private copy), and is restored afterwards. The steps of the
-loop live in :mod:`.steps`, its record and diagnostics in :mod:`.record`.
+(:func:`introspect_lab.folding.batchnorm_folded`, a private copy), and is restored afterwards.
+The steps of the loop live in :mod:`.steps`, its record and diagnostics in :mod:`.record`.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,11 +20,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
 from ..config import fresh_seed, show_progress
-from ..hooks import capture, count_hooks, frozen, no_inplace
+from ..folding import batchnorm_folded
+from ..hooks import capture, frozen, no_inplace
 from ..images import check_batch, device_dtype
 from ..models import model_info
 from ..settings import override
@@ -54,7 +52,6 @@ __all__ = [
     "evaluate",
     "layer_features",
     "model_lock",
-    "batchnorm_folded",
     "check_objective",
 ]
 
@@ -109,55 +106,6 @@ def model_forward(model: nn.Module, layers: frozenset[str], truncate: bool = Tru
             yield lambda x: {O.LOGITS: net(x)}
         else:
             yield lambda x: {}
-
-
-def batchnorm_folded(model: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
-    """A copy of an eval-mode ``model`` with each BatchNorm2d folded into the Conv2d before it, or ``model``.
-
-    In eval mode a BatchNorm is a fixed affine map per channel, so it can live in the convolution's
-    weights: ``w' = w·γ/σ``, ``b' = (b − μ)·γ/σ + β`` with ``σ = √(var + ε)`` (Ioffe & Szegedy 2015;
-    ``torch.nn.utils.fusion.fuse_conv_bn_eval``). The function is the same to rounding (Lite0's
-    logits: 1.5e-5) with one operation fewer per pair in the forward and the backward pass. Lite0 at
-    128 px on one core, 100 steps, the copy included: style transfer 0.91× the time [95 % interval
-    0.84, 0.97], Adam texture synthesis 0.86× [0.77, 0.94] (8 alternating pairs).
-
-    Only pairs that follow each other in a plain ``nn.Sequential`` are folded (its forward runs its
-    children in order), and the BatchNorm is replaced by ``nn.Identity``, so every module keeps its
-    name: a hook on the BatchNorm sees the same values. Left as they are: a pair whose Conv2d is in
-    ``keep`` (a hook there must see the convolution's own output), BatchNorms in train mode, and
-    half precision. The copy shares every other weight with ``model``, which is never changed. A
-    model with hooks of its own is returned as it is (a copy would miss hooks added later), and so
-    is a model with nothing to fold.
-    """
-    if count_hooks(model):
-        return model
-    pairs = [  # (Sequential's name, conv's key, BatchNorm's key)
-        (name, key, bn_key)
-        for name, seq in model.named_modules()
-        if isinstance(seq, nn.Sequential) and type(seq).forward is nn.Sequential.forward
-        for (key, conv), (bn_key, bn) in zip(list(seq._modules.items()), list(seq._modules.items())[1:])
-        if _foldable(conv, bn) and (f"{name}.{key}" if name else key) not in keep
-    ]
-    if not pairs:
-        return model
-    # new modules sharing the model's weights; only the folded convolutions get weights of their own
-    net = copy.deepcopy(model, {id(t): t for t in itertools.chain(model.parameters(), model.buffers())})
-    for name, key, bn_key in pairs:
-        seq = net.get_submodule(name)
-        seq._modules[key] = fuse_conv_bn_eval(seq._modules[key], seq._modules[bn_key]).requires_grad_(False)
-        seq._modules[bn_key] = nn.Identity()
-    return net
-
-
-def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (
-        type(conv) is nn.Conv2d
-        and type(bn) is nn.BatchNorm2d
-        and not bn.training
-        and bn.running_mean is not None
-        and conv.out_channels == bn.num_features
-        and conv.weight.dtype in (torch.float32, torch.float64)
-    )
 
 
 def evaluate(model: nn.Module, objective: O.Objective, image: torch.Tensor, *, truncate: bool = True):
