@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from introspect_lab import attribution as A
+from introspect_lab.fastpath import ChannelsLast
 
 # Hand-picked inputs are not normalised photos; the "not normalised" warning is tested elsewhere.
 pytestmark = pytest.mark.filterwarnings("ignore:x holds")
@@ -167,6 +168,20 @@ def test_integrated_gradients_of_a_linear_cnn_with_batchnorm_and_view(unchanged)
     assert torch.allclose(attr, x * grad, atol=1e-6)  # IG of a linear model is x ⊙ ∇S (baseline 0)
     assert float(delta.abs().max()) < 1e-5
     check()
+
+
+def test_channels_last_falls_back_to_the_ordinary_layout_and_raises_a_genuine_error():
+    seen = []
+
+    def broken(x):
+        seen.append(x.is_contiguous())  # False for a channels-last batch of 3 channels
+        raise RuntimeError("a genuine error")
+
+    run = ChannelsLast(broken)
+    with pytest.raises(RuntimeError, match="genuine"):
+        run(torch.zeros(1, 3, 2, 2))
+    assert seen == [False, True] and not run.enabled  # tried once in channels-last, then as it is
+    assert ChannelsLast(lambda x: x.is_contiguous(memory_format=torch.channels_last))(torch.zeros(1, 3, 2, 2))
 
 
 def test_spearman_by_hand():

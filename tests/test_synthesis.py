@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from introspect_lab.folding import batchnorm_folded
+from introspect_lab.fastpath import batchnorm_folded
 from introspect_lab.hooks import count_hooks
 from introspect_lab.models import predict
 from introspect_lab.synthesis import (

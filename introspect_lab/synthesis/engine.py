@@ -6,7 +6,7 @@
 one image; :func:`layer_features` computes targets once. The model runs
 only up to the deepest layer any term needs (:func:`introspect_lab.hooks.capture`
 with ``stop=True``), frozen, with its BatchNorms folded into its convolutions
-(:func:`introspect_lab.folding.batchnorm_folded`, a private copy), and is restored afterwards.
+(:func:`introspect_lab.fastpath.batchnorm_folded`, a private copy), and is restored afterwards.
 The steps of the loop live in :mod:`.steps`, its record and diagnostics in :mod:`.record`.
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import fresh_seed, show_progress
-from ..folding import batchnorm_folded
+from ..fastpath import batchnorm_folded
 from ..hooks import capture, frozen, no_inplace
 from ..images import check_batch, device_dtype
 from ..models import model_info
