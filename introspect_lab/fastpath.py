@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .hooks import count_hooks
+from .hooks import count_hooks, frozen
 
 __all__ = ["batchnorm_folded", "ChannelsLast"]
 
@@ -85,6 +85,22 @@ class ChannelsLast:
 
     def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
         self.fn, self.enabled = fn, True
+
+    @classmethod
+    def probed(cls, model: nn.Module, example: torch.Tensor) -> ChannelsLast:
+        """``ChannelsLast(model)``, its layout decided up front by one image of ``example``.
+
+        For calls with side effects, such as training steps (a failed pass would already have
+        moved train-mode BatchNorm statistics): the probe runs in eval mode without gradients.
+        """
+        run = cls(model)
+        if example.dim() == 4:
+            with frozen(model), torch.no_grad():
+                try:
+                    model(example[:1].contiguous(memory_format=torch.channels_last))
+                except RuntimeError:
+                    run.enabled = False
+        return run
 
     def __call__(self, x: torch.Tensor, *args, **kwargs):
         if self.enabled and x.dim() == 4:

@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import config
+from ..fastpath import ChannelsLast
 from ..hooks import frozen
 from ..models import ModelInfo
 from ..validation import check_int
@@ -146,6 +147,7 @@ def train(
     modes = [(m, m.training) for m in model.modules()]
     hist = History(label=label or desc)
     show = config.show_progress() if progress is None else progress
+    forward = ChannelsLast.probed(model, x)  # faster convolutions and their gradients on a CPU
     try:
         for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not show):
             order = torch.randperm(x.shape[0], generator=gen)
@@ -156,7 +158,7 @@ def train(
                 if perturb is not None:
                     xb = perturb(model, xb, yb, epoch)
                 model.train()
-                out = model(xb)
+                out = forward(xb)
                 loss = F.cross_entropy(out, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
