@@ -90,3 +90,47 @@ def test_every_entry_point_runs_on_any_classifier(nets, net, name, unchanged):
         return
     assert torch.isfinite(out).all(), name
     check()
+
+
+class TutorialCNN(nn.Module):
+    """PyTorch's tutorial CNN with a BatchNorm: ``view`` flattens, which a channels-last batch cannot take."""
+
+    def __init__(self, flatten: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        conv = nn.Conv2d(3, 6, 5, bias=False)  # (a bias before a BatchNorm has no gradient but rounding)
+        self.features = nn.Sequential(conv, nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(4))
+        self.fc = nn.Linear(6 * 16, 10)
+        self.flatten = flatten
+
+    def forward(self, x):
+        f = self.features(x)
+        return self.fc(f.flatten(1) if self.flatten else f.view(x.shape[0], -1))
+
+
+def test_the_fast_paths_take_a_model_that_cannot_take_channels_last(unchanged):
+    # IG, PGD, fooling and training feed channels-last batches (introspect_lab.fastpath.ChannelsLast);
+    # this model raises on them, so each must fall back to the ordinary layout, with the same results.
+    from introspect_lab import adversarial as adv
+    from introspect_lab import attribution as A
+    from introspect_lab.transfer import train
+
+    net, twin = TutorialCNN().eval(), TutorialCNN(flatten=True).eval()  # twin: the same function, any layout
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.raises(RuntimeError, match="view"):
+        net(x.contiguous(memory_format=torch.channels_last))
+    check = unchanged(net)
+    for run in (
+        lambda m: A.integrated_gradients(m, x, 0, n_steps=4, rtol=10.0),
+        lambda m: adv.pgd(m, x, 0, eps=0.1, steps=3),
+        lambda m: adv.fool(m, x, 1, max_steps=3).x,
+    ):
+        torch.testing.assert_close(run(net), run(twin), rtol=1e-4, atol=1e-5)
+    check()
+    labels = torch.tensor([0, 1] * 4)
+    data = torch.randn(8, 3, 32, 32)
+    train(net, data, labels, epochs=2, batch_size=4, progress=False)
+    train(twin, data, labels, epochs=2, batch_size=4, progress=False)
+    assert int(net.features[1].num_batches_tracked) == 4  # 2 epochs × 2 batches: no failed train-mode pass
+    for (name, a), b in zip(net.state_dict().items(), twin.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
