@@ -160,7 +160,8 @@ def test_stock_model_with_inplace_relus_is_left_unchanged(unchanged):
     feats = F.extract_features(model, x, "layer1")
     with torch.no_grad():
         ref = model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))
-    assert torch.allclose(feats, ref, atol=1e-6)
+    # to float rounding: the library runs the convolutions on channels-last batches (fastpath.ChannelsLast)
+    torch.testing.assert_close(feats, ref, rtol=1e-5, atol=1e-5)
     check()
 
 
