@@ -182,6 +182,8 @@ def test_channels_last_falls_back_to_the_ordinary_layout_and_raises_a_genuine_er
         run(torch.zeros(1, 3, 2, 2))
     assert seen == [False, True] and not run.enabled  # tried once in channels-last, then as it is
     assert ChannelsLast(lambda x: x.is_contiguous(memory_format=torch.channels_last))(torch.zeros(1, 3, 2, 2))
+    assert not ChannelsLast(broken).takes(torch.zeros(1, 3, 2, 2, device="meta"))  # CPU batches only
+    assert not ChannelsLast(broken).takes(torch.zeros(3, 2, 2))  # and batches [B, C, H, W] only
 
 
 def test_spearman_by_hand():
