@@ -95,8 +95,9 @@ def correct(model: nn.Module, x: torch.Tensor, labels, *, batch_size: int = 64) 
     labels = torch.as_tensor(labels)
     hits = []
     with frozen(model), torch.no_grad():
+        run = ChannelsLast(model)  # faster convolutions on a CPU
         for a in range(0, x.shape[0], batch_size):
-            hits.append(model(x[a : a + batch_size]).argmax(1) == labels[a : a + batch_size])
+            hits.append(run(x[a : a + batch_size]).argmax(1) == labels[a : a + batch_size])
     return torch.cat(hits).double().numpy() if hits else np.zeros(0)
 
 
