@@ -16,11 +16,10 @@ from torch import nn
 from introspect_lab import attribution as A
 from introspect_lab import load_image, sample_image
 from introspect_lab.features import extract_features
-from introspect_lab.images import check_batch
+from introspect_lab.images import check_batch, gaussian_blur
 from introspect_lab.models import MODELS, UnknownNameError, get_layer, load_model, model_settings, predict
 from introspect_lab.settings import ClassVisSettings, layer_fields
 from introspect_lab.synthesis import deepdream, invert, visualize_class
-from introspect_lab.synthesis.priors import gaussian_blur
 from introspect_lab.texture.gatys import style_transfer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "introspect_lab"
@@ -322,11 +321,20 @@ def _reference_blur(x, sigma):
     return F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.3])
-def test_torchvision_blur_matches_the_hand_written_one(sigma):
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.3, 5.0])
+def test_blur_is_torchvisions_and_the_hand_written_one(sigma):
+    """Written out to spare the lessons torchvision's import; torchvision's function is the oracle."""
+    from torchvision.transforms.functional import gaussian_blur as tv_blur
+
     x = torch.randn(2, 3, 40, 33, generator=torch.Generator().manual_seed(0))
+    k = 2 * math.ceil(3 * sigma) + 1
+    torch.testing.assert_close(
+        gaussian_blur(x, sigma), tv_blur(x, [k, k], [sigma, sigma]), atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(gaussian_blur(x, sigma), _reference_blur(x, sigma), atol=1e-5, rtol=1e-5)
+    assert gaussian_blur(x.double(), sigma).dtype == torch.float64
     assert gaussian_blur(torch.randn(1, 3, 4, 4), 2.0).shape == (1, 3, 4, 4)  # smaller than the kernel
+    assert gaussian_blur(x, 0) is x
 
 
 def test_spearman_is_scipys_with_ties():

@@ -8,7 +8,6 @@ most salient pixels first and records the class score.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import show_progress
 from ..hooks import frozen
-from ..images import check_batch
+from ..images import check_batch, gaussian_blur
 from ..lazy import lazy_import
 from ..models import get_layer
 from .base import Target, forward_eval, logits_of, resolve_targets, to_map
@@ -29,7 +28,6 @@ from .compiled import fast_inference
 from .gradients import guided_backprop, saliency
 
 stats = lazy_import("scipy.stats")
-TF = lazy_import("torchvision.transforms.functional")
 
 __all__ = [
     "spearman",
@@ -254,8 +252,7 @@ def deletion_curve(
     if isinstance(baseline, str):
         if baseline != "blur":
             raise ValueError(f"baseline must be a number, an image batch or 'blur', got {baseline!r}.")
-        k = 2 * int(math.ceil(3 * blur_sigma)) + 1
-        baseline = TF.gaussian_blur(x, [k, k], [float(blur_sigma)] * 2)
+        baseline = gaussian_blur(x, float(blur_sigma))
     if n_steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {n_steps}.")
     if score not in ("prob", "logit"):

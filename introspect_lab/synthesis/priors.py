@@ -25,10 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..lazy import lazy_import
+from ..images import gaussian_blur
 from .objectives import INPUT, Objective, batch_sum
-
-TF = lazy_import("torchvision.transforms.v2.functional")
 
 __all__ = [
     "l2",
@@ -43,7 +41,6 @@ __all__ = [
     "RandomScale",
     "RandomRotate",
     "Pad",
-    "gaussian_blur",
 ]
 
 
@@ -155,22 +152,6 @@ def tv(beta: float = 2.0, eps: float | None = None, weight: torch.Tensor | None 
 # ---------------------------------------------------------------------------
 # Step operations (between optimisation steps)
 # ---------------------------------------------------------------------------
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of a ``[B, C, H, W]`` batch with std ``sigma`` px, same size out.
-
-    torchvision's ``gaussian_blur`` (reflect padding) with the kernel cut at
-    ``±⌈3σ⌉``: ``k(t) ∝ exp(−t²/2σ²)``, ``t = −r … r``; images smaller than the
-    radius are replicate-padded first.
-    """
-    if sigma <= 0:
-        return x
-    r = max(1, int(math.ceil(3 * sigma)))
-    if min(x.shape[-2:]) <= r:
-        x = F.pad(x, (r, r, r, r), mode="replicate")
-        return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [sigma, sigma])[..., r:-r, r:-r]
-    return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [sigma, sigma])
 
 
 class StepOp:
