@@ -88,6 +88,9 @@ class ModelSpec:
     input_size: int = 224
     approx_mb: int = 0
     settings: ModelSettings | None = field(default=None, repr=False)
+    #: that weight enum's download address, written out so that finding or fetching the file does not
+    #: import torchvision (about 3 s and 170 MB); a test compares it with torchvision's
+    weights_url: str | None = None
 
     @property
     def bundled(self) -> bool:
@@ -100,7 +103,7 @@ class ModelSpec:
     def url(self) -> str | None:
         if self.bundled:
             return None
-        return mirrored(self.weights().url)
+        return mirrored(self.weights_url)
 
     @property
     def filename(self) -> str | None:
@@ -133,6 +136,7 @@ MODELS: dict[str, ModelSpec] = {
             224,
             5,
             SETTINGS["squeezenet1_1"],
+            weights_url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
         ),
         ModelSpec(
             "resnet18",
@@ -141,15 +145,34 @@ MODELS: dict[str, ModelSpec] = {
             224,
             45,
             SETTINGS["resnet18"],
+            weights_url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
         ),
         ModelSpec(
-            "alexnet", "AlexNet (torchvision)", "AlexNet_Weights.IMAGENET1K_V1", 224, 233, SETTINGS["alexnet"]
+            "alexnet",
+            "AlexNet (torchvision)",
+            "AlexNet_Weights.IMAGENET1K_V1",
+            224,
+            233,
+            SETTINGS["alexnet"],
+            weights_url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         ),
         ModelSpec(
-            "vgg16", "VGG-16 (torchvision)", "VGG16_Weights.IMAGENET1K_V1", 224, 528, SETTINGS["vgg16"]
+            "vgg16",
+            "VGG-16 (torchvision)",
+            "VGG16_Weights.IMAGENET1K_V1",
+            224,
+            528,
+            SETTINGS["vgg16"],
+            weights_url="https://download.pytorch.org/models/vgg16-397923af.pth",
         ),
         ModelSpec(
-            "vgg19", "VGG-19 (torchvision)", "VGG19_Weights.IMAGENET1K_V1", 224, 548, SETTINGS["vgg19"]
+            "vgg19",
+            "VGG-19 (torchvision)",
+            "VGG19_Weights.IMAGENET1K_V1",
+            224,
+            548,
+            SETTINGS["vgg19"],
+            weights_url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
         ),
     ]
 }

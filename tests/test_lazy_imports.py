@@ -20,13 +20,13 @@ PACKAGE = Path(introspect_lab.__file__).parent
 EXEMPT = ("introspect_lab.experiments",)
 
 
-def _loaded_after(*steps: str) -> list[list[str]]:
+def _loaded_after(*steps: str, env: dict[str, str] | None = None) -> list[list[str]]:
     """Run ``steps`` one after the other in one fresh interpreter: the heavy modules loaded after each."""
-    show = f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or '-')"
+    show = f"print('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"  # a step may print too
     probe = "\n".join(["import sys"] + [f"{step}\n{show}" for step in steps])
-    env = dict(os.environ, INTROSPECT_LAB_OFFLINE="1", INTROSPECT_LAB_PROGRESS="0")
+    env = dict(os.environ, INTROSPECT_LAB_OFFLINE="1", INTROSPECT_LAB_PROGRESS="0", **(env or {}))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    return [[] if line == "-" else line.split() for line in out.stdout.splitlines()]
+    return [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("loaded:")]
 
 
 def test_import_and_the_bundled_model_load_no_heavy_dependency():
@@ -43,6 +43,24 @@ def test_import_and_the_bundled_model_load_no_heavy_dependency():
     assert [m for m in after_first_cell if m != "scipy"] == []
     # the probe sees a heavy import when there is one
     assert "ipywidgets" in after_ipywidgets and "ipywidgets" not in after_first_cell
+
+
+def test_a_fallback_and_the_blurs_do_not_import_torchvision(tmp_path):
+    """Its model zoo costs about 3 s and 170 MB: only building a classic model needs it."""
+    fallback = (
+        "from introspect_lab import attribution as A, load_image, load_model, models, sample_image\n"
+        "from introspect_lab.synthesis import priors\n"
+        "m = load_model('alexnet', fallback='efficientnet_lite0', verbose=False)\n"
+        "assert m.lab_info.name == 'efficientnet_lite0' and not models.is_cached('vgg16')\n"
+        "x = load_image(sample_image('coffee'), m, size=48)\n"
+        "A.deletion_curve(m, x, None, x[:, 0], n_steps=1, baseline='blur')\n"
+        "priors.GaussianBlur(every=1).after_step(x, None, 0)"
+    )
+    build = "from introspect_lab import load_model\nload_model('alexnet', pretrained=False, verbose=False)"
+    env = {"TORCH_HOME": str(tmp_path)}  # nothing cached
+    loaded = _loaded_after(fallback, build, env=env)
+    assert [m for m in loaded[0] if m != "scipy"] == []
+    assert "torchvision.models" in loaded[1]  # the probe sees it when a classic model is built
 
 
 def test_class_names_read_without_torchvision_are_torchvision_s():

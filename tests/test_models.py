@@ -68,6 +68,15 @@ def test_every_model_knows_its_preprocessing():
             assert spec.url.endswith(spec.filename)
 
 
+def test_written_out_weight_addresses_are_torchvisions():
+    """The registry spells out each download address (no torchvision import to find a cached file)."""
+    from torchvision.models import get_weight
+
+    for name, spec in models.MODELS.items():
+        if not spec.bundled:
+            assert spec.weights_url == get_weight(spec.torchvision_weights).url, name
+
+
 def test_unknown_model_name_suggests():
     with pytest.raises(UnknownNameError, match="squeezenet1_1"):
         load_model("squeezenet11")
