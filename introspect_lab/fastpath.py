@@ -39,12 +39,12 @@ def batchnorm_folded(model: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
     children in order), and the BatchNorm is replaced by ``nn.Identity``, so every module keeps its
     name: a hook on the BatchNorm sees the same values. Left as they are: a pair whose Conv2d is in
     ``keep`` (a hook there must see the convolution's own output), BatchNorms in train mode, and
-    half precision. The copy shares every other weight with ``model``, which is never changed. A
-    model with hooks of its own is returned as it is (a copy would miss hooks added later), and so
-    is a model with nothing to fold.
+    half precision. The copy shares every other weight with ``model``, which is never changed, and
+    the hooks ``model`` has now (a pathway's masks, a student's probe): each module of the copy
+    calls the very same hook objects, and a pair with a hook on its Conv2d or its BatchNorm is not
+    folded. Hooks registered later, on either, stay with that one. A model with nothing to fold is
+    returned as it is.
     """
-    if count_hooks(model):
-        return model
     pairs = [  # (Sequential's name, conv's key, BatchNorm's key)
         (name, key, bn_key)
         for name, seq in model.named_modules()
@@ -54,8 +54,10 @@ def batchnorm_folded(model: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
     ]
     if not pairs:
         return model
-    # new modules sharing the model's weights; only the folded convolutions get weights of their own
-    net = copy.deepcopy(model, {id(t): t for t in itertools.chain(model.parameters(), model.buffers())})
+    # new modules sharing the model's weights and hooks; only the folded convolutions get weights of
+    # their own
+    shared = itertools.chain(model.parameters(), model.buffers(), _hooks(model))
+    net = copy.deepcopy(model, {id(t): t for t in shared})
     for name, key, bn_key in pairs:
         seq = net.get_submodule(name)
         seq._modules[key] = fuse_conv_bn_eval(seq._modules[key], seq._modules[bn_key]).requires_grad_(False)
@@ -63,9 +65,19 @@ def batchnorm_folded(model: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
     return net
 
 
+def _hooks(model: nn.Module) -> list:
+    """Every hook in every module's hook dictionaries (``_forward_hooks``, ``_backward_pre_hooks``, …)."""
+    dicts = [
+        d for m in model.modules() for k, d in vars(m).items() if k.endswith("hooks") and isinstance(d, dict)
+    ]
+    return [fn for d in dicts for fn in d.values()]
+
+
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     return (
-        type(conv) is nn.Conv2d
+        not count_hooks(conv)
+        and not count_hooks(bn)
+        and type(conv) is nn.Conv2d
         and type(bn) is nn.BatchNorm2d
         and not bn.training
         and bn.running_mean is not None

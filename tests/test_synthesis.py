@@ -181,9 +181,28 @@ def test_batchnorm_folding_keeps_the_function_and_names_and_leaves_the_model_alo
     net[0][1].train()  # a BatchNorm in train mode uses the batch's statistics: no fold
     assert isinstance(batchnorm_folded(net)[0][1], nn.BatchNorm2d)
     net.eval()
-    handle = net[0].register_forward_hook(lambda *a: None)  # a model with hooks of its own runs as it is
-    assert batchnorm_folded(net) is net
-    handle.remove()
+
+    # hooks the model has: the copy calls the very same objects, and a hooked pair is not folded
+    class Probe:  # a hook with state of its own, which a deep copy would duplicate
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, *args):
+            self.calls += 1
+
+    seq0, conv1 = Probe(), Probe()
+    handles = [net[0].register_forward_hook(seq0), net[1][0].register_forward_pre_hook(conv1)]
+    folded = batchnorm_folded(net)
+    assert [type(m).__name__ for m in (folded[0][1], folded[1][1])] == ["Identity", "BatchNorm2d"]
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-5)
+    assert (seq0.calls, conv1.calls) == (2, 2)
+    calls = []
+    later = folded[0].register_forward_hook(lambda *a: calls.append("copy"))  # stays with the copy
+    assert count_hooks(folded) == 3 and count_hooks(net) == 2
+    later.remove()
+    for h in handles:
+        h.remove()
 
 
 def test_engine_folds_batchnorm_without_changing_what_a_layer_shows():
