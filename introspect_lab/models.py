@@ -96,9 +96,6 @@ class ModelSpec:
     def bundled(self) -> bool:
         return self.torchvision_weights is None
 
-    def weights(self):  # -> torchvision WeightsEnum member
-        return torchvision_models.get_weight(self.torchvision_weights)
-
     @property
     def url(self) -> str | None:
         if self.bundled:
